@@ -1,0 +1,69 @@
+/**
+ * CLI entry. Start-up time matters (`zester local` competes with C agents), so each command's
+ * module is imported only when that command runs.
+ */
+
+import { suggestion } from "../util/suggest.js";
+import { UsageError } from "./errors.js";
+
+export type CommandRunner = (argv: string[]) => Promise<number>;
+
+/** First word → module that handles it. `target` is the Salt-style `zester '<target>' fn` form. */
+const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
+  local: () => import("./local.js"),
+  doc: () => import("./doc.js"),
+  "nats-auth": () => import("./nats-auth.js"),
+  ca: () => import("./ca.js"),
+  peel: () => import("./peel.js"),
+};
+
+export const VERSION = "0.1.0";
+
+const HELP = `zester ${VERSION} — configuration management over NATS
+
+Usage:
+  zester local <module.function> [id] [key=value ...]   run on this machine, no NATS
+  zester local state.apply [sls,...] [--test]            apply states masterless
+  zester doc [module|module.function]                    module documentation
+  zester nats-auth init --dir DIR                        operator, accounts, creds, server config
+  zester ca init --dir DIR                               certificate authority for NATS TLS
+  zester ca issue nats-server --dir DIR --host H...      server certificate
+  zester peel creds <peel-id> --dir DIR                  least-privilege creds for one peel
+
+Options: --help on any command, --version.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    process.stdout.write(HELP);
+    return cmd === undefined ? 1 : 0;
+  }
+  if (cmd === "--version" || cmd === "-V") {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const loader = COMMANDS[cmd];
+  try {
+    if (!loader) {
+      throw new UsageError(
+        `unknown command "${cmd}"${suggestion(cmd, Object.keys(COMMANDS))}; see zester --help`,
+      );
+    }
+    const mod = await loader();
+    return await mod.run(rest);
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+export function reportError(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`zester: ${err.message}\n`);
+    return 1;
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`zester: ${msg}\n`);
+  if (process.env.ZESTER_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  return 1;
+}

@@ -1,0 +1,98 @@
+/**
+ * The module contract. Every state module family lives in one file under src/modules/ and exports
+ * a `ModuleFamily`. The state engine knows nothing else about modules.
+ *
+ * Check and apply come from one computed plan: `plan()` inspects the system (read-only) and returns
+ * what differs; the runner reports the plan in test mode, or calls `plan.apply()` to enforce exactly
+ * that plan. A module never decides twice.
+ */
+
+export type ParamType = "string" | "number" | "integer" | "boolean" | "list" | "map" | "any";
+
+export interface ParamSpec {
+  /** One type or several accepted types (e.g. ["string", "list"]). */
+  type: ParamType | readonly ParamType[];
+  /** One or two sentences; served by `zester doc`. */
+  doc: string;
+  required?: boolean;
+  default?: unknown;
+  /** Other accepted names (Salt spellings or friendlier ones): `path` for `name`, etc. */
+  aliases?: readonly string[];
+  /** Allowed values for string parameters. */
+  enum?: readonly string[];
+  /** For list params: the element type. */
+  items?: ParamType;
+}
+
+export type Params = Record<string, unknown>;
+
+/** Services the engine hands to a module; nothing module-specific, no NATS. */
+export interface ModuleContext {
+  /** True for dry runs: plan() is still called, apply() never. */
+  test: boolean;
+  /** The state id, for messages. */
+  id: string;
+  /** Source file of the state (relative sls path), if any. */
+  sls?: string;
+  /** Root of the states tree (for `salt://`-style and relative sources). */
+  statesDir?: string;
+  facts: Record<string, unknown>;
+  settings: Record<string, unknown>;
+  /** Renders a Jinja template string with the standard context plus `extra`. */
+  render(template: string, extra: Record<string, unknown>, source: string): Promise<string>;
+  /** Cancellation for long-running work (failhard, job cancel). */
+  signal?: AbortSignal;
+  /** Calls another module's function (module.run, onlyif {fun: ...}). */
+  call?(fun: string, args: Params): Promise<unknown>;
+}
+
+/** What a state would change. Empty `changes` means the system already matches. */
+export interface Plan {
+  changes: Record<string, unknown>;
+  comment: string;
+  /** Unified diff for file contents, if any. */
+  diff?: string;
+  /** Enforces exactly this plan; only present when `changes` is non-empty. */
+  apply?(): Promise<ApplyOutcome | undefined>;
+  /** A plan can also be a failure found while checking (bad source, unreadable file...). */
+  failed?: boolean;
+}
+
+export interface ApplyOutcome {
+  /** Replaces the planned changes when applying learned more (e.g. command output). */
+  changes?: Record<string, unknown>;
+  comment?: string;
+  /** False when the apply ran but did not succeed (e.g. a command exit code != 0). */
+  result?: boolean;
+}
+
+export interface StateFunction {
+  doc: string;
+  params: Record<string, ParamSpec>;
+  /** Parameter that defaults to the state id (Salt's `name`). */
+  primary: string;
+  /** Check: read-only. Must not touch the system. */
+  plan(params: Params, ctx: ModuleContext): Promise<Plan>;
+  /**
+   * Salt's mod_watch: what a `watch`/`listen` trigger does (service restart, cmd.wait runs).
+   * Absent means a watch trigger does nothing beyond the normal run.
+   */
+  watch?(params: Params, ctx: ModuleContext): Promise<Plan>;
+}
+
+export interface ExecFunction {
+  doc: string;
+  params: Record<string, ParamSpec>;
+  /** Positional arguments map onto these parameter names, in order. */
+  positional?: readonly string[];
+  /** Read-only functions may run concurrently with others on a peel. */
+  readOnly?: boolean;
+  run(params: Params, ctx: ModuleContext): Promise<unknown>;
+}
+
+export interface ModuleFamily {
+  name: string;
+  doc: string;
+  states: Record<string, StateFunction>;
+  exec?: Record<string, ExecFunction>;
+}

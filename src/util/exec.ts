@@ -1,0 +1,80 @@
+import { spawn } from "node:child_process";
+
+export interface ExecOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Run as this user (via runuser/su when we are root). */
+  runas?: string;
+  /** Shell for string commands; default /bin/sh. */
+  shell?: string;
+  /** Data written to stdin; stdin is closed either way so nothing can wait on a prompt. */
+  input?: string;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  retcode: number;
+  stdout: string;
+  stderr: string;
+  /** Set when the process was killed by a signal (timeout, cancel). */
+  signal?: string;
+}
+
+/**
+ * Runs a command and collects its output. A string is run by the shell; an array is exec'd
+ * directly (no quoting issues). A non-zero exit is a result, not an exception; only failing to
+ * start at all (ENOENT for the binary, bad cwd) rejects.
+ */
+export function run(command: string | readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  let file: string;
+  let args: string[];
+  if (typeof command === "string") {
+    file = opts.shell ?? "/bin/sh";
+    args = ["-c", command];
+  } else {
+    if (command.length === 0) return Promise.reject(new Error("empty command"));
+    file = command[0]!;
+    args = command.slice(1);
+  }
+  if (opts.runas !== undefined) {
+    args = ["-u", opts.runas, "--", file, ...args];
+    file = "runuser";
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      cwd: opts.cwd,
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+      stdio: ["pipe", "pipe", "pipe"],
+      signal: opts.signal,
+      timeout: opts.timeoutMs,
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.stdin.on("error", () => {});
+    child.stdin.end(opts.input ?? "");
+    let startError: Error | undefined;
+    child.on("error", (e) => {
+      startError = e;
+    });
+    child.on("close", (code, sig) => {
+      if (startError && code === null && sig === null) {
+        reject(startError);
+        return;
+      }
+      const res: ExecResult = {
+        retcode: code ?? 128,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      };
+      if (sig) res.signal = sig;
+      if (startError && (startError as NodeJS.ErrnoException).code !== "ABORT_ERR" && code === null) {
+        reject(startError);
+        return;
+      }
+      resolve(res);
+    });
+  });
+}

@@ -1,0 +1,57 @@
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+/** True when the error is "no such file or directory" — the only error that means absent. */
+export function isENOENT(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === "ENOENT";
+}
+
+/** stat() that returns undefined for ENOENT and throws for anything else. */
+export async function statOrUndefined(path: string) {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if (isENOENT(err)) return undefined;
+    throw err;
+  }
+}
+
+export interface WriteOptions {
+  mode?: number;
+  /** Refuse to replace an existing file. */
+  exclusive?: boolean;
+}
+
+/**
+ * Writes a file atomically: a temp file in the same directory, fsync, then rename, so a reader
+ * never sees half a file and a crash never leaves one.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: WriteOptions = {}) {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  if (opts.exclusive && (await statOrUndefined(path))) {
+    throw new Error(`${path} already exists (use --force to overwrite)`);
+  }
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const fh = await open(tmp, "wx", opts.mode ?? 0o644);
+  try {
+    await fh.writeFile(data);
+    if (opts.mode !== undefined) await fh.chmod(opts.mode);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  if (opts.mode !== undefined) await chmod(path, opts.mode);
+}
+
+/** Secrets (seeds, creds, keys) are always 0600 and never silently replaced. */
+export async function writeSecretFile(path: string, data: string, force = false) {
+  await writeFileAtomic(path, data, { mode: 0o600, exclusive: !force });
+}
