@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system tools the test suite drives for real (nats-server above all) when they are
+# missing. Runs before `npm test`; needs root and apt-get (Debian/Ubuntu) to install anything,
+# otherwise it says what to install and fails.
+set -euo pipefail
+
+missing=()
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+for tool in git tar gzip xz:xz-utils unzip crontab:cron openssl; do
+  bin=${tool%%:*}; pkg=${tool##*:}
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "zester tests need: ${missing[*]} (install them with your package manager, then re-run)" >&2
+  exit 1
+fi
+echo "installing test prerequisites: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
