@@ -17,8 +17,10 @@ export interface ExecResult {
   retcode: number;
   stdout: string;
   stderr: string;
-  /** Set when the process was killed by a signal (timeout, cancel). */
+  /** Set when the process was killed by a signal. */
   signal?: string;
+  /** "timeout" or "canceled" when we killed it. */
+  killed?: string;
 }
 
 /**
@@ -42,15 +44,31 @@ export function run(command: string | readonly string[], opts: ExecOptions = {})
     file = "runuser";
   }
   return new Promise((resolve, reject) => {
+    // Own process group, so a timeout or cancel kills the whole tree (a shell's children too),
+    // not just the shell while its children keep our pipes open.
     const child = spawn(file, args, {
       cwd: opts.cwd,
       env: opts.env ? { ...process.env, ...opts.env } : process.env,
       stdio: ["pipe", "pipe", "pipe"],
-      signal: opts.signal,
-      timeout: opts.timeoutMs,
+      detached: true,
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    let killedBy: string | undefined;
+    const killTree = (why: string) => {
+      if (killedBy !== undefined || child.pid === undefined) return;
+      killedBy = why;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+    };
+    const timer =
+      opts.timeoutMs !== undefined ? setTimeout(() => killTree("timeout"), opts.timeoutMs) : undefined;
+    const onAbort = () => killTree("canceled");
+    if (opts.signal?.aborted) onAbort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
     child.stdin.on("error", () => {});
@@ -60,7 +78,9 @@ export function run(command: string | readonly string[], opts: ExecOptions = {})
       startError = e;
     });
     child.on("close", (code, sig) => {
-      if (startError && code === null && sig === null) {
+      if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      if (startError) {
         reject(startError);
         return;
       }
@@ -70,10 +90,7 @@ export function run(command: string | readonly string[], opts: ExecOptions = {})
         stderr: Buffer.concat(err).toString("utf8"),
       };
       if (sig) res.signal = sig;
-      if (startError && (startError as NodeJS.ErrnoException).code !== "ABORT_ERR" && code === null) {
-        reject(startError);
-        return;
-      }
+      if (killedBy !== undefined) res.killed = killedBy;
       resolve(res);
     });
   });
