@@ -1,0 +1,304 @@
+import { describe, expect, test } from "vitest";
+import { parse } from "yaml";
+import { exitCodeFor, formatMs, formatRuns, type PeelRun } from "../src/cli/output.js";
+import type { StateResult } from "../src/state/result.js";
+
+function state(over: Partial<StateResult> & Pick<StateResult, "id" | "module" | "run_num">): StateResult {
+  return {
+    name: `${over.module}:${over.id}`,
+    result: true,
+    changed: false,
+    comment: "",
+    changes: {},
+    skipped: false,
+    duration_ms: 1.5,
+    ...over,
+  };
+}
+
+const ok = state({ id: "nginx", module: "pkg.installed", run_num: 0, comment: "All packages installed" });
+const changed = state({
+  id: "/etc/nginx/nginx.conf",
+  module: "file.managed",
+  run_num: 1,
+  changed: true,
+  comment: "File updated",
+  changes: { mode: "0644" },
+  diff: "--- a/etc/nginx/nginx.conf\n+++ b/etc/nginx/nginx.conf\n@@ -1 +1 @@\n-worker 1\n+worker 4\n",
+  duration_ms: 12.25,
+});
+const failed = state({
+  id: "migrate",
+  module: "cmd.run",
+  run_num: 2,
+  result: false,
+  comment: "exit 1\nno db",
+});
+const skipped = state({
+  id: "reload",
+  module: "service.running",
+  run_num: 3,
+  result: false,
+  skipped: true,
+  skip_reason: "requisite failed: cmd.run:migrate",
+});
+
+const web01: PeelRun = {
+  peel_id: "web-01",
+  success: false,
+  status: "failed",
+  // Deliberately out of order: text output follows run_num.
+  results: [failed, ok, skipped, changed],
+};
+
+const ESC = "\x1b[";
+
+describe("text", () => {
+  test("full highstate-style output, no colour", () => {
+    const out = formatRuns([web01], "text", { color: false });
+    expect(out).toBe(
+      [
+        "web-01:",
+        "----------",
+        "          ID: nginx",
+        "    Function: pkg.installed",
+        "        Name: pkg.installed:nginx",
+        "      Result: True",
+        "     Comment: All packages installed",
+        "    Duration: 1.500 ms",
+        "     Changes:",
+        "----------",
+        "          ID: /etc/nginx/nginx.conf",
+        "    Function: file.managed",
+        "        Name: file.managed:/etc/nginx/nginx.conf",
+        "      Result: True",
+        "     Comment: File updated",
+        "    Duration: 12.250 ms",
+        "     Changes:",
+        '              mode: "0644"',
+        "              diff:",
+        "                  --- a/etc/nginx/nginx.conf",
+        "                  +++ b/etc/nginx/nginx.conf",
+        "                  @@ -1 +1 @@",
+        "                  -worker 1",
+        "                  +worker 4",
+        "----------",
+        "          ID: migrate",
+        "    Function: cmd.run",
+        "        Name: cmd.run:migrate",
+        "      Result: False",
+        "     Comment: exit 1",
+        "              no db",
+        "    Duration: 1.500 ms",
+        "     Changes:",
+        "----------",
+        "          ID: reload",
+        "    Function: service.running",
+        "        Name: service.running:reload",
+        "      Result: Skipped",
+        "     Comment: requisite failed: cmd.run:migrate",
+        "    Duration: 1.500 ms",
+        "     Changes:",
+        "----------",
+        "",
+        "Summary for web-01",
+        "------------",
+        "Succeeded: 2 (changed=1)",
+        "Failed:    1",
+        "Skipped:   1",
+        "------------",
+        "Total states run:     4",
+        "Total run time:  16.750 ms",
+        "",
+      ].join("\n"),
+    );
+    expect(out).not.toContain(ESC);
+  });
+
+  test("colours: green ok, cyan changed, red failed, yellow skipped; diff lines coloured", () => {
+    const out = formatRuns([web01], "text", { color: true });
+    const lines = out.split("\n");
+    const line = (text: string) => lines.find((l) => l.includes(text))!;
+    expect(line("ID: nginx")).toBe(`${ESC}0;32m          ID: nginx${ESC}0m`);
+    expect(line("ID: /etc/nginx")).toBe(`${ESC}0;36m          ID: /etc/nginx/nginx.conf${ESC}0m`);
+    expect(line("ID: migrate")).toBe(`${ESC}0;31m          ID: migrate${ESC}0m`);
+    expect(line("Result: Skipped")).toBe(`${ESC}0;33m      Result: Skipped${ESC}0m`);
+    expect(line("+worker 4")).toBe(`                  ${ESC}0;32m+worker 4${ESC}0m`);
+    expect(line("-worker 1")).toBe(`                  ${ESC}0;31m-worker 1${ESC}0m`);
+    expect(line("@@ -1")).toBe(`                  ${ESC}0;36m@@ -1 +1 @@${ESC}0m`);
+    expect(line("+++ b/")).toBe("                  +++ b/etc/nginx/nginx.conf");
+    expect(line("Succeeded")).toBe(`${ESC}0;32mSucceeded: 2${ESC}0m ${ESC}0;36m(changed=1)${ESC}0m`);
+    expect(line("Failed:")).toBe(`${ESC}0;31mFailed:    1${ESC}0m`);
+    expect(lines[0]).toBe(`${ESC}0;31mweb-01:${ESC}0m`);
+    // Stripping the codes gives exactly the uncoloured output.
+    expect(out.replace(/\x1b\[[0-9;]*m/g, "")).toBe(formatRuns([web01], "text", { color: false }));
+  });
+
+  test("test mode: pending states show Result: None in yellow and are counted", () => {
+    const pending = state({
+      id: "/etc/motd",
+      module: "file.managed",
+      run_num: 0,
+      pending: true,
+      comment: "The file would be updated",
+      diff: "+hello\n",
+    });
+    const run: PeelRun = {
+      peel_id: "db-1",
+      success: true,
+      status: "success",
+      results: [pending, { ...ok, run_num: 1 }],
+    };
+    const out = formatRuns([run], "text", { color: true });
+    expect(out).toContain(`${ESC}0;33m      Result: None${ESC}0m`);
+    expect(out).toContain(`${ESC}0;32mSucceeded: 2${ESC}0m (changed=0, pending=1)`);
+  });
+
+  test('stateOutput "changes" hides unchanged successes and skips, keeps the summary whole', () => {
+    const out = formatRuns([web01], "text", { color: false, stateOutput: "changes" });
+    expect(out).not.toContain("ID: nginx\n");
+    expect(out).not.toContain("ID: reload");
+    expect(out).toContain("ID: /etc/nginx/nginx.conf");
+    expect(out).toContain("ID: migrate");
+    expect(out).toContain("Total states run:     4");
+    expect(out).toContain("Skipped:   1");
+  });
+
+  test("given summary wins over recomputation; run time in seconds above 1 s", () => {
+    const run: PeelRun = {
+      peel_id: "p",
+      success: true,
+      status: "success",
+      results: [ok],
+      summary: { succeeded: 1, failed: 0, changed: 0, skipped: 0, total: 1, duration_ms: 2345.6 },
+    };
+    expect(formatRuns([run], "text", { color: false })).toContain("Total run time:    2.346 s\n");
+  });
+
+  test("unreachable peels, exec returns, errors and a fleet line", () => {
+    const runs: PeelRun[] = [
+      { peel_id: "a", success: true, status: "success", results: [], returned: true },
+      { peel_id: "b", success: false, status: "unreachable", results: [] },
+      { peel_id: "c", success: true, status: "success", results: [], returned: "line one\nline two\n" },
+      { peel_id: "d", success: true, status: "success", results: [], returned: { pid: 42, ok: false } },
+      {
+        peel_id: "e",
+        success: false,
+        status: "failed",
+        error: "render error: top.zy:3: undefined",
+        results: [],
+      },
+    ];
+    expect(formatRuns(runs, "text", { color: false })).toBe(
+      [
+        "a:",
+        "    True",
+        "",
+        "b:",
+        "    Peel did not return: no response",
+        "",
+        "c:",
+        "    line one",
+        "    line two",
+        "",
+        "d:",
+        "    pid: 42",
+        "    ok: false",
+        "",
+        "e:",
+        "----------",
+        "Error: render error: top.zy:3: undefined",
+        "",
+        "Summary for e",
+        "------------",
+        "Succeeded: 0 (changed=0)",
+        "Failed:    0",
+        "Skipped:   0",
+        "------------",
+        "Total states run:     0",
+        "Total run time:   0.000 ms",
+        "",
+        "Peels: 5, succeeded: 3, failed: 1, unreachable: 1",
+        "",
+      ].join("\n"),
+    );
+  });
+});
+
+describe("json and yaml", () => {
+  const runs: PeelRun[] = [
+    web01,
+    { peel_id: "web-02", success: false, status: "unreachable", error: "timeout after 30s", results: [] },
+    { peel_id: "web-03", success: true, status: "success", results: [], returned: true },
+  ];
+
+  test("json: an array, one object per peel, error always present, return for exec calls", () => {
+    const out = formatRuns(runs, "json", { color: true });
+    expect(out.endsWith("\n")).toBe(true);
+    expect(out).not.toContain(ESC);
+    const data = JSON.parse(out);
+    expect(data).toHaveLength(3);
+    expect(Object.keys(data[0])).toEqual(["peel_id", "success", "status", "error", "results", "summary"]);
+    expect(data[0].error).toBeNull();
+    expect(data[0].results).toEqual(web01.results);
+    expect(data[0].summary).toEqual({
+      succeeded: 2,
+      failed: 1,
+      changed: 1,
+      skipped: 1,
+      total: 4,
+      duration_ms: 16.75,
+    });
+    expect(data[1]).toEqual({
+      peel_id: "web-02",
+      success: false,
+      status: "unreachable",
+      error: "timeout after 30s",
+      results: [],
+    });
+    expect(data[2]).toEqual({
+      peel_id: "web-03",
+      success: true,
+      status: "success",
+      error: null,
+      results: [],
+      return: true,
+    });
+  });
+
+  test("yaml carries the same data", () => {
+    const out = formatRuns(runs, "yaml", { color: true });
+    expect(parse(out)).toEqual(JSON.parse(formatRuns(runs, "json", { color: false })));
+    expect(out).toContain("      diff: |\n        --- a/etc/nginx/nginx.conf\n");
+  });
+
+  test("no peels", () => {
+    expect(formatRuns([], "json", { color: false })).toBe("[]\n");
+    expect(formatRuns([], "yaml", { color: false })).toBe("[]\n");
+  });
+});
+
+describe("exitCodeFor", () => {
+  const s = (status: PeelRun["status"], success = status === "success"): PeelRun => ({
+    peel_id: status,
+    success,
+    status,
+    results: [],
+  });
+  test("0 / 2 / 3 / 4", () => {
+    expect(exitCodeFor([])).toBe(0);
+    expect(exitCodeFor([s("success"), s("success")])).toBe(0);
+    expect(exitCodeFor([s("success"), s("failed")])).toBe(2);
+    expect(exitCodeFor([s("success"), s("unreachable")])).toBe(3);
+    expect(exitCodeFor([s("failed"), s("unreachable")])).toBe(4);
+    // success: false with a loose status still counts as a failure
+    expect(exitCodeFor([s("success", false)])).toBe(2);
+  });
+});
+
+test("formatMs", () => {
+  expect(formatMs(0.5)).toBe("0.500 ms");
+  expect(formatMs(999.9994)).toBe("999.999 ms");
+  expect(formatMs(999.9996)).toBe("1.000 s");
+  expect(formatMs(1500)).toBe("1.500 s");
+});
