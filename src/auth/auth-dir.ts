@@ -1,0 +1,187 @@
+/**
+ * The auth directory written by `zester nats-auth init`: trust chain seeds and JWTs, role creds,
+ * the CA and server certificate, and a ready nats-server.conf. Secrets are 0600 and nothing is
+ * replaced without `force`.
+ */
+
+import { mkdir, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { decode } from "@nats-io/jwt";
+import { assertPeelId } from "../bus/names.js";
+import { CA_FILES, ensureCaAndServerCert } from "../ca/ca.js";
+import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
+import { type AccountSigner, createTrustHierarchy, issueRoleCreds, issueUserCreds } from "./hierarchy.js";
+import { permissionsFor, type Role } from "./permissions.js";
+import { renderServerConfig } from "./server-config.js";
+
+export const AUTH_FILES = {
+  operatorJwt: "operator.jwt",
+  operatorSeed: "operator.nk",
+  operatorSigningSeed: "operator-signing.nk",
+  systemAccountJwt: "sys-account.jwt",
+  systemAccountSeed: "sys-account.nk",
+  systemAccountSigningSeed: "sys-account-signing.nk",
+  /** A system-account user, for pushing account updates and revocations to the resolver. */
+  systemCreds: "sys.creds",
+  accountJwt: "zester-account.jwt",
+  accountSeed: "zester-account.nk",
+  /** Signs user JWTs: what `zester peel creds` (and enrollment) need to issue peel creds. */
+  accountSigningSeed: "zester-account-signing.nk",
+  masterCreds: "master.creds",
+  adminCreds: "admin.creds",
+  serverConfig: "nats-server.conf",
+  resolverDir: "resolver",
+  jetstreamDir: "jetstream",
+  peelCredsDir: "peels",
+} as const;
+
+export const DEFAULT_NATS_PORT = 4222;
+
+export interface InitAuthOptions {
+  dir: string;
+  force?: boolean;
+  /** Extra names for the server certificate (localhost and loopback IPs are always included). */
+  hosts?: readonly string[];
+  port?: number;
+  /** Listen address for the server config; omitted = all interfaces. */
+  listenHost?: string;
+}
+
+export interface InitAuthResult {
+  written: string[];
+  /** Existing CA / server cert files that were kept. */
+  kept: string[];
+}
+
+const SECRET_OUTPUTS = [
+  AUTH_FILES.operatorSeed,
+  AUTH_FILES.operatorSigningSeed,
+  AUTH_FILES.systemAccountSeed,
+  AUTH_FILES.systemAccountSigningSeed,
+  AUTH_FILES.systemCreds,
+  AUTH_FILES.accountSeed,
+  AUTH_FILES.accountSigningSeed,
+  AUTH_FILES.masterCreds,
+  AUTH_FILES.adminCreds,
+];
+const PUBLIC_OUTPUTS = [
+  AUTH_FILES.operatorJwt,
+  AUTH_FILES.systemAccountJwt,
+  AUTH_FILES.accountJwt,
+  AUTH_FILES.serverConfig,
+];
+
+export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult> {
+  const dir = resolve(opts.dir);
+  const force = opts.force ?? false;
+  if (!force) {
+    const existing: string[] = [];
+    for (const f of [...SECRET_OUTPUTS, ...PUBLIC_OUTPUTS]) {
+      if (await statOrUndefined(join(dir, f))) existing.push(f);
+    }
+    if (existing.length > 0) {
+      throw new Error(`${dir} already holds ${existing.join(", ")} (use --force to overwrite)`);
+    }
+  }
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const written: string[] = [];
+  const secret = async (name: string, data: string) => {
+    await writeSecretFile(join(dir, name), data.endsWith("\n") ? data : `${data}\n`, force);
+    written.push(join(dir, name));
+  };
+  const pub = async (name: string, data: string) => {
+    await writeFileAtomic(join(dir, name), data.endsWith("\n") ? data : `${data}\n`, { mode: 0o644 });
+    written.push(join(dir, name));
+  };
+
+  const th = await createTrustHierarchy();
+  await secret(AUTH_FILES.operatorSeed, th.operator.seed);
+  await secret(AUTH_FILES.operatorSigningSeed, th.operator.signingSeed);
+  await pub(AUTH_FILES.operatorJwt, th.operator.jwt);
+  await secret(AUTH_FILES.systemAccountSeed, th.system.seed);
+  await secret(AUTH_FILES.systemAccountSigningSeed, th.system.signingSeed);
+  await pub(AUTH_FILES.systemAccountJwt, th.system.jwt);
+  await secret(AUTH_FILES.accountSeed, th.zester.seed);
+  await secret(AUTH_FILES.accountSigningSeed, th.zester.signingSeed);
+  await pub(AUTH_FILES.accountJwt, th.zester.jwt);
+
+  const zesterSigner: AccountSigner = {
+    accountPublicKey: th.zester.publicKey,
+    signingSeed: th.zester.signingSeed,
+  };
+  const sysSigner: AccountSigner = {
+    accountPublicKey: th.system.publicKey,
+    signingSeed: th.system.signingSeed,
+  };
+  await secret(AUTH_FILES.systemCreds, await issueUserCreds(sysSigner, "sys", undefined));
+  await secret(AUTH_FILES.masterCreds, await issueRoleCreds(zesterSigner, "master"));
+  await secret(AUTH_FILES.adminCreds, await issueRoleCreds(zesterSigner, "admin"));
+
+  const ca = await ensureCaAndServerCert(dir, opts.hosts ?? []);
+  written.push(...ca.written);
+
+  await mkdir(join(dir, AUTH_FILES.resolverDir), { recursive: true, mode: 0o700 });
+  await mkdir(join(dir, AUTH_FILES.jetstreamDir), { recursive: true, mode: 0o700 });
+  const conf = renderServerConfig({
+    dir,
+    port: opts.port ?? DEFAULT_NATS_PORT,
+    ...(opts.listenHost !== undefined ? { host: opts.listenHost } : {}),
+    operatorJwtFile: AUTH_FILES.operatorJwt,
+    systemAccountPublicKey: th.system.publicKey,
+    accounts: { [th.system.publicKey]: th.system.jwt, [th.zester.publicKey]: th.zester.jwt },
+    resolverDir: AUTH_FILES.resolverDir,
+    jetstreamDir: AUTH_FILES.jetstreamDir,
+    certFile: CA_FILES.serverCert,
+    keyFile: CA_FILES.serverKey,
+  });
+  await pub(AUTH_FILES.serverConfig, conf);
+  return { written, kept: ca.kept };
+}
+
+/** Loads what is needed to issue users in the ZESTER account from an auth dir. */
+export async function loadAccountSigner(dir: string): Promise<AccountSigner> {
+  const jwtPath = join(dir, AUTH_FILES.accountJwt);
+  const seedPath = join(dir, AUTH_FILES.accountSigningSeed);
+  let jwt: string;
+  let signingSeed: string;
+  try {
+    jwt = (await readFile(jwtPath, "utf8")).trim();
+    signingSeed = (await readFile(seedPath, "utf8")).trim();
+  } catch (err) {
+    throw new Error(
+      `cannot read the account signing material in ${dir} (run \`zester nats-auth init --dir ${dir}\`): ` +
+        (err as Error).message,
+    );
+  }
+  return { accountPublicKey: decode(jwt).sub, signingSeed };
+}
+
+export function peelCredsPath(dir: string, peelId: string): string {
+  return join(dir, AUTH_FILES.peelCredsDir, `${assertPeelId(peelId)}.creds`);
+}
+
+/** Issues least-privilege creds for one peel and writes them (0600) to `out` or the default path. */
+export async function issuePeelCredsFile(
+  dir: string,
+  peelId: string,
+  opts: { out?: string; force?: boolean } = {},
+): Promise<string> {
+  assertPeelId(peelId);
+  const signer = await loadAccountSigner(dir);
+  const out = opts.out ?? peelCredsPath(dir, peelId);
+  const creds = await issueRoleCreds(signer, { peel: peelId });
+  await writeSecretFile(out, creds, opts.force ?? false);
+  return out;
+}
+
+/** Re-issues role creds (e.g. after a permissions change) without touching the trust chain. */
+export async function issueRoleCredsFile(
+  dir: string,
+  role: Role,
+  opts: { out?: string; force?: boolean } = {},
+): Promise<string> {
+  const signer = await loadAccountSigner(dir);
+  const out = opts.out ?? join(dir, role === "master" ? AUTH_FILES.masterCreds : AUTH_FILES.adminCreds);
+  await writeSecretFile(out, await issueUserCreds(signer, role, permissionsFor(role)), opts.force ?? false);
+  return out;
+}
