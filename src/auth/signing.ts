@@ -1,0 +1,86 @@
+/**
+ * Signed commands. Subject permissions do not prove who published a message (a peel can make the
+ * server deliver onto another subject through a consumer's deliver subject or a reply-to), so every
+ * command carries a master's Ed25519 nkey signature over all of its fields. Peels verify it against
+ * the master keys they trust and reject altered, misaddressed and stale commands; replays are
+ * caught by the peel's persisted job-id store.
+ */
+import { fromPublic, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import type { Command } from "../jobs/wire.js";
+
+/** How far a command's timestamp may be from the peel's clock. */
+export const DEFAULT_MAX_SKEW_MS = 120_000;
+
+/** JSON with object keys sorted at every level, so signer and verifier hash the same bytes. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") {
+    if (value === undefined) return "null";
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
+}
+
+const enc = new TextEncoder();
+
+function signedBytes(cmd: Omit<Command, "sig">): Uint8Array {
+  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master } = cmd;
+  return enc.encode(canonicalJson({ jid, fun, args, kwargs, test, peel, ts, timeout_s, master }));
+}
+
+export type UnsignedCommand = Omit<Command, "sig" | "master">;
+
+export function signCommand(signer: KeyPair, cmd: UnsignedCommand): Command {
+  const withKey = { ...cmd, master: signer.getPublicKey() };
+  const sig = Buffer.from(signer.sign(signedBytes(withKey))).toString("base64url");
+  return { ...withKey, sig };
+}
+
+export type Verdict = { ok: true } | { ok: false; reason: string };
+
+export interface VerifyOptions {
+  /** Public nkeys of the masters this peel trusts. */
+  trusted: ReadonlySet<string>;
+  /** The peel verifying: a command addressed to another peel is refused. */
+  peel: string;
+  now?: number;
+  maxSkewMs?: number;
+}
+
+export function verifyCommand(cmd: Partial<Command>, opts: VerifyOptions): Verdict {
+  if (typeof cmd.sig !== "string" || cmd.sig === "") return { ok: false, reason: "unsigned command" };
+  if (typeof cmd.master !== "string" || !opts.trusted.has(cmd.master)) {
+    return { ok: false, reason: `signed by an untrusted key ${String(cmd.master)}` };
+  }
+  if (typeof cmd.jid !== "string" || typeof cmd.fun !== "string" || typeof cmd.ts !== "number") {
+    return { ok: false, reason: "malformed command" };
+  }
+  let valid = false;
+  try {
+    valid = fromPublic(cmd.master).verify(signedBytes(cmd as Command), Buffer.from(cmd.sig, "base64url"));
+  } catch {
+    valid = false;
+  }
+  if (!valid) return { ok: false, reason: "bad signature (command altered or forged)" };
+  if (cmd.peel !== opts.peel)
+    return { ok: false, reason: `command is addressed to ${String(cmd.peel)}, not ${opts.peel}` };
+  const skew = Math.abs((opts.now ?? Date.now()) - cmd.ts);
+  if (skew > (opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS)) {
+    return {
+      ok: false,
+      reason: `stale command (signed ${Math.round(skew / 1000)} s away from this peel's clock)`,
+    };
+  }
+  return { ok: true };
+}
+
+/** The nkey seed inside a `.creds` file: masters sign commands with their own user key. */
+export function keyPairFromCreds(creds: string): KeyPair {
+  const m = /-----BEGIN USER NKEY SEED-----\s*([A-Z0-9]+)\s*------END USER NKEY SEED------/.exec(creds);
+  if (!m) throw new Error("creds file has no user nkey seed");
+  return fromSeed(enc.encode(m[1]!));
+}
