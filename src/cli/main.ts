@@ -15,13 +15,22 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   "nats-auth": () => import("./nats-auth.js"),
   ca: () => import("./ca.js"),
   peel: () => import("./peel.js"),
+  job: () => import("./job.js"),
+  master: () => import("./master-daemon.js"),
+  "peel-daemon": () => import("./peel-daemon.js"),
 };
+
+/** `zester '<target>' module.function ...`: the second word names a function. */
+const FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/;
+const targetCommand = () => import("./target.js");
 
 export const VERSION = "0.1.0";
 
 const HELP = `zester ${VERSION} — configuration management over NATS
 
 Usage:
+  zester '<target>' <module.function> [args] [key=value ...] [--test] [--timeout S] [--format F] [--async]
+  zester peel list | job list|show|active|kill            fleet status
   zester local <module.function> [id] [key=value ...]   run on this machine, no NATS
   zester local state.apply [sls,...] [--test]            apply states masterless
   zester doc [module|module.function]                    module documentation
@@ -43,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const loader = COMMANDS[cmd];
+  const loader = COMMANDS[cmd] ?? (rest[0] !== undefined && FUNCTION_NAME.test(rest[0]) ? targetCommand : undefined);
   try {
     if (!loader) {
       throw new UsageError(
@@ -51,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
       );
     }
     const mod = await loader();
-    return await mod.run(rest);
+    return await mod.run(loader === targetCommand ? argv : rest);
   } catch (err) {
     return reportError(err);
   }

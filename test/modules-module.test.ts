@@ -1,0 +1,108 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { resolveExec } from "../src/modules/index.js";
+import { callParams, family } from "../src/modules/module.js";
+import type { ModuleContext, Params } from "../src/modules/types.js";
+import { moduleContext, runState, tempDir } from "./support/module-context.js";
+
+const moduleRun = family.states.run!;
+
+let dir = "";
+let cleanup: () => Promise<void> = async () => {};
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir("zester-modrun-"));
+});
+afterEach(() => cleanup());
+
+/** A real call path: resolve the exec function and run it, recording each call. */
+function recordingContext(test = false) {
+  const calls: Array<{ fun: string; args: Params }> = [];
+  const ctx: ModuleContext = moduleContext({
+    test,
+    call: async (fun, args) => {
+      calls.push({ fun, args });
+      const r = await resolveExec(fun);
+      if (!r.ok) throw new Error(r.error);
+      return r.fn.run(args, ctx);
+    },
+  });
+  return { ctx, calls };
+}
+
+describe("module.run", () => {
+  it("maps positional args onto the function's parameters and reports the return value", async () => {
+    const { ctx, calls } = recordingContext();
+    const r = await runState(
+      moduleRun,
+      { name: "cmd.run_all", args: ["echo hi; exit 0"], kwargs: { cwd: dir } },
+      ctx,
+    );
+    expect(r.result, r.comment).toBe(true);
+    expect(r.changed).toBe(true);
+    expect(calls).toEqual([{ fun: "cmd.run_all", args: { cmd: "echo hi; exit 0", cwd: dir } }]);
+    expect(r.changes).toEqual({ function: "cmd.run_all", ret: { retcode: 0, stdout: "hi", stderr: "" } });
+  });
+
+  it("accepts the function as the state id", async () => {
+    const calls: string[] = [];
+    const ctx = moduleContext({
+      id: "test.ping",
+      call: async (fun) => {
+        calls.push(fun);
+        return true;
+      },
+    });
+    const r = await runState(moduleRun, {}, ctx);
+    expect(r.changes).toEqual({ function: "test.ping", ret: true });
+    expect(calls).toEqual(["test.ping"]);
+  });
+
+  it("does not call anything in test mode", async () => {
+    const marker = join(dir, "called");
+    const { ctx, calls } = recordingContext(true);
+    const r = await runState(moduleRun, { name: "cmd.run", args: [`touch ${marker}`] }, ctx);
+    expect(r.result).toBe(true);
+    expect(r.pending).toBe(true);
+    expect(calls).toEqual([]);
+    await expect(stat(marker)).rejects.toThrow(/ENOENT/);
+  });
+
+  it("fails the state when the call throws", async () => {
+    const ctx = moduleContext({
+      call: async () => {
+        throw new Error("boom");
+      },
+    });
+    const r = await runState(moduleRun, { name: "test.ping" }, ctx);
+    expect(r.result).toBe(false);
+    expect(r.comment).toBe("Function test.ping failed: boom");
+  });
+
+  it("fails while planning for unknown functions and bad arguments", async () => {
+    const { ctx, calls } = recordingContext();
+    const unknown = await runState(moduleRun, { name: "cmd.rn" }, ctx);
+    expect(unknown.result).toBe(false);
+    expect(unknown.comment).toMatch(/did you mean "cmd.run/);
+    const tooMany = await runState(moduleRun, { name: "test.ping", args: [1] }, ctx);
+    expect(tooMany.result).toBe(false);
+    expect(tooMany.comment).toMatch(/at most 0 positional/);
+    expect(calls).toEqual([]);
+  });
+
+  it("writes a file through file.read round trip", async () => {
+    const f = join(dir, "x");
+    const { ctx } = recordingContext();
+    await runState(moduleRun, { name: "cmd.run", args: [`printf data > ${f}`] }, ctx);
+    expect(await readFile(f, "utf8")).toBe("data");
+    const r = await runState(moduleRun, { name: "file.read", args: [f] }, ctx);
+    expect(r.changes.ret).toBe("data");
+  });
+
+  it("callParams refuses a name given twice", () => {
+    expect(() => callParams("f.g", ["a"], { args: [1], kwargs: { a: 2 } })).toThrow(
+      /both in args and kwargs/,
+    );
+    expect(callParams("f.g", ["a", "b"], { args: "x" })).toEqual({ a: "x" });
+  });
+});
