@@ -1,4 +1,4 @@
-import { stringify } from "yaml";
+import { createRequire } from "node:module";
 import { type RunSummary, type StateResult, summarize } from "../state/result.js";
 
 /** One peel's answer to a job, as the CLI prints it (DESIGN.md §6). */
@@ -21,13 +21,19 @@ export interface FormatOptions {
   stateOutput?: "full" | "changes";
 }
 
+// Loaded only for --format yaml: parsing the yaml package costs ~25 ms of CLI start-up.
+const requireLazy = createRequire(import.meta.url);
+function yamlStringify(value: unknown): string {
+  return (requireLazy("yaml") as typeof import("yaml")).stringify(value, { lineWidth: 0 });
+}
+
 /** Formats runs for stdout; the string always ends with a newline. */
 export function formatRuns(runs: readonly PeelRun[], format: OutputFormat, opts: FormatOptions): string {
   switch (format) {
     case "json":
       return `${JSON.stringify(runs.map(toRecord), null, 2)}\n`;
     case "yaml":
-      return runs.length === 0 ? "[]\n" : stringify(runs.map(toRecord), { lineWidth: 0 });
+      return runs.length === 0 ? "[]\n" : yamlStringify(runs.map(toRecord));
     case "text":
       return formatText(runs, opts);
   }
@@ -182,7 +188,7 @@ function renderChanges(s: StateResult, color: Color, paint: Paint): string {
   if (s.diff !== undefined && changes.diff === s.diff) delete changes.diff;
   const parts: string[] = [];
   if (Object.keys(changes).length > 0)
-    parts.push(paint(color, stringify(changes, { lineWidth: 0 }).trimEnd()));
+    parts.push(paint(color, yamlStringify(changes).trimEnd()));
   if (s.diff) {
     const diffLines = s.diff
       .replace(/\n$/, "")
@@ -246,7 +252,7 @@ function renderValue(v: unknown): string {
   if (v === null) return "None";
   if (typeof v === "string") return v.replace(/\n$/, "");
   if (typeof v === "number" || typeof v === "bigint") return String(v);
-  return stringify(v, { lineWidth: 0 }).trimEnd();
+  return yamlStringify(v).trimEnd();
 }
 
 function indent(text: string, prefix: string): string {
