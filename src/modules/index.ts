@@ -1,0 +1,99 @@
+/**
+ * The module registry: family name → lazy loader. A family's file is imported only when a state
+ * or command uses it, which keeps `zester local` start-up small.
+ */
+import { didYouMean } from "../util/suggest.js";
+import type { ExecFunction, ModuleFamily, StateFunction } from "./types.js";
+
+/** Families shipped with Zester; each is `src/modules/<name>.ts` exporting `family`. */
+export const FAMILY_NAMES: readonly string[] = [
+  "archive",
+  "cmd",
+  "cron",
+  "disk",
+  "file",
+  "git",
+  "group",
+  "host",
+  "module",
+  "mount",
+  "pip",
+  "pkg",
+  "pkgrepo",
+  "service",
+  "ssh_auth",
+  "test",
+  "user",
+];
+
+const KNOWN: ReadonlySet<string> = new Set(FAMILY_NAMES);
+
+export function isKnownFamily(name: string): boolean {
+  return KNOWN.has(name);
+}
+
+/** Loads one family, or undefined if no such family exists. Node caches the import. */
+export async function loadFamily(name: string): Promise<ModuleFamily | undefined> {
+  if (!KNOWN.has(name)) return undefined;
+  const mod = (await import(`./${name}.js`)) as { family?: ModuleFamily };
+  if (!mod.family) throw new Error(`module file for "${name}" does not export "family"`);
+  return mod.family;
+}
+
+/** Loads every family (for `zester doc` with no argument). Families that fail to load are reported. */
+export async function loadAllFamilies(): Promise<{ families: ModuleFamily[]; errors: string[] }> {
+  const families: ModuleFamily[] = [];
+  const errors: string[] = [];
+  for (const name of FAMILY_NAMES) {
+    try {
+      const f = await loadFamily(name);
+      if (f) families.push(f);
+    } catch (err) {
+      errors.push(`${name}: ${(err as Error).message}`);
+    }
+  }
+  return { families, errors };
+}
+
+export type Resolved<T> = { ok: true; family: ModuleFamily; fn: T } | { ok: false; error: string };
+
+function splitFun(fun: string): [string, string] | undefined {
+  const dot = fun.indexOf(".");
+  if (dot <= 0 || dot === fun.length - 1) return undefined;
+  return [fun.slice(0, dot), fun.slice(dot + 1)];
+}
+
+async function resolve<T>(
+  fun: string,
+  pick: (f: ModuleFamily) => Record<string, T> | undefined,
+  what: string,
+): Promise<Resolved<T>> {
+  const parts = splitFun(fun);
+  if (!parts) return { ok: false, error: `"${fun}" is not of the form module.function` };
+  const [mod, name] = parts;
+  const family = await loadFamily(mod);
+  if (!family) {
+    const s = didYouMean(mod, FAMILY_NAMES);
+    return { ok: false, error: `unknown module "${mod}"${s ? ` (did you mean "${s}"?)` : ""}` };
+  }
+  const table = pick(family) ?? {};
+  const fn = Object.hasOwn(table, name) ? table[name] : undefined;
+  if (fn === undefined) {
+    const s = didYouMean(name, Object.keys(table));
+    return {
+      ok: false,
+      error: `module "${mod}" has no ${what} "${name}"${s ? ` (did you mean "${mod}.${s}"?)` : ""}`,
+    };
+  }
+  return { ok: true, family, fn };
+}
+
+/** `file.managed` → the state function. */
+export function resolveState(fun: string): Promise<Resolved<StateFunction>> {
+  return resolve(fun, (f) => f.states, "state function");
+}
+
+/** `test.echo` → the execution function. */
+export function resolveExec(fun: string): Promise<Resolved<ExecFunction>> {
+  return resolve(fun, (f) => f.exec, "execution function");
+}

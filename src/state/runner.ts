@@ -1,0 +1,524 @@
+/**
+ * The runner: walks the graph with Kahn's algorithm, runs independent states concurrently in a
+ * bounded pool, and applies Salt's requisite semantics from the finished targets' outcomes.
+ */
+import { setTimeout as delay } from "node:timers/promises";
+import type { RequisiteKind } from "../modules/params.js";
+import type { ModuleContext, Params, StateFunction } from "../modules/types.js";
+import { run as runCommand } from "../util/exec.js";
+import type { CompiledState, Facts, Guard, Program } from "./compile.js";
+import { callExec } from "./exec.js";
+import type { StateResult } from "./result.js";
+
+export interface RunOptions {
+  /** Dry run: plan only, report pending changes, change nothing. */
+  test?: boolean;
+  /** States run at once; default 8. */
+  concurrency?: number;
+  /** Stop starting states after the first failure (as if every state had failhard). */
+  failhard?: boolean;
+  facts: Facts;
+  settings: Record<string, unknown>;
+  statesDir?: string;
+  signal?: AbortSignal;
+  render?: ModuleContext["render"];
+  /** Called as each state finishes (progress output, events). */
+  onResult?: (r: StateResult) => void;
+}
+
+type Status = "ok" | "failed" | "blocked" | "notrun";
+
+interface Outcome {
+  status: Status;
+  /** Changed, or would change in test mode: what onchanges/watch look at. */
+  changed: boolean;
+}
+
+interface Decision {
+  status: "run" | "blocked" | "notrun";
+  reason?: string;
+  /** A watch target changed: run the watch action if the state itself changed nothing. */
+  watchTriggered?: boolean;
+}
+
+interface Attempt {
+  result: boolean;
+  changed: boolean;
+  pending: boolean;
+  comment: string;
+  changes: Record<string, unknown>;
+  diff?: string;
+}
+
+class MinHeap {
+  private readonly a: number[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  push(v: number): void {
+    const a = this.a;
+    a.push(v);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]! <= v) break;
+      a[i] = a[p]!;
+      i = p;
+    }
+    a[i] = v;
+  }
+  pop(): number | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last !== undefined) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= a.length) break;
+        const r = l + 1;
+        const c = r < a.length && a[r]! < a[l]! ? r : l;
+        if (a[c]! >= last) break;
+        a[i] = a[c]!;
+        i = c;
+      }
+      a[i] = last;
+    }
+    return top;
+  }
+}
+
+const noRender: ModuleContext["render"] = async () => {
+  throw new Error("template rendering is not available in this run");
+};
+
+/** Runs a compiled program; returns one result per state (and per listener), in run order. */
+export async function runProgram(program: Program, opts: RunOptions): Promise<StateResult[]> {
+  return new Runner(program, opts).run();
+}
+
+class Runner {
+  private readonly states: readonly CompiledState[];
+  private readonly outcomes: (Outcome | undefined)[];
+  private readonly results: (StateResult | undefined)[];
+  private readonly prereqOf: Map<number, number[]> = new Map();
+  private readonly test: boolean;
+  private runNum = 0;
+  private stopReason: string | undefined;
+
+  constructor(
+    private readonly program: Program,
+    private readonly opts: RunOptions,
+  ) {
+    this.states = program.states;
+    this.outcomes = new Array(this.states.length);
+    this.results = new Array(this.states.length);
+    this.test = opts.test === true;
+    for (const s of this.states) {
+      for (const r of s.requisites) {
+        if (r.kind !== "prereq") continue;
+        for (const t of r.targets) {
+          const l = this.prereqOf.get(t);
+          if (l) l.push(s.index);
+          else this.prereqOf.set(t, [s.index]);
+        }
+      }
+    }
+  }
+
+  async run(): Promise<StateResult[]> {
+    const g = this.program.graph;
+    const indeg = g.indegree.slice();
+    const ready = new MinHeap();
+    for (let i = 0; i < g.nodeCount; i++) if (indeg[i] === 0) ready.push(i);
+    const limit = Math.max(1, this.opts.concurrency ?? 8);
+    let running = 0;
+    let finished = 0;
+    const total = g.nodeCount;
+
+    await new Promise<void>((resolve) => {
+      const complete = (node: number) => {
+        finished++;
+        for (const m of g.succ[node]!) if (--indeg[m]! === 0) ready.push(m);
+      };
+      const pump = () => {
+        if (this.opts.signal?.aborted && !this.stopReason) this.stopReason = "cancelled";
+        while (running < limit && ready.size > 0 && !this.stopReason) {
+          const node = ready.pop()!;
+          if (node >= g.stateCount) {
+            complete(node);
+            continue;
+          }
+          running++;
+          this.execute(node).then(
+            () => {
+              running--;
+              complete(node);
+              pump();
+            },
+            (err: unknown) => {
+              // execute() turns module errors into results; reaching here is an engine bug.
+              running--;
+              this.record(node, this.failure(node, `internal error: ${(err as Error).message}`, 0));
+              complete(node);
+              pump();
+            },
+          );
+        }
+        if (running === 0 && (finished === total || this.stopReason || ready.size === 0)) resolve();
+      };
+      pump();
+    });
+
+    const out: StateResult[] = [];
+    for (let i = 0; i < this.states.length; i++) {
+      let r = this.results[i];
+      if (!r) {
+        const reason = this.stopReason ?? "not reached";
+        r = this.base(this.states[i]!, 0);
+        r.result = false;
+        r.skipped = true;
+        r.skip_reason = reason;
+        r.comment =
+          reason === "failhard" ? "Not run: an earlier state failed with failhard" : `Not run: ${reason}`;
+        r.run_num = ++this.runNum;
+        this.results[i] = r;
+      }
+      out.push(r);
+    }
+    out.sort((a, b) => a.run_num - b.run_num);
+    if (!this.stopReason) out.push(...(await this.listeners()));
+    return out;
+  }
+
+  private base(s: CompiledState, runNum: number): StateResult {
+    const r: StateResult = {
+      name: s.name,
+      id: s.id,
+      module: s.fun,
+      result: true,
+      changed: false,
+      comment: "",
+      changes: {},
+      skipped: false,
+      duration_ms: 0,
+      run_num: runNum,
+    };
+    if (s.sls) r.sls = s.sls;
+    return r;
+  }
+
+  private failure(i: number, comment: string, runNum: number): StateResult {
+    const r = this.base(this.states[i]!, runNum);
+    r.result = false;
+    r.comment = comment;
+    return r;
+  }
+
+  private record(i: number, r: StateResult): void {
+    this.results[i] = r;
+    let status: Status;
+    if (r.skipped) status = r.result ? "notrun" : "blocked";
+    else status = r.result ? "ok" : "failed";
+    this.outcomes[i] = { status, changed: status === "ok" && (r.changed || r.pending === true) };
+    if (status === "failed" && (this.opts.failhard || this.states[i]!.failhard))
+      this.stopReason ??= "failhard";
+    this.opts.onResult?.(r);
+  }
+
+  private context(s: CompiledState): ModuleContext {
+    const ctx: ModuleContext = {
+      test: this.test,
+      id: s.id,
+      facts: this.opts.facts,
+      settings: this.opts.settings,
+      render: this.opts.render ?? noRender,
+      call: (fun, args) => callExec(fun, [], args, ctx),
+    };
+    if (s.sls) ctx.sls = s.sls;
+    if (this.opts.statesDir) ctx.statesDir = this.opts.statesDir;
+    if (this.opts.signal) ctx.signal = this.opts.signal;
+    return ctx;
+  }
+
+  /** Requisite verdict for state i from its targets' outcomes (all finished: graph edges). */
+  private decide(i: number, forPrereq = false): Decision {
+    const s = this.states[i]!;
+    const byKind = new Map<RequisiteKind, number[]>();
+    for (const r of s.requisites) {
+      if (r.kind === "listen" || r.kind === "prereq") continue;
+      const l = byKind.get(r.kind);
+      if (l) l.push(...r.targets);
+      else byKind.set(r.kind, [...r.targets]);
+    }
+    const st = (t: number) => this.outcomes[t] ?? { status: "blocked" as Status, changed: false };
+    const bad = (t: number) => {
+      const x = st(t).status;
+      return x === "failed" || x === "blocked";
+    };
+    const changed = (t: number) => st(t).changed;
+    // While judging a prereq target, other states prereq'ing it may still be waiting to run.
+    if (!forPrereq) {
+      for (const d of this.prereqOf.get(i) ?? []) {
+        if (bad(d)) return { status: "blocked", reason: "prereq_failed" };
+      }
+    }
+    const req = byKind.get("require");
+    if (req?.some(bad)) return { status: "blocked", reason: "require_failed" };
+    const reqAny = byKind.get("require_any");
+    if (reqAny && reqAny.length > 0 && reqAny.every(bad))
+      return { status: "blocked", reason: "require_any_failed" };
+    const watch = byKind.get("watch");
+    if (watch?.some(bad)) return { status: "blocked", reason: "watch_failed" };
+    const watchAny = byKind.get("watch_any");
+    if (watchAny && watchAny.length > 0 && watchAny.every(bad))
+      return { status: "blocked", reason: "watch_any_failed" };
+    const onch = [...(byKind.get("onchanges") ?? []), ...(byKind.get("onchanges_any") ?? [])];
+    if (onch.length > 0 && !onch.some(changed)) return { status: "notrun", reason: "onchanges_not_met" };
+    const onfail = [...(byKind.get("onfail") ?? []), ...(byKind.get("onfail_any") ?? [])];
+    if (onfail.length > 0 && !onfail.some(bad)) return { status: "notrun", reason: "onfail_not_met" };
+    const onfailAll = byKind.get("onfail_all");
+    if (onfailAll && onfailAll.length > 0 && !onfailAll.every(bad))
+      return { status: "notrun", reason: "onfail_not_met" };
+    const triggered =
+      (watch?.some(changed) ?? false) || (watchAny?.some((t) => !bad(t) && changed(t)) ?? false);
+    return { status: "run", watchTriggered: triggered };
+  }
+
+  private skip(
+    i: number,
+    runNum: number,
+    started: number,
+    status: "blocked" | "notrun",
+    reason: string,
+    comment: string,
+  ) {
+    const r = this.base(this.states[i]!, runNum);
+    r.result = status === "notrun";
+    r.skipped = true;
+    r.skip_reason = reason;
+    r.comment = comment;
+    r.duration_ms = performance.now() - started;
+    this.record(i, r);
+  }
+
+  private async execute(i: number): Promise<void> {
+    const s = this.states[i]!;
+    const runNum = ++this.runNum;
+    const started = performance.now();
+    const decision = this.decide(i);
+    if (decision.status !== "run") {
+      const why: Record<string, string> = {
+        require_failed: "One or more requisite failed",
+        require_any_failed: "None of the require_any requisites succeeded",
+        watch_failed: "One or more watched state failed",
+        watch_any_failed: "None of the watch_any requisites succeeded",
+        prereq_failed: "A prereq state failed",
+        onchanges_not_met: "State was not run because none of the onchanges reqs changed",
+        onfail_not_met: "State was not run because onfail req did not change",
+      };
+      this.skip(
+        i,
+        runNum,
+        started,
+        decision.status,
+        decision.reason!,
+        why[decision.reason!] ?? decision.reason!,
+      );
+      return;
+    }
+    const fn = this.program.functions.get(s.fun)!;
+    const ctx = this.context(s);
+    // prereq: run only if a target would change (judged by a dry run of the target).
+    for (const r of s.requisites) {
+      if (r.kind !== "prereq") continue;
+      let anyChange = false;
+      for (const t of r.targets) {
+        const verdict = this.decide(t, true);
+        if (verdict.status === "blocked") {
+          this.skip(
+            i,
+            runNum,
+            started,
+            "blocked",
+            "prereq_failed",
+            `prereq ${this.states[t]!.name} cannot run`,
+          );
+          return;
+        }
+        if (verdict.status === "notrun") continue;
+        const target = this.states[t]!;
+        try {
+          const plan = await this.program.functions
+            .get(target.fun)!
+            .plan(target.params, { ...this.context(target), test: true });
+          if (plan.failed) {
+            this.skip(
+              i,
+              runNum,
+              started,
+              "blocked",
+              "prereq_failed",
+              `prereq ${target.name} would fail: ${plan.comment}`,
+            );
+            return;
+          }
+          if (Object.keys(plan.changes).length > 0) anyChange = true;
+        } catch (err) {
+          this.skip(
+            i,
+            runNum,
+            started,
+            "blocked",
+            "prereq_failed",
+            `prereq ${target.name} failed to plan: ${(err as Error).message}`,
+          );
+          return;
+        }
+      }
+      if (!anyChange) {
+        this.skip(i, runNum, started, "notrun", "prereq_not_met", "No changes detected in the prereq states");
+        return;
+      }
+    }
+    try {
+      const guard = await this.guards(s, ctx);
+      if (guard) {
+        this.skip(i, runNum, started, "notrun", guard.reason, guard.comment);
+        return;
+      }
+    } catch (err) {
+      const r = this.failure(i, `onlyif/unless failed: ${(err as Error).message}`, runNum);
+      r.duration_ms = performance.now() - started;
+      this.record(i, r);
+      return;
+    }
+    let a = await this.attempt(fn, s.params, ctx, false);
+    if (s.retry) {
+      const { attempts, interval, until } = s.retry;
+      for (let n = 2; n <= attempts && a.result !== until; n++) {
+        if (interval > 0) await delay(interval * 1000);
+        const prev = a.comment;
+        a = await this.attempt(fn, s.params, ctx, false);
+        a.comment = `Attempt ${n}: ${a.comment}${prev ? ` (previous: ${prev})` : ""}`;
+      }
+    }
+    if (a.result && !a.changed && !a.pending && decision.watchTriggered && fn.watch) {
+      const w = await this.attempt(fn, s.params, ctx, true);
+      a = { ...w, comment: [a.comment, w.comment].filter(Boolean).join("\n") };
+    }
+    const r = this.base(s, runNum);
+    r.result = a.result;
+    r.changed = a.changed;
+    r.comment = a.comment;
+    r.changes = a.changes;
+    if (a.diff !== undefined) r.diff = a.diff;
+    if (a.pending) r.pending = true;
+    r.duration_ms = performance.now() - started;
+    this.record(i, r);
+  }
+
+  /** One plan (+ apply unless testing); module exceptions become failed results. */
+  private async attempt(
+    fn: StateFunction,
+    params: Params,
+    ctx: ModuleContext,
+    watch: boolean,
+  ): Promise<Attempt> {
+    try {
+      const plan = watch ? await fn.watch!(params, ctx) : await fn.plan(params, ctx);
+      const base: Attempt = {
+        result: !plan.failed,
+        changed: false,
+        pending: false,
+        comment: plan.comment,
+        changes: plan.changes,
+      };
+      if (plan.diff !== undefined) base.diff = plan.diff;
+      if (plan.failed || Object.keys(plan.changes).length === 0) return base;
+      if (this.test) return { ...base, pending: true };
+      if (!plan.apply)
+        return {
+          ...base,
+          result: false,
+          comment: `${plan.comment} (module planned changes it cannot apply)`,
+        };
+      const out = await plan.apply();
+      const changes = out?.changes ?? plan.changes;
+      return {
+        ...base,
+        result: out?.result ?? true,
+        changes,
+        changed: Object.keys(changes).length > 0,
+        comment: out?.comment ?? plan.comment,
+      };
+    } catch (err) {
+      return { result: false, changed: false, pending: false, comment: (err as Error).message, changes: {} };
+    }
+  }
+
+  private async guards(
+    s: CompiledState,
+    ctx: ModuleContext,
+  ): Promise<{ reason: string; comment: string } | undefined> {
+    for (const g of s.onlyif) {
+      if (!(await this.guard(g, ctx)))
+        return { reason: "onlyif", comment: `onlyif condition is false: ${show(g)}` };
+    }
+    if (s.unless.length > 0) {
+      let all = true;
+      for (const g of s.unless) {
+        if (!(await this.guard(g, ctx))) {
+          all = false;
+          break;
+        }
+      }
+      if (all)
+        return { reason: "unless", comment: `unless condition is true: ${s.unless.map(show).join("; ")}` };
+    }
+    return undefined;
+  }
+
+  private async guard(g: Guard, ctx: ModuleContext): Promise<boolean> {
+    if ("cmd" in g) {
+      const opts = ctx.signal ? { signal: ctx.signal } : {};
+      return (await runCommand(g.cmd, opts)).retcode === 0;
+    }
+    const v = await callExec(g.fun, [], g.args, ctx);
+    if (v && typeof v === "object" && "retcode" in v) return (v as { retcode: unknown }).retcode === 0;
+    return Boolean(v);
+  }
+
+  /** listen: once everything ran, fire the watch action of each listener whose target changed. */
+  private async listeners(): Promise<StateResult[]> {
+    const out: StateResult[] = [];
+    for (const s of this.states) {
+      const targets: number[] = [];
+      for (const r of s.requisites) if (r.kind === "listen") targets.push(...r.targets);
+      if (targets.length === 0) continue;
+      const own = this.outcomes[s.index];
+      if (own?.status !== "ok") continue;
+      if (!targets.some((t) => this.outcomes[t]?.status === "ok" && this.outcomes[t]!.changed)) continue;
+      const fn = this.program.functions.get(s.fun)!;
+      if (!fn.watch) continue;
+      const started = performance.now();
+      const a = await this.attempt(fn, s.params, this.context(s), true);
+      const r = this.base(s, ++this.runNum);
+      r.id = `listener_${s.id}`;
+      r.name = `${s.fun}:listener_${s.id}`;
+      r.result = a.result;
+      r.changed = a.changed;
+      r.comment = a.comment;
+      r.changes = a.changes;
+      if (a.pending) r.pending = true;
+      r.duration_ms = performance.now() - started;
+      this.opts.onResult?.(r);
+      out.push(r);
+    }
+    return out;
+  }
+}
+
+function show(g: Guard): string {
+  return "cmd" in g ? g.cmd : `${g.fun}`;
+}

@@ -1,0 +1,139 @@
+/**
+ * Highstate: `top.zy` maps targets to sls lists. Targets are a glob on the peel id or a
+ * `key:value` fact match (colon path, value glob), Salt's `- match: grain|glob|pcre|list` too.
+ */
+import { isMap, isSeq } from "yaml";
+import { colonGet } from "../template/context.js";
+import { type TemplateError, TemplateRenderer } from "../template/render.js";
+import { type CompileOptions, compileSls, type Facts, type Program } from "./compile.js";
+import { CompileError, type Diagnostic, excerpt } from "./diagnostics.js";
+import { CompileTracker, parseSls, readSls } from "./sls.js";
+
+export function globToRegExp(glob: string): RegExp {
+  let re = "";
+  for (const ch of glob) {
+    if (ch === "*") re += ".*";
+    else if (ch === "?") re += ".";
+    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}
+
+type MatchType = "glob" | "grain" | "pcre" | "list";
+
+function matchType(target: string, how: MatchType | undefined): MatchType {
+  return how ?? (target.includes(":") ? "grain" : "glob");
+}
+
+function matches(target: string, type: MatchType, id: string, facts: Facts): boolean {
+  switch (type) {
+    case "glob":
+      return globToRegExp(target).test(id);
+    case "pcre":
+      return new RegExp(target).test(id);
+    case "list":
+      return target.split(",").some((t) => t.trim() === id);
+    case "grain": {
+      const cut = target.lastIndexOf(":");
+      const value = colonGet(facts, target.slice(0, cut));
+      const want = globToRegExp(target.slice(cut + 1));
+      if (Array.isArray(value)) return value.some((v) => want.test(String(v)));
+      return value !== undefined && value !== null && want.test(String(value));
+    }
+  }
+}
+
+/** The sls refs top.zy assigns to this peel, in file order, without duplicates. */
+export async function topRefs(
+  opts: CompileOptions & { peelId?: string },
+): Promise<{ refs: string[]; facts: Facts | undefined }> {
+  const diags: Diagnostic[] = [];
+  const track = opts.track ?? new CompileTracker();
+  const found = await readSls(opts.statesDir, "top", track);
+  if (!found) {
+    throw new CompileError([
+      { kind: "include", file: "top.zy", line: 1, col: 1, message: `no top.zy in ${opts.statesDir}` },
+    ]);
+  }
+  // Facts only when top.zy needs them: a templated top, fact matching, or no --id.
+  let facts: Facts | undefined;
+  const getFacts = async () => {
+    track.usedFacts = true;
+    facts ??= await opts.facts();
+    return facts;
+  };
+  let text = found.text;
+  try {
+    if (/\{[{%#]/.test(text)) {
+      if (/\{%-?\s*(include|import|from|extends)\b/.test(text)) track.cacheable = false;
+      text = await new TemplateRenderer({ searchPath: opts.statesDir }).render(
+        text,
+        { facts: await getFacts(), settings: opts.settings },
+        found.file,
+      );
+    }
+  } catch (err) {
+    const e = err as TemplateError;
+    throw new CompileError([
+      { kind: "template", file: found.file, line: e.line ?? 1, col: e.col ?? 1, message: e.message },
+    ]);
+  }
+  const sls = await parseSls("top", found.file, text, diags);
+  if (!sls) throw new CompileError(diags);
+  const id = opts.peelId ?? String((await getFacts()).id ?? "");
+  const refs: string[] = [];
+  const seen = new Set<string>();
+  const root = sls.doc.contents;
+  const fail = (node: unknown, message: string) => {
+    const p = sls.lines.linePos((node as { range?: number[] } | null)?.range?.[0] ?? 0);
+    diags.push({
+      kind: "structure",
+      file: found.file,
+      line: p.line,
+      col: p.col,
+      message,
+      excerpt: excerpt(text, p.line, p.col),
+    });
+  };
+  if (!isMap(root)) {
+    fail(root, "top.zy must map environments (base:) to targets");
+    throw new CompileError(diags);
+  }
+  const base = root.get("base", true);
+  if (base !== undefined && !isMap(base)) fail(base, "base: must map targets to lists of sls names");
+  if (isMap(base)) {
+    for (const pair of base.items) {
+      const target = String((pair.key as { value?: unknown }).value ?? pair.key);
+      if (!isSeq(pair.value)) {
+        fail(pair.value ?? pair.key, `target "${target}" must have a list of sls names`);
+        continue;
+      }
+      const items = pair.value.toJSON() as unknown[];
+      let how: MatchType | undefined;
+      const list: string[] = [];
+      for (const it of items) {
+        if (typeof it === "string") list.push(it);
+        else if (it && typeof it === "object" && "match" in it)
+          how = String((it as { match: unknown }).match) as MatchType;
+      }
+      const type = matchType(target, how);
+      if (!matches(target, type, id, type === "grain" ? await getFacts() : {})) continue;
+      for (const r of list) {
+        if (!seen.has(r)) {
+          seen.add(r);
+          refs.push(r);
+        }
+      }
+    }
+  }
+  if (diags.length > 0) throw new CompileError(diags);
+  return { refs, facts };
+}
+
+/** Compiles everything top.zy assigns to this peel. */
+export async function compileHighstate(opts: CompileOptions & { peelId?: string }): Promise<Program> {
+  const { refs, facts } = await topRefs(opts);
+  const program = await compileSls(refs, facts ? { ...opts, facts: async () => facts } : opts);
+  if (facts && !program.facts) program.facts = facts;
+  return program;
+}

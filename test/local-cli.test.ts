@@ -1,0 +1,233 @@
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const BIN = join(ROOT, "dist/bin/zester.js");
+const STATES = join(ROOT, "test/fixtures/states");
+
+let tmp: string;
+let settingsFile: string;
+
+beforeAll(async () => {
+  // Build as a user would get it; other parts of the tree may have type errors mid-edit, so
+  // only the emitted entry point is required here.
+  try {
+    execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
+  } catch {
+    // tsc still emits on type errors.
+  }
+  if (!existsSync(BIN)) throw new Error(`build did not produce ${BIN}`);
+  tmp = await mkdtemp(join(tmpdir(), "zester-local-"));
+  settingsFile = join(tmp, "settings.yaml");
+  await writeFile(settingsFile, `paths:\n  root: ${tmp}\nsite:\n  name: Example\n  users: [ann, bob]\n`);
+}, 120_000);
+
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+interface Cli {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function zester(...args: string[]): Promise<Cli> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [BIN, "local", "--states-dir", STATES, ...args],
+      { env: { ...process.env, NO_COLOR: "1", ZESTER_CACHE_DIR: join(tmp, "cache") } },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+        done({ code: typeof code === "number" ? code : 1, stdout, stderr });
+      },
+    );
+  });
+}
+
+function json(r: Cli): Record<string, unknown>[] {
+  try {
+    return JSON.parse(r.stdout) as Record<string, unknown>[];
+  } catch {
+    throw new Error(`not JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
+  }
+}
+
+describe("zester local", () => {
+  it("runs execution functions", async () => {
+    const ping = await zester("test.ping", "--format", "json");
+    expect(ping.code).toBe(0);
+    expect(json(ping)[0]).toMatchObject({ success: true, status: "success", return: true, error: null });
+    const echo = await zester("test.echo", "hello world", "--format", "json");
+    expect(json(echo)[0]!.return).toBe("hello world");
+  });
+
+  it("runs a state function directly, keeping key=value 0644 a string", async () => {
+    const r = await zester(
+      "test.configurable_test_state",
+      "one",
+      "comment=0644",
+      "changes=false",
+      "--format",
+      "json",
+    );
+    expect(r.code).toBe(0);
+    const res = (json(r)[0]!.results as Record<string, unknown>[])[0]!;
+    expect(res).toMatchObject({ name: "test.configurable_test_state:one", comment: "0644", changed: false });
+  });
+
+  it("reports an unknown function as a usage error with a suggestion", async () => {
+    const r = await zester("test.pingg");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('did you mean "test.ping"');
+  });
+
+  it("state.apply: test mode changes nothing, then a real run converges, then nothing to do", async () => {
+    const motd = join(tmp, "motd");
+    const dry = await zester(
+      "state.apply",
+      "web",
+      "--settings-file",
+      settingsFile,
+      "--id",
+      "cli-web1",
+      "test=true",
+      "--format",
+      "json",
+    );
+    expect(dry.code).toBe(0);
+    const dryResults = json(dry)[0]!.results as Record<string, unknown>[];
+    expect(dryResults.find((x) => x.id === "web_motd")).toMatchObject({ pending: true, changed: false });
+    expect(existsSync(motd)).toBe(false);
+
+    const real = await zester(
+      "state.apply",
+      "web",
+      "--settings-file",
+      settingsFile,
+      "--id",
+      "cli-web1",
+      "--format",
+      "json",
+    );
+    expect(real.code).toBe(0);
+    const [peel] = json(real);
+    expect(peel).toMatchObject({ peel_id: "cli-web1", success: true, status: "success" });
+    const results = peel!.results as Record<string, unknown>[];
+    expect(results.map((x) => x.id)).toEqual(
+      expect.arrayContaining(["common_ready", "user_ann", "user_bob", "web_motd", "web_notify"]),
+    );
+    expect(results.find((x) => x.id === "common_ready")!.comment).toBe("common for cli-web1");
+    expect(results.find((x) => x.id === "web_notify")).toMatchObject({ changed: true, skipped: false });
+    expect(await readFile(motd, "utf8")).toBe("Welcome to Example\n");
+    expect((await stat(motd)).mode & 0o777).toBe(0o640);
+
+    const again = await zester(
+      "state.apply",
+      "web",
+      "--settings-file",
+      settingsFile,
+      "--id",
+      "cli-web1",
+      "--format",
+      "json",
+    );
+    const second = json(again)[0]!.results as Record<string, unknown>[];
+    expect(second.find((x) => x.id === "web_motd")!.changed).toBe(false);
+    expect(second.find((x) => x.id === "web_notify")).toMatchObject({
+      skipped: true,
+      skip_reason: "onchanges_not_met",
+    });
+  });
+
+  it("highstate picks sls from top.zy by id", async () => {
+    const r = await zester(
+      "state.apply",
+      "--settings-file",
+      settingsFile,
+      "--id",
+      "other-host",
+      "--format",
+      "json",
+    );
+    expect(r.code).toBe(0);
+    const ids = (json(r)[0]!.results as Record<string, unknown>[]).map((x) => x.id);
+    expect(ids).toEqual(["common_ready"]);
+  });
+
+  it("exits 2 when a state fails", async () => {
+    const r = await zester("state.apply", "failing", "--format", "json");
+    expect(r.code).toBe(2);
+    const [peel] = json(r);
+    expect(peel).toMatchObject({ success: false, status: "failed" });
+    const results = peel!.results as Record<string, unknown>[];
+    expect(results.find((x) => x.id === "second")).toMatchObject({
+      skipped: true,
+      skip_reason: "require_failed",
+    });
+  });
+
+  it("compile errors: exit 1, file:line:column with a suggestion, nothing executed", async () => {
+    const r = await zester("state.apply", "broken", "--settings-file", settingsFile, "--format", "json");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("broken/init.zy:8:7");
+    expect(r.stderr).toContain('did you mean "require"');
+    expect(json(r)[0]).toMatchObject({ success: false, status: "failed" });
+    expect(existsSync(join(tmp, "should-not-exist"))).toBe(false);
+  });
+
+  it("state.show_sls and state.show_order print the compiled plan", async () => {
+    const sls = await zester(
+      "state.show_sls",
+      "web",
+      "--settings-file",
+      settingsFile,
+      "--id",
+      "cli-web1",
+      "--format",
+      "json",
+    );
+    expect(sls.code).toBe(0);
+    const states = JSON.parse(sls.stdout) as Record<string, unknown>[];
+    const motd = states.find((s) => s.id === "web_motd")!;
+    expect(motd).toMatchObject({
+      function: "file.managed",
+      sls: "web",
+      source: "web/init.zy:7:3",
+      requisites: [{ require: ["test.show_notification:common_ready"] }],
+    });
+    expect(motd.params).toMatchObject({ name: join(tmp, "motd"), mode: "0640" });
+    const order = await zester(
+      "state.show_order",
+      "web",
+      "--settings-file",
+      settingsFile,
+      "--id",
+      "cli-web1",
+      "--format",
+      "json",
+    );
+    const rows = JSON.parse(order.stdout) as { name: string; after: string[] }[];
+    const at = (n: string) => rows.findIndex((x) => x.name === n);
+    expect(at("file.managed:web_motd")).toBeGreaterThan(at("test.show_notification:common_ready"));
+    expect(rows[at("test.succeed_with_changes:web_notify")]!.after).toEqual([
+      "onchanges file.managed:web_motd",
+    ]);
+  });
+
+  it("zester doc shows functions and parameters", async () => {
+    const r = await new Promise<Cli>((done) =>
+      execFile(process.execPath, [BIN, "doc", "test.configurable_test_state"], (err, stdout, stderr) =>
+        done({ code: err ? 1 : 0, stdout, stderr }),
+      ),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("test.configurable_test_state (state)");
+    expect(r.stdout).toMatch(/changes \(boolean; default true\)/);
+  });
+});
