@@ -1,0 +1,300 @@
+/**
+ * local-apply: the same workload applied by `zester local` and, when installed, CFEngine's
+ * cf-agent. (a) 200 files + 20 directories, first run; (b) the same again, nothing to change;
+ * (c) 10 files drifted and repaired; (d) 50 templated files from a 20-item loop; (e) 50 guarded
+ * commands. Baseline: `node -e 0`, the floor any Node.js tool pays to start.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  fmtMs,
+  repeat,
+  type ScenarioOptions,
+  type ScenarioResult,
+  type Stats,
+  table,
+  timeCommand,
+} from "../lib.js";
+
+const FILES = 200;
+const DIRS = 20;
+
+function content(i: number): string {
+  return `# managed file ${i}\nkey_${i} = value_${i}\n`;
+}
+
+function zesterFilesTree(root: string): string {
+  const out: string[] = [];
+  for (let d = 0; d < DIRS; d++) {
+    out.push(`dir_${d}:\n  file.directory:\n    - name: ${root}/dir_${d}\n    - mode: "0755"\n`);
+  }
+  for (let i = 0; i < FILES; i++) {
+    out.push(
+      `file_${i}:\n  file.managed:\n    - name: ${root}/file_${i}.conf\n    - mode: "0644"\n    - content: ${JSON.stringify(content(i))}\n`,
+    );
+  }
+  return out.join("");
+}
+
+function zesterTemplated(root: string): string {
+  return `{% set items = range(20) %}
+{% for n in range(50) %}
+tpl_{{ n }}:
+  file.managed:
+    - name: ${root}/tpl_{{ n }}.conf
+    - content: |
+{%- for i in items %}
+        item {{ i }} of file {{ n }} = {{ i * n }}
+{%- endfor %}
+{% endfor %}
+`;
+}
+
+function zesterGuarded(root: string): string {
+  const out: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    out.push(
+      `guard_${i}:\n  cmd.run:\n    - name: touch ${root}/guard_${i}\n    - creates: ${root}/guard_${i}\n`,
+    );
+  }
+  return out.join("");
+}
+
+function cfPolicy(body: string): string {
+  return `body common control { bundlesequence => { "bench" }; }
+body perms m(mode) { mode => "$(mode)"; }
+bundle agent bench {
+${body}
+}
+`;
+}
+
+function cfFiles(root: string): string {
+  const lines: string[] = ["  files:"];
+  for (let d = 0; d < DIRS; d++) lines.push(`    "${root}/dir_${d}/." create => "true", perms => m("0755");`);
+  for (let i = 0; i < FILES; i++) {
+    const c = content(i).replace(/\n/g, "$(const.n)");
+    lines.push(`    "${root}/file_${i}.conf" create => "true", content => "${c}", perms => m("0644");`);
+  }
+  return cfPolicy(lines.join("\n"));
+}
+
+function cfGuarded(root: string): string {
+  const lines: string[] = ["  commands:"];
+  for (let i = 0; i < 50; i++) {
+    lines.push(`    "/usr/bin/touch ${root}/guard_${i}" if => not(fileexists("${root}/guard_${i}"));`);
+  }
+  return cfPolicy(lines.join("\n"));
+}
+
+interface Tool {
+  name: string;
+  /** Writes the workload for `root`, returns argv that applies it. */
+  setup(work: string, root: string, kind: "files" | "templated" | "guarded"): Promise<string[]>;
+}
+
+function zesterTool(bin: string): Tool {
+  return {
+    name: "zester local",
+    async setup(work, root, kind) {
+      const states = join(work, "states");
+      await mkdir(states, { recursive: true });
+      const text =
+        kind === "files"
+          ? zesterFilesTree(root)
+          : kind === "templated"
+            ? zesterTemplated(root)
+            : zesterGuarded(root);
+      await writeFile(join(states, "bench.zy"), text);
+      return [
+        process.execPath,
+        bin,
+        "local",
+        "state.apply",
+        "bench",
+        "--states-dir",
+        states,
+        "--format",
+        "json",
+      ];
+    },
+  };
+}
+
+const cfengine: Tool = {
+  name: "cf-agent",
+  async setup(work, root, kind) {
+    const policy = join(work, "bench.cf");
+    if (kind === "templated") {
+      const lines: string[] = ["  vars:", '    "items" slist => { expandrange("[0-19]", 1) };', "  files:"];
+      for (let n = 0; n < 50; n++) {
+        lines.push(
+          `    "${root}/tpl_${n}.conf" create => "true", edit_template_string => "{{#vars.bench.items}}item {{.}} of file ${n}$(const.n){{/vars.bench.items}}", template_method => "inline_mustache";`,
+        );
+      }
+      await writeFile(policy, cfPolicy(lines.join("\n")), { mode: 0o600 });
+    } else {
+      await writeFile(policy, kind === "files" ? cfFiles(root) : cfGuarded(root), { mode: 0o600 });
+    }
+    return ["cf-agent", "-KI", "-f", policy];
+  },
+};
+
+function puppetManifest(root: string, kind: "files" | "templated" | "guarded"): string {
+  if (kind === "files") {
+    const out: string[] = [];
+    for (let d = 0; d < DIRS; d++)
+      out.push(`file { '${root}/dir_${d}': ensure => directory, mode => '0755' }`);
+    for (let i = 0; i < FILES; i++) {
+      out.push(
+        `file { '${root}/file_${i}.conf': ensure => file, mode => '0644', content => ${JSON.stringify(content(i))} }`,
+      );
+    }
+    return out.join("\n");
+  }
+  if (kind === "templated") {
+    return `range(0, 49).each |$n| {
+  file { "${root}/tpl_\${n}.conf":
+    ensure => file,
+    content => inline_epp('<% range(0, 19).each |$i| { %>item <%= $i %> of file <%= $n %> = <%= $i * $n %>\n<% } %>', { 'n' => $n }),
+  }
+}`;
+  }
+  return `range(0, 49).each |$i| {
+  exec { "touch ${root}/guard_\${i}": path => ['/usr/bin', '/bin'], creates => "${root}/guard_\${i}" }
+}`;
+}
+
+const puppet: Tool = {
+  name: "puppet apply",
+  async setup(work, root, kind) {
+    const manifest = join(work, "bench.pp");
+    await writeFile(manifest, puppetManifest(root, kind));
+    return ["puppet", "apply", "--color=false", manifest];
+  },
+};
+
+function ansiblePlaybook(root: string, kind: "files" | "templated" | "guarded"): string {
+  const head = "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n";
+  if (kind === "files") {
+    return `${head}    - file: { path: "${root}/dir_{{ item }}", state: directory, mode: "0755" }
+      loop: "{{ range(${DIRS}) | list }}"
+    - copy: { dest: "${root}/file_{{ item }}.conf", mode: "0644", content: "# managed file {{ item }}\\nkey_{{ item }} = value_{{ item }}\\n" }
+      loop: "{{ range(${FILES}) | list }}"
+`;
+  }
+  if (kind === "templated") {
+    return `${head}    - copy:
+        dest: "${root}/tpl_{{ n }}.conf"
+        content: "{% for i in range(20) %}item {{ i }} of file {{ n }} = {{ i * n }}\\n{% endfor %}"
+      loop: "{{ range(50) | list }}"
+      loop_control: { loop_var: n }
+`;
+  }
+  return `${head}    - command: touch ${root}/guard_{{ item }}
+      args: { creates: "${root}/guard_{{ item }}" }
+      loop: "{{ range(50) | list }}"
+`;
+}
+
+const ansible: Tool = {
+  name: "ansible-playbook -c local",
+  async setup(work, root, kind) {
+    const playbook = join(work, "bench.yml");
+    await writeFile(playbook, ansiblePlaybook(root, kind));
+    return ["ansible-playbook", "-i", "localhost,", "-c", "local", playbook];
+  },
+};
+
+function has(bin: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Peer tools come from Debian packages, installed only when asked (`--with-peers`). */
+export function installPeers(): void {
+  const wanted: [string, string][] = [
+    ["cf-agent", "cfengine3"],
+    ["puppet", "puppet"],
+    ["ansible-playbook", "ansible-core"],
+  ];
+  const missing = wanted.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);
+  if (missing.length === 0) return;
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+  execFileSync("apt-get", ["install", "-y", "-qq", ...missing], { stdio: "inherit", env });
+}
+
+export async function localApply(opts: ScenarioOptions): Promise<ScenarioResult> {
+  if (opts.withPeers) installPeers();
+  const tools: Tool[] = [zesterTool(opts.zesterBin)];
+  if (has("cf-agent")) tools.push(cfengine);
+  if (has("puppet")) tools.push(puppet);
+  if (has("ansible-playbook")) tools.push(ansible);
+  const baseline = await repeat(opts.runs, opts.warmup, () => timeCommand([process.execPath, "-e", "0"]));
+  const rows: (string | number)[][] = [];
+  const cell = (s: Stats) =>
+    `${fmtMs(s.median)} (×${(s.median / baseline.median).toFixed(1)}, ±${(s.spread * 100).toFixed(0)}%)`;
+  const rss = (s: Stats) => (s.rssKiB === undefined ? "n/a" : `${(s.rssKiB / 1024).toFixed(0)} MiB`);
+  for (const tool of tools) {
+    const work = await mkdtemp(join(tmpdir(), "zester-bench-"));
+    try {
+      const root = join(work, "root");
+      const fresh = async () => {
+        await rm(root, { recursive: true, force: true });
+        await mkdir(root, { recursive: true });
+      };
+      const argv = await tool.setup(work, root, "files");
+      const first = await repeat(opts.runs, opts.warmup, () => timeCommand(argv), fresh);
+      await fresh();
+      await timeCommand(argv);
+      const second = await repeat(opts.runs, opts.warmup, () => timeCommand(argv));
+      const drift = async () => {
+        for (let i = 0; i < 10; i++) await writeFile(join(root, `file_${i * 7}.conf`), "drifted\n");
+      };
+      const repaired = await repeat(opts.runs, opts.warmup, () => timeCommand(argv), drift);
+      const tplArgv = await tool.setup(work, root, "templated");
+      const templated = await repeat(opts.runs, opts.warmup, () => timeCommand(tplArgv), fresh);
+      const guardArgv = await tool.setup(work, root, "guarded");
+      await fresh();
+      await timeCommand(guardArgv);
+      const guarded = await repeat(opts.runs, opts.warmup, () => timeCommand(guardArgv));
+      rows.push([
+        tool.name,
+        cell(first),
+        cell(second),
+        cell(repaired),
+        cell(templated),
+        cell(guarded),
+        rss(second),
+      ]);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  const md = [
+    `Baseline \`node -e 0\`: ${fmtMs(baseline.median)}. Cells: median wall time (ratio to the baseline, spread p10–p90 over the median), ${opts.runs} runs after ${opts.warmup} warm-up.`,
+    "",
+    table(
+      [
+        "tool",
+        "(a) 200 files + 20 dirs, first",
+        "(b) same, no change",
+        "(c) 10 drifted",
+        "(d) 50 templated",
+        "(e) 50 guarded cmds (satisfied)",
+        "peak RSS (b)",
+      ],
+      rows,
+    ),
+  ];
+  if (!tools.some((t) => t.name === "cf-agent"))
+    md.push("", "cf-agent is not installed: run with `--with-peers` to compare.");
+  return { title: "local-apply", markdown: md.join("\n") };
+}
