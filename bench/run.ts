@@ -14,6 +14,7 @@ const repoRoot = resolve(here, "..", "..");
 const SCENARIOS: Record<string, () => Promise<(o: ScenarioOptions) => Promise<ScenarioResult>>> = {
   "local-apply": async () => (await import("./scenarios/local-apply.js")).localApply,
   "requisite-chain": async () => (await import("./scenarios/requisite-chain.js")).requisiteChain,
+  targeting: async () => (await import("./scenarios/targeting.js")).targeting,
 };
 
 async function main(argv: string[]): Promise<number> {
