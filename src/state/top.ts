@@ -1,45 +1,39 @@
 /**
- * Highstate: `top.zy` maps targets to sls lists. Targets are a glob on the peel id or a
- * `key:value` fact match (colon path, value glob), Salt's `- match: grain|glob|pcre|list` too.
+ * Highstate: `top.zy` maps targets to sls lists, with the CLI's target grammar (a bare
+ * `key:value` is a fact match) and Salt's `- match: grain|glob|pcre|list|compound` items.
  */
 import { isMap, isSeq } from "yaml";
-import { colonGet } from "../template/context.js";
+import {
+  compileTarget,
+  parseTarget,
+  parseTopTarget,
+  peelIdsOnly,
+  type TargetNode,
+  TargetSyntaxError,
+} from "../target/index.js";
 import { type TemplateError, TemplateRenderer } from "../template/render.js";
 import { type CompileOptions, compileSls, type Facts, type Program } from "./compile.js";
 import { CompileError, type Diagnostic, excerpt } from "./diagnostics.js";
 import { CompileTracker, parseSls, readSls } from "./sls.js";
 
-export function globToRegExp(glob: string): RegExp {
-  let re = "";
-  for (const ch of glob) {
-    if (ch === "*") re += ".*";
-    else if (ch === "?") re += ".";
-    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${re}$`);
-}
+type MatchType = "glob" | "grain" | "pcre" | "list" | "compound";
 
-type MatchType = "glob" | "grain" | "pcre" | "list";
-
-function matchType(target: string, how: MatchType | undefined): MatchType {
-  return how ?? (target.includes(":") ? "grain" : "glob");
-}
-
-function matches(target: string, type: MatchType, id: string, facts: Facts): boolean {
-  switch (type) {
-    case "glob":
-      return globToRegExp(target).test(id);
+/**
+ * A top.zy target in the CLI's grammar (src/target): `key:value` means a fact match; Salt's
+ * `- match:` item picks another reading of the same text.
+ */
+function topTarget(target: string, how: MatchType | undefined): TargetNode {
+  switch (how) {
     case "pcre":
-      return new RegExp(target).test(id);
+      return parseTarget(`E@${target}`);
     case "list":
-      return target.split(",").some((t) => t.trim() === id);
-    case "grain": {
-      const cut = target.lastIndexOf(":");
-      const value = colonGet(facts, target.slice(0, cut));
-      const want = globToRegExp(target.slice(cut + 1));
-      if (Array.isArray(value)) return value.some((v) => want.test(String(v)));
-      return value !== undefined && value !== null && want.test(String(value));
-    }
+      return parseTarget(`L@${target}`);
+    case "grain":
+      return parseTarget(`G@${target}`);
+    case "glob":
+      return parseTarget(target);
+    default:
+      return parseTopTarget(target);
   }
 }
 
@@ -116,8 +110,19 @@ export async function topRefs(
         else if (it && typeof it === "object" && "match" in it)
           how = String((it as { match: unknown }).match) as MatchType;
       }
-      const type = matchType(target, how);
-      if (!matches(target, type, id, type === "grain" ? await getFacts() : {})) continue;
+      let node: TargetNode;
+      try {
+        node = topTarget(target, how);
+      } catch (err) {
+        if (!(err instanceof TargetSyntaxError)) throw err;
+        fail(pair.key, `target "${target}": ${err.summary}`);
+        continue;
+      }
+      const byId = peelIdsOnly(node);
+      const hit = byId
+        ? byId.matchId(id)
+        : compileTarget(node).match({ id, facts: await getFacts(), settings: opts.settings });
+      if (!hit) continue;
       for (const r of list) {
         if (!seen.has(r)) {
           seen.add(r);
