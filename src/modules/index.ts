@@ -22,7 +22,10 @@ export const FAMILY_NAMES: readonly string[] = [
   "pkgrepo",
   "service",
   "ssh_auth",
+  "sysctl",
   "test",
+  "timezone",
+  "locale",
   "user",
 ];
 

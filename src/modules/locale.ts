@@ -1,0 +1,136 @@
+/**
+ * The `locale` family: generated locales (Debian's locale-gen).
+ *
+ * plan() asks `locale -a` what is available and reads /etc/locale.gen once. A missing locale is
+ * enabled in /etc/locale.gen (uncommented, or added from /usr/share/i18n/SUPPORTED) and apply()
+ * runs `locale-gen --keep-existing`, then checks the locale really became available.
+ */
+import { run } from "../util/exec.js";
+import { unifiedDiff } from "./diff.js";
+import {
+  applying,
+  checkRun,
+  guard,
+  joinText,
+  readTextOrUndefined,
+  replaceFile,
+  reqStr,
+  requireTool,
+  StateError,
+  splitText,
+  unchanged,
+} from "./system/common.js";
+import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
+
+const LOCALE_GEN = "/etc/locale.gen";
+const SUPPORTED = "/usr/share/i18n/SUPPORTED";
+
+/** glibc's spelling of a locale name: `en_US.UTF-8` and `en_US.utf8` are the same locale. */
+export function normalizeLocale(name: string): string {
+  const m = /^([^.@]+)(?:\.([^@]+))?(@.+)?$/.exec(name);
+  if (!m) return name;
+  const codeset = m[2] ? `.${m[2].toLowerCase().replace(/[^a-z0-9]/g, "")}` : "";
+  return `${m[1]}${codeset}${m[3] ?? ""}`;
+}
+
+async function availableLocales(): Promise<string[]> {
+  const res = await run(["locale", "-a"]).catch(() => undefined);
+  if (!res) throw new StateError("the locale command is not installed; cannot list available locales");
+  checkRun("locale -a", res);
+  return res.stdout.split("\n").filter((l) => l !== "");
+}
+
+/** The locale.gen entry `<name> <charset>` for a locale, from a commented or live line. */
+function findEntry(lines: readonly string[], name: string, commented: boolean): number {
+  const want = normalizeLocale(name);
+  return lines.findIndex((l) => {
+    const m = (commented ? /^#\s*(\S+)\s+(\S+)\s*$/ : /^\s*([^#\s]\S*)\s+(\S+)\s*$/).exec(l);
+    return m !== null && normalizeLocale(m[1]!) === want;
+  });
+}
+
+async function planPresent(params: Params): Promise<Plan> {
+  const name = reqStr(params, "name");
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/.test(name)) {
+    throw new StateError(`"${name}" is not a locale name (expected e.g. en_US.UTF-8)`);
+  }
+  const available = (await availableLocales()).map(normalizeLocale);
+  if (available.includes(normalizeLocale(name))) return unchanged(`Locale ${name} is already available`);
+  await requireTool("locale-gen", `generate the locale ${name}`);
+
+  const before = (await readTextOrUndefined(LOCALE_GEN)) ?? "";
+  const text = splitText(before);
+  let after: string | undefined;
+  if (findEntry(text.lines, name, false) < 0) {
+    const commented = findEntry(text.lines, name, true);
+    if (commented >= 0) {
+      const lines = [...text.lines];
+      lines[commented] = lines[commented]!.replace(/^#\s*/, "");
+      after = joinText({ lines, eol: text.eol });
+    } else {
+      const supported = splitText((await readTextOrUndefined(SUPPORTED)) ?? "").lines;
+      const entry = supported[findEntry(supported, name, false)];
+      if (entry === undefined) {
+        throw new StateError(
+          `Locale ${name} is not supported on this machine (it is not listed in ${SUPPORTED})`,
+        );
+      }
+      after = joinText({ lines: [...text.lines, entry.trim()], eol: true });
+    }
+  }
+  const changes: Record<string, unknown> = { locale: name, generated: true };
+  if (after !== undefined) changes.locale_gen = LOCALE_GEN;
+  const plan: Plan = {
+    changes,
+    comment: `Locale ${name} would be generated`,
+    apply: applying(async () => {
+      if (after !== undefined) await replaceFile(LOCALE_GEN, after);
+      const res = await run(["locale-gen", "--keep-existing"]);
+      checkRun("locale-gen", res);
+      if (!(await availableLocales()).map(normalizeLocale).includes(normalizeLocale(name))) {
+        return {
+          result: false,
+          comment: `locale-gen ran but ${name} is still not available: ${res.stdout.trim().replace(/\s+/g, " ")}`,
+        };
+      }
+      return { comment: `Locale ${name} generated` };
+    }),
+  };
+  if (after !== undefined) plan.diff = unifiedDiff(before, after, LOCALE_GEN, LOCALE_GEN);
+  return plan;
+}
+
+const present: StateFunction = {
+  doc:
+    "Ensures a locale is generated and available: enables it in /etc/locale.gen and runs locale-gen " +
+    "(Debian and Ubuntu). Fails when locale-gen is missing or the locale is not supported.",
+  primary: "name",
+  params: {
+    name: { type: "string", doc: "Locale name, e.g. en_US.UTF-8.", required: true, aliases: ["locale"] },
+  },
+  plan: (params) => guard(() => planPresent(params)),
+};
+
+const exec: Record<string, ExecFunction> = {
+  avail: {
+    doc: "Returns true when a locale is available (generated) on this machine.",
+    params: { name: { type: "string", doc: "Locale name, e.g. en_US.UTF-8.", required: true } },
+    positional: ["name"],
+    readOnly: true,
+    run: async (params) =>
+      (await availableLocales()).map(normalizeLocale).includes(normalizeLocale(String(params.name))),
+  },
+  list_avail: {
+    doc: "Returns the locales available on this machine (`locale -a`).",
+    params: {},
+    readOnly: true,
+    run: () => availableLocales(),
+  },
+};
+
+export const family: ModuleFamily = {
+  name: "locale",
+  doc: "Generated locales.",
+  states: { present },
+  exec,
+};

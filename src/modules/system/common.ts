@@ -1,0 +1,178 @@
+/**
+ * Helpers shared by the system state families (user, group, cron, host, ssh_auth, sysctl,
+ * timezone, locale): parameter coercion, failed plans, text files kept line for line.
+ */
+import { constants } from "node:fs";
+import { access, chown, readFile, writeFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+import type { ExecResult } from "../../util/exec.js";
+import { isENOENT, statOrUndefined, writeFileAtomic } from "../../util/files.js";
+import type { ApplyOutcome, Plan } from "../types.js";
+
+/** An error whose message is already a complete, user-facing comment. */
+export class StateError extends Error {}
+
+export function errText(err: unknown): string {
+  if (err instanceof StateError) return err.message;
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code && e.path) return `${e.code}: ${e.message.replace(/^[A-Z]+: /, "")}`;
+  return e instanceof Error ? e.message : String(err);
+}
+
+export function failed(comment: string): Plan {
+  return { changes: {}, comment, failed: true };
+}
+
+export function unchanged(comment: string): Plan {
+  return { changes: {}, comment };
+}
+
+/** Runs a plan computation, turning any thrown error into a failed plan with a clear comment. */
+export async function guard(fn: () => Promise<Plan>): Promise<Plan> {
+  try {
+    return await fn();
+  } catch (err) {
+    return failed(errText(err));
+  }
+}
+
+/** Wraps an apply so a failure while changing the system becomes a failed result, not an exception. */
+export function applying(
+  fn: () => Promise<ApplyOutcome | undefined>,
+): () => Promise<ApplyOutcome | undefined> {
+  return async () => {
+    try {
+      return await fn();
+    } catch (err) {
+      return { result: false, changes: {}, comment: `Failed while applying: ${errText(err)}` };
+    }
+  };
+}
+
+/** Throws a StateError carrying the tool's own message when a command did not succeed. */
+export function checkRun(what: string, res: ExecResult): void {
+  if (res.retcode === 0) return;
+  const msg = (res.stderr.trim() || res.stdout.trim() || `exit code ${res.retcode}`).replace(/\s+/g, " ");
+  throw new StateError(`${what} failed: ${msg}`);
+}
+
+export function str(params: Record<string, unknown>, key: string): string | undefined {
+  const v = params[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  throw new StateError(`${key} must be a string`);
+}
+
+export function reqStr(params: Record<string, unknown>, key: string): string {
+  const v = str(params, key);
+  if (v === undefined || v === "") throw new StateError(`${key} is required`);
+  return v;
+}
+
+export function bool(params: Record<string, unknown>, key: string, dflt: boolean): boolean {
+  const v = params[key];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v === "boolean") return v;
+  if (v === "true" || v === "True") return true;
+  if (v === "false" || v === "False") return false;
+  throw new StateError(`${key} must be true or false`);
+}
+
+/** A list param that also accepts a single value or a comma-separated string (Salt does). */
+export function strList(params: Record<string, unknown>, key: string): string[] | undefined {
+  const v = params[key];
+  if (v === undefined || v === null) return undefined;
+  if (Array.isArray(v)) return v.map((x) => String(x).trim()).filter((x) => x !== "");
+  if (typeof v === "string")
+    return v
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x !== "");
+  if (typeof v === "number") return [String(v)];
+  throw new StateError(`${key} must be a list`);
+}
+
+/** A non-negative integer given as a number or a string of digits. */
+export function nonNegInt(params: Record<string, unknown>, key: string): number | undefined {
+  const v = params[key];
+  if (v === undefined || v === null) return undefined;
+  const text = typeof v === "number" ? String(v) : typeof v === "string" ? v.trim() : "";
+  if (!/^\d+$/.test(text))
+    throw new StateError(`${key} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  return Number(text);
+}
+
+/** Finds an executable on PATH plus the sbin directories a non-login PATH may lack. */
+export async function which(bin: string): Promise<string | undefined> {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/local/sbin", "/usr/sbin", "/sbin"];
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = join(d, bin);
+    try {
+      await access(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here; keep looking
+    }
+  }
+  return undefined;
+}
+
+export async function requireTool(bin: string, why: string): Promise<string> {
+  const path = await which(bin);
+  if (!path) throw new StateError(`${bin} is not installed on this machine; it is needed to ${why}`);
+  return path;
+}
+
+/** File text, or undefined when the file does not exist (any other error propagates). */
+export async function readTextOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    if (isENOENT(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Lines of a text file, remembering whether the last one ended with a newline. */
+export interface TextLines {
+  lines: string[];
+  eol: boolean;
+}
+
+export function splitText(text: string): TextLines {
+  if (text === "") return { lines: [], eol: true };
+  const eol = text.endsWith("\n");
+  const lines = (eol ? text.slice(0, -1) : text).split("\n");
+  return { lines, eol };
+}
+
+export function joinText(t: TextLines): string {
+  if (t.lines.length === 0) return "";
+  return t.lines.join("\n") + (t.eol ? "\n" : "");
+}
+
+/** Appends lines; a last line without a newline gets one first so the new line stands alone. */
+export function appendLines(t: TextLines, add: readonly string[]): TextLines {
+  return { lines: [...t.lines, ...add], eol: true };
+}
+
+/**
+ * Replaces a file's content atomically, keeping the mode and owner of the file it replaces.
+ * Files that are mount points (a container's /etc/hosts) cannot be renamed over; they are
+ * rewritten in place instead.
+ */
+export async function replaceFile(path: string, text: string, newMode = 0o644): Promise<void> {
+  const st = await statOrUndefined(path);
+  const mode = st ? st.mode & 0o7777 : newMode;
+  try {
+    await writeFileAtomic(path, text, { mode });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EBUSY" && code !== "EXDEV") throw err;
+    await writeFile(path, text);
+    return;
+  }
+  if (st && (st.uid !== 0 || st.gid !== 0)) await chown(path, st.uid, st.gid);
+}
