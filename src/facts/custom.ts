@@ -162,29 +162,11 @@ function cacheKey(def: CustomFactDef): string {
   return `${def.name}\0${def.cmd ?? ""}`;
 }
 
-/**
- * run() kills the shell on timeout, but a grandchild still holding stdout (`sleep 60` under sh)
- * keeps it pending until that child exits. Facts must not hang on it, so the deadline is also
- * enforced here; the orphan finishes on its own.
- */
+/** run() kills the command's whole process group at the deadline, so nothing outlives it. */
 async function runFactCommand(def: CustomFactDef, cwd: string): Promise<Outcome> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<Outcome>((resolve) => {
-    timer = setTimeout(
-      () => resolve({ ok: false, error: `command timed out after ${def.timeoutMs} ms` }),
-      def.timeoutMs + 250,
-    );
-  });
-  try {
-    return await Promise.race([runOnce(def, cwd), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function runOnce(def: CustomFactDef, cwd: string): Promise<Outcome> {
   try {
     const res = await run(def.cmd!, { cwd, timeoutMs: def.timeoutMs });
+    if (res.killed === "timeout") return { ok: false, error: `command timed out after ${def.timeoutMs} ms` };
     if (res.signal) return { ok: false, error: `command killed by ${res.signal}` };
     if (res.retcode !== 0) {
       const detail = res.stderr.trim().split("\n")[0] ?? "";
