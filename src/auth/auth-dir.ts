@@ -7,12 +7,14 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { decode } from "@nats-io/jwt";
+import { fromPublic } from "@nats-io/nkeys";
 import { assertPeelId } from "../bus/names.js";
 import { CA_FILES, ensureCaAndServerCert } from "../ca/ca.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 import { type AccountSigner, createTrustHierarchy, issueRoleCreds, issueUserCreds } from "./hierarchy.js";
 import { permissionsFor, type Role } from "./permissions.js";
 import { renderServerConfig } from "./server-config.js";
+import { keyPairFromCreds } from "./signing.js";
 
 export const AUTH_FILES = {
   operatorJwt: "operator.jwt",
@@ -33,6 +35,8 @@ export const AUTH_FILES = {
   resolverDir: "resolver",
   jetstreamDir: "jetstream",
   peelCredsDir: "peels",
+  /** Public nkeys whose command signatures peels accept, one per line (peels need no secrets). */
+  trustedMasters: "trusted-masters.pub",
 } as const;
 
 export const DEFAULT_NATS_PORT = 4222;
@@ -69,6 +73,7 @@ const PUBLIC_OUTPUTS = [
   AUTH_FILES.systemAccountJwt,
   AUTH_FILES.accountJwt,
   AUTH_FILES.serverConfig,
+  AUTH_FILES.trustedMasters,
 ];
 
 export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult> {
@@ -114,7 +119,12 @@ export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult
     signingSeed: th.system.signingSeed,
   };
   await secret(AUTH_FILES.systemCreds, await issueUserCreds(sysSigner, "sys", undefined));
-  await secret(AUTH_FILES.masterCreds, await issueRoleCreds(zesterSigner, "master"));
+  const masterCreds = await issueRoleCreds(zesterSigner, "master");
+  await secret(AUTH_FILES.masterCreds, masterCreds);
+  await pub(
+    AUTH_FILES.trustedMasters,
+    `# master keys whose signed commands peels accept\n${keyPairFromCreds(masterCreds).getPublicKey()}\n`,
+  );
   await secret(AUTH_FILES.adminCreds, await issueRoleCreds(zesterSigner, "admin"));
 
   const ca = await ensureCaAndServerCert(dir, opts.hosts ?? []);
@@ -184,4 +194,36 @@ export async function issueRoleCredsFile(
   const out = opts.out ?? join(dir, role === "master" ? AUTH_FILES.masterCreds : AUTH_FILES.adminCreds);
   await writeSecretFile(out, await issueUserCreds(signer, role, permissionsFor(role)), opts.force ?? false);
   return out;
+}
+
+/**
+ * The master public keys in `<dir>/trusted-masters.pub`: one nkey per line, `#` comments and
+ * blank lines ignored. A missing or empty file is an error: a peel that trusts nobody would
+ * silently refuse every command.
+ */
+export async function loadTrustedMasters(dir: string): Promise<Set<string>> {
+  const path = join(dir, AUTH_FILES.trustedMasters);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    throw new Error(
+      `cannot read trusted master keys ${path} (written by \`zester nats-auth init\`): ${(err as Error).message}`,
+    );
+  }
+  const keys = new Set<string>();
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return;
+    let ok = false;
+    try {
+      ok = line.startsWith("U") && fromPublic(line).getPublicKey() === line;
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new Error(`${path}:${i + 1}: not a user public nkey: ${JSON.stringify(line)}`);
+    keys.add(line);
+  });
+  if (keys.size === 0) throw new Error(`${path} lists no master keys`);
+  return keys;
 }

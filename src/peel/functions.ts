@@ -1,0 +1,366 @@
+/**
+ * What a peel can be asked to run: its own functions (facts, sys, state runs) plus every
+ * execution function and state function of the module registry. Nothing here knows about NATS:
+ * the Peel hands in a call and gets back the fields of a PeelReturn.
+ */
+
+import type { Facts } from "../facts/index.js";
+import { loadAllFamilies, loadFamily } from "../modules/index.js";
+import type { ExecFunction, ModuleContext, StateFunction } from "../modules/types.js";
+import type { RunSummary, StateResult } from "../state/result.js";
+
+export interface PeelCall {
+  fun: string;
+  args: readonly unknown[];
+  kwargs: Record<string, unknown>;
+  test: boolean;
+}
+
+export interface PeelFunctionContext {
+  peelId: string;
+  /** Directory of the cached state revision, undefined when none has been synced yet. */
+  statesDir: () => Promise<string | undefined>;
+  /** Used for inline states when no tree is cached (they may not need one). */
+  emptyStatesDir: string;
+  facts: () => Promise<Facts>;
+  /** Settings (pillar) for templates; `{}` until the settings work lands. */
+  settings: Record<string, unknown>;
+  /** Compile cache directory; no caching without one. */
+  compileCacheDir?: string;
+  signal: AbortSignal;
+}
+
+export interface FunctionOutcome {
+  success: boolean;
+  return?: unknown;
+  results?: StateResult[];
+  summary?: RunSummary;
+  error?: string;
+}
+
+type Builtin = {
+  doc: string;
+  readOnly: boolean;
+  run(call: PeelCall, ctx: PeelFunctionContext): Promise<FunctionOutcome>;
+};
+
+/** Reads `a:b:0` out of nested objects and arrays. */
+export function getByColonPath(data: unknown, path: string): unknown {
+  let cur: unknown = data;
+  for (const part of path.split(":")) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    if (Array.isArray(cur)) {
+      if (!/^\d+$/.test(part)) return undefined;
+      cur = cur[Number(part)];
+    } else {
+      cur = Object.hasOwn(cur, part) ? (cur as Record<string, unknown>)[part] : undefined;
+    }
+  }
+  return cur;
+}
+
+function ok(value: unknown): FunctionOutcome {
+  return { success: true, return: value ?? null };
+}
+
+function fail(error: string): FunctionOutcome {
+  return { success: false, error };
+}
+
+/** `state.apply a,b c` → ["a", "b", "c"]; Salt also accepts the sls list as `mods=`. */
+function slsRefs(call: PeelCall): string[] {
+  const raw = [...call.args];
+  const mods = call.kwargs.mods;
+  if (typeof mods === "string") raw.push(mods);
+  else if (Array.isArray(mods)) raw.push(...mods);
+  return raw
+    .flatMap((a) => (Array.isArray(a) ? a : [a]))
+    .flatMap((a) => String(a).split(","))
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+function wantsTest(call: PeelCall): boolean {
+  const t = call.kwargs.test;
+  return call.test || t === true || t === "true" || t === "True";
+}
+
+async function engineOptions(ctx: PeelFunctionContext, test: boolean, statesDir: string) {
+  const opts: import("../state/engine.js").EngineOptions = {
+    statesDir,
+    settings: ctx.settings,
+    facts: ctx.facts,
+    peelId: ctx.peelId,
+    test,
+    signal: ctx.signal,
+  };
+  if (ctx.compileCacheDir !== undefined) opts.cacheDir = ctx.compileCacheDir;
+  return opts;
+}
+
+const NO_TREE = "no state tree cached on this peel yet (waiting for a state-files revision from a master)";
+
+async function stateRun(
+  ctx: PeelFunctionContext,
+  test: boolean,
+  target: import("../state/engine.js").Target,
+): Promise<FunctionOutcome> {
+  const statesDir =
+    target.kind === "inline" ? ((await ctx.statesDir()) ?? ctx.emptyStatesDir) : await ctx.statesDir();
+  if (statesDir === undefined) return fail(NO_TREE);
+  const engine = await import("../state/engine.js");
+  const { CompileError } = await import("../state/diagnostics.js");
+  try {
+    const report = await engine.applyTarget(target, await engineOptions(ctx, test, statesDir));
+    const out: FunctionOutcome = {
+      success: report.summary.failed === 0,
+      results: report.results,
+      summary: report.summary,
+    };
+    if (ctx.signal.aborted) {
+      out.success = false;
+      out.error = "canceled";
+    } else if (!out.success) {
+      out.error = `${report.summary.failed} of ${report.summary.total} states failed`;
+    }
+    return out;
+  } catch (err) {
+    if (err instanceof CompileError) return fail(err.message);
+    if (ctx.signal.aborted) return fail("canceled");
+    throw err;
+  }
+}
+
+async function showStates(call: PeelCall, ctx: PeelFunctionContext, kind: "sls" | "order" | "highstate") {
+  const refs = kind === "highstate" ? [] : slsRefs(call);
+  if (kind === "sls" && refs.length === 0) return fail("state.show_sls needs an sls name");
+  const statesDir = await ctx.statesDir();
+  if (statesDir === undefined) return fail(NO_TREE);
+  const engine = await import("../state/engine.js");
+  const { CompileError } = await import("../state/diagnostics.js");
+  try {
+    const program = await engine.compileTarget(
+      refs.length === 0 ? { kind: "highstate" } : { kind: "sls", refs },
+      await engineOptions(ctx, false, statesDir),
+    );
+    if (kind === "order") return ok(engine.plannedOrder(program));
+    return ok(
+      program.states.map((s) => ({
+        name: s.name,
+        id: s.id,
+        function: s.fun,
+        sls: s.sls,
+        source: `${s.pos.file}:${s.pos.line}:${s.pos.col}`,
+        params: s.params,
+        requisites: s.requisites.map((r) => ({ [r.kind]: r.targets.map((t) => program.states[t]!.name) })),
+      })),
+    );
+  } catch (err) {
+    if (err instanceof CompileError) return fail(err.message);
+    throw err;
+  }
+}
+
+async function apply(call: PeelCall, ctx: PeelFunctionContext, test: boolean): Promise<FunctionOutcome> {
+  const refs = slsRefs(call);
+  return stateRun(ctx, test, refs.length === 0 ? { kind: "highstate" } : { kind: "sls", refs });
+}
+
+const factsFunctions = (prefix: string): Record<string, Builtin> => ({
+  [`${prefix}.items`]: {
+    doc: "Returns all facts of this peel.",
+    readOnly: true,
+    run: async (_c, ctx) => ok(await ctx.facts()),
+  },
+  [`${prefix}.get`]: {
+    doc: "Returns one fact by colon path (`os`, `network:interfaces:eth0`); `default` when absent (empty string).",
+    readOnly: true,
+    run: async (call, ctx) => {
+      const key = call.args[0] ?? call.kwargs.key;
+      if (typeof key !== "string" || key === "") return fail(`${prefix}.get needs a key`);
+      const value = getByColonPath(await ctx.facts(), key);
+      return ok(value === undefined ? (call.args[1] ?? call.kwargs.default ?? "") : value);
+    },
+  },
+  [`${prefix}.keys`]: {
+    doc: "Returns the top-level fact names.",
+    readOnly: true,
+    run: async (_c, ctx) => ok(Object.keys(await ctx.facts()).sort()),
+  },
+});
+
+type AnyFunction = { kind: "state"; fn: StateFunction } | { kind: "exec"; fn: ExecFunction };
+
+async function registryFunctions(): Promise<Map<string, AnyFunction[]>> {
+  const { families } = await loadAllFamilies();
+  const out = new Map<string, AnyFunction[]>();
+  for (const f of families) {
+    for (const [n, fn] of Object.entries(f.exec ?? {})) out.set(`${f.name}.${n}`, [{ kind: "exec", fn }]);
+    for (const [n, fn] of Object.entries(f.states)) {
+      const name = `${f.name}.${n}`;
+      out.set(name, [...(out.get(name) ?? []), { kind: "state", fn }]);
+    }
+  }
+  return out;
+}
+
+const BUILTINS: Record<string, Builtin> = {
+  ...factsFunctions("facts"),
+  ...factsFunctions("grains"),
+  "sys.doc": {
+    doc: "Documentation of every function, or of those under a module or function name given as argument.",
+    readOnly: true,
+    run: async (call) => {
+      const what = call.args[0] === undefined ? undefined : String(call.args[0]);
+      const docs: Record<string, string> = {};
+      for (const [name, b] of Object.entries(BUILTINS)) docs[name] = b.doc;
+      for (const [name, fns] of await registryFunctions()) {
+        docs[name] = fns.map((f) => `${f.fn.doc}${f.kind === "state" ? " (state)" : ""}`).join("\n");
+      }
+      const picked = Object.fromEntries(
+        Object.entries(docs)
+          .filter(([n]) => what === undefined || n === what || n.startsWith(`${what}.`))
+          .sort(([a], [b]) => a.localeCompare(b)),
+      );
+      if (what !== undefined && Object.keys(picked).length === 0)
+        return fail(`no function or module "${what}"`);
+      return ok(picked);
+    },
+  },
+  "sys.list_functions": {
+    doc: "Names of every function this peel runs, optionally only those of one module.",
+    readOnly: true,
+    run: async (call) => {
+      const mod = call.args[0] === undefined ? undefined : String(call.args[0]);
+      const names = [...Object.keys(BUILTINS), ...(await registryFunctions()).keys()];
+      return ok([...new Set(names)].filter((n) => mod === undefined || n.startsWith(`${mod}.`)).sort());
+    },
+  },
+  "state.apply": {
+    doc: "Applies the given sls files (comma separated), or the highstate from top.zy without any.",
+    readOnly: false,
+    run: (call, ctx) => apply(call, ctx, wantsTest(call)),
+  },
+  "state.sls": {
+    doc: "Applies the given sls files.",
+    readOnly: false,
+    run: (call, ctx) =>
+      slsRefs(call).length === 0
+        ? Promise.resolve(fail("state.sls needs an sls name"))
+        : apply(call, ctx, wantsTest(call)),
+  },
+  "state.highstate": {
+    doc: "Applies every sls that top.zy assigns to this peel.",
+    readOnly: false,
+    run: (call, ctx) => stateRun(ctx, wantsTest(call), { kind: "highstate" }),
+  },
+  "state.test": {
+    doc: "state.apply as a dry run: reports what would change, changes nothing.",
+    readOnly: false,
+    run: (call, ctx) => apply(call, ctx, true),
+  },
+  "state.single": {
+    doc: "Runs one state function: state.single <module.function> <id> [key=value ...].",
+    readOnly: false,
+    run: (call, ctx) => {
+      const [fun, ...rest] = call.args;
+      if (typeof fun !== "string") return Promise.resolve(fail("state.single needs <module.function> <id>"));
+      return inlineState({ ...call, fun, args: rest }, ctx);
+    },
+  },
+  "state.show_sls": {
+    doc: "The compiled states of the given sls files, without running them.",
+    readOnly: true,
+    run: (call, ctx) => showStates(call, ctx, "sls"),
+  },
+  "state.show_highstate": {
+    doc: "The compiled highstate of this peel, without running it.",
+    readOnly: true,
+    run: (call, ctx) => showStates(call, ctx, "highstate"),
+  },
+  "state.show_order": {
+    doc: "The planned execution order of the given sls files (or the highstate).",
+    readOnly: true,
+    run: (call, ctx) => showStates(call, ctx, "order"),
+  },
+};
+
+function inlineState(call: PeelCall, ctx: PeelFunctionContext): Promise<FunctionOutcome> {
+  const { test: _test, ...kwargs } = call.kwargs;
+  const first = call.args[0];
+  const id = first !== undefined ? String(first) : typeof kwargs.name === "string" ? kwargs.name : undefined;
+  if (id === undefined) return Promise.resolve(fail(`${call.fun} needs a state id (or name=...)`));
+  if (call.args.length > 1) {
+    return Promise.resolve(
+      fail(`${call.fun} takes one positional argument (the state id); use key=value for the rest`),
+    );
+  }
+  return stateRun(ctx, wantsTest(call), { kind: "inline", fun: call.fun, id, args: kwargs });
+}
+
+async function lookup(fun: string): Promise<Builtin | AnyFunction | undefined> {
+  if (Object.hasOwn(BUILTINS, fun)) return BUILTINS[fun];
+  const dot = fun.indexOf(".");
+  if (dot <= 0) return undefined;
+  const fam = await loadFamily(fun.slice(0, dot)).catch(() => undefined);
+  const name = fun.slice(dot + 1);
+  if (!fam) return undefined;
+  // An execution function wins over a state of the same name (`cmd.run` runs a command).
+  if (fam.exec && Object.hasOwn(fam.exec, name)) return { kind: "exec", fn: fam.exec[name]! };
+  if (Object.hasOwn(fam.states, name)) return { kind: "state", fn: fam.states[name]! };
+  return undefined;
+}
+
+/**
+ * Read-only functions run next to anything else; the rest wait their turn in the peel's queue.
+ * Unknown names count as read-only: they fail at once without touching anything.
+ */
+export async function isReadOnlyFunction(fun: string): Promise<boolean> {
+  const f = await lookup(fun);
+  if (f === undefined) return true;
+  if ("kind" in f) return f.kind === "exec" && f.fn.readOnly === true;
+  return f.readOnly;
+}
+
+/** Runs one call. Never throws for a failure of the function itself: that is `success: false`. */
+export async function runPeelFunction(call: PeelCall, ctx: PeelFunctionContext): Promise<FunctionOutcome> {
+  try {
+    const f = await lookup(call.fun);
+    if (f === undefined) return fail(await unknownFunction(call.fun));
+    if (!("kind" in f)) return await f.run(call, ctx);
+    if (f.kind === "state") return await inlineState(call, ctx);
+    return await execCall(call, ctx);
+  } catch (err) {
+    if (ctx.signal.aborted) return fail("canceled");
+    return fail(err instanceof Error ? err.message : String(err));
+  }
+}
+
+async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<FunctionOutcome> {
+  const { callExec } = await import("../state/exec.js");
+  const statesDir = (await ctx.statesDir()) ?? ctx.emptyStatesDir;
+  // test.* never reads facts: keeps test.ping instant even on a slow machine.
+  const facts = call.fun.startsWith("test.") ? {} : await ctx.facts();
+  const { TemplateRenderer } = await import("../template/render.js");
+  const renderer = new TemplateRenderer({ searchPath: statesDir });
+  const { test: _test, ...kwargs } = call.kwargs;
+  const mctx: ModuleContext = {
+    test: wantsTest(call),
+    id: call.fun,
+    statesDir,
+    facts,
+    settings: ctx.settings,
+    signal: ctx.signal,
+    render: (t, extra, source) => renderer.render(t, { facts, settings: ctx.settings, ...extra }, source),
+  };
+  const value = await callExec(call.fun, call.args, kwargs, mctx);
+  if (ctx.signal.aborted) return fail("canceled");
+  return ok(value);
+}
+
+async function unknownFunction(fun: string): Promise<string> {
+  const { didYouMean } = await import("../util/suggest.js");
+  const names = [...Object.keys(BUILTINS), ...(await registryFunctions()).keys()];
+  const s = didYouMean(fun, names);
+  return `unknown function "${fun}"${s ? ` (did you mean "${s}"?)` : ""}`;
+}

@@ -1,0 +1,577 @@
+/**
+ * The peel: Zester's agent on a node. Publishes facts and a heartbeat, keeps a verified copy of
+ * the state tree, and runs the commands a trusted master signed for it. Many peels may live in
+ * one process (fleet simulations, tests), so everything is per instance and nothing exits the
+ * process.
+ *
+ * Events (for tests and embedding): "connected", "disconnected", "refused" {jid?, reason},
+ * "ack" Ack, "return" PeelReturn, "facts" {rev}, "heartbeat" PeelHeartbeat, "states" SyncResult,
+ * "states-rejected" {rev, reason}, "canceled" {jid}.
+ */
+import { EventEmitter } from "node:events";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { KV } from "@nats-io/kv";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { loadTrustedMasters } from "../auth/auth-dir.js";
+import { DEFAULT_MAX_SKEW_MS, verifyCommand } from "../auth/signing.js";
+import { openKv } from "../bus/bootstrap.js";
+import { decode, encode } from "../bus/codec.js";
+import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
+import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } from "../bus/names.js";
+import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
+import { newKsuid } from "../jobs/ksuid.js";
+import type { Ack, Command, PeelHeartbeat, PeelReturn, StateRevision } from "../jobs/wire.js";
+import { stableFactsKey } from "./facts-diff.js";
+import {
+  type FunctionOutcome,
+  isReadOnlyFunction,
+  type PeelCall,
+  type PeelFunctionContext,
+  runPeelFunction,
+} from "./functions.js";
+import { JidStore } from "./jid-store.js";
+import { JobQueue } from "./queue.js";
+import { StateTreeCache, type SyncResult } from "./state-cache.js";
+
+export interface PeelLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface PeelConfig {
+  id: string;
+  /** `tls://host:port` URL(s). */
+  servers: string | string[];
+  credsFile: string;
+  caFile?: string;
+  /** Where nats-ca.crt and trusted-masters.pub are looked up (default /etc/zester/auth). */
+  authDir?: string;
+  /** Default /var/lib/zester/peel/<id>. */
+  cacheDir?: string;
+  /** Public nkeys of masters whose commands are accepted; default: `<authDir>/trusted-masters.pub`. */
+  trustedMasters?: ReadonlySet<string>;
+  factsIntervalMs?: number;
+  heartbeatMs?: number;
+  /** Mutating jobs that may wait behind the running one; more are answered "busy". */
+  queueLimit?: number;
+  logger?: PeelLogger;
+  /** Custom facts directory (default $ZESTER_FACTS_DIR, then /etc/zester/facts). */
+  customFactsDir?: string;
+  /** Pause between connection attempts while the server cannot be reached at start. */
+  connectRetryMs?: number;
+  /** Allowed distance between a command's timestamp and this peel's clock. */
+  maxSkewMs?: number;
+}
+
+export const DEFAULT_FACTS_INTERVAL_MS = 60_000;
+export const DEFAULT_QUEUE_LIMIT = 32;
+export const DEFAULT_PEEL_CACHE_ROOT = "/var/lib/zester/peel";
+
+/** Default logger: one line per message on stderr, tagged with the peel id. */
+export function stderrLogger(id: string): PeelLogger {
+  const line = (level: string, msg: string) =>
+    process.stderr.write(`${new Date().toISOString()} ${level} peel ${id}: ${msg}\n`);
+  return {
+    info: (m) => line("INFO", m),
+    warn: (m) => line("WARN", m),
+    error: (m) => line("ERROR", m),
+  };
+}
+
+interface Buckets {
+  facts: KV;
+  heartbeat: KV;
+  returns: KV;
+  states: KV;
+}
+
+/** Job ids end up in subjects and KV keys: one token, nothing exotic. */
+const JID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class Peel extends EventEmitter {
+  readonly id: string;
+  readonly cacheDir: string;
+  readonly states: StateTreeCache;
+  private readonly log: PeelLogger;
+  private readonly queue: JobQueue;
+  private readonly jids: JidStore;
+  private readonly factCache = new CustomFactCache();
+  private trusted: ReadonlySet<string> = new Set();
+  private nc: NatsConnection | undefined;
+  private kv: Buckets | undefined;
+  private subs: Subscription[] = [];
+  private stopWatch: (() => void) | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private started = false;
+  private version = "unknown";
+  private facts: Facts | undefined;
+  private publishedFactsKey: string | undefined;
+  private factsChain: Promise<unknown> = Promise.resolve();
+  private syncWanted: StateRevision | undefined;
+  private syncing: Promise<void> | undefined;
+  /** Returns still being stored/published, awaited by stop() before the connection drains. */
+  private readonly finishing = new Set<Promise<unknown>>();
+
+  constructor(readonly cfg: PeelConfig) {
+    super();
+    this.id = assertPeelId(cfg.id);
+    this.cacheDir = cfg.cacheDir ?? join(DEFAULT_PEEL_CACHE_ROOT, this.id);
+    this.log = cfg.logger ?? stderrLogger(this.id);
+    this.queue = new JobQueue(cfg.queueLimit ?? DEFAULT_QUEUE_LIMIT);
+    this.jids = new JidStore(join(this.cacheDir, "jids.json"));
+    this.states = new StateTreeCache(join(this.cacheDir, "states"));
+  }
+
+  get connected(): boolean {
+    return this.nc !== undefined && this.kv !== undefined && !this.nc.isClosed();
+  }
+
+  /**
+   * Prepares local state, then connects. An unreachable server does not fail start(): the peel
+   * keeps trying in the background and works from its cache meanwhile. Configuration errors
+   * (no trusted master keys, unreadable cache) do fail it.
+   */
+  async start(): Promise<void> {
+    if (this.started) throw new Error(`peel ${this.id} is already started`);
+    this.started = true;
+    await mkdir(this.cacheDir, { recursive: true, mode: 0o700 });
+    await mkdir(join(this.cacheDir, "empty"), { recursive: true });
+    this.trusted =
+      this.cfg.trustedMasters ?? (await loadTrustedMasters(this.cfg.authDir ?? DEFAULT_AUTH_DIR));
+    await this.jids.load();
+    this.version = await peelVersion();
+    await this.collect();
+
+    const factsEvery = this.cfg.factsIntervalMs ?? DEFAULT_FACTS_INTERVAL_MS;
+    const beatEvery = this.cfg.heartbeatMs ?? PEEL_HEARTBEAT_INTERVAL_MS;
+    this.timers.push(setInterval(() => void this.refreshFacts().catch(() => {}), factsEvery));
+    this.timers.push(setInterval(() => void this.beat().catch(() => {}), beatEvery));
+    await this.tryConnect();
+  }
+
+  /** Resolves once connected (at once if already), or rejects after timeoutMs. */
+  waitConnected(timeoutMs = 30_000): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off("connected", on);
+        reject(new Error(`peel ${this.id} did not connect within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.once("connected", on);
+    });
+  }
+
+  /** Stops timers and the revision watch, ends jobs (waiting ones get a canceled return), drains. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.stopWatch?.();
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+    await this.queue.close("peel stopping");
+    await Promise.allSettled([...this.finishing]);
+    await this.syncing?.catch(() => {});
+    await this.factsChain.catch(() => {});
+    const nc = this.nc;
+    this.kv = undefined;
+    this.nc = undefined;
+    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+  }
+
+  // ---- connection ------------------------------------------------------------------------------
+
+  private async tryConnect(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      const nc = await connect({
+        servers: this.cfg.servers,
+        credsFile: this.cfg.credsFile,
+        ...(this.cfg.caFile !== undefined ? { caFile: this.cfg.caFile } : {}),
+        ...(this.cfg.authDir !== undefined ? { authDir: this.cfg.authDir } : {}),
+        inboxPrefix: peelInboxPrefix(this.id),
+        name: `zester-peel ${this.id}`,
+      });
+      if (this.stopping) {
+        await nc.close();
+        return;
+      }
+      await this.onConnected(nc);
+    } catch (err) {
+      if (this.stopping) return;
+      const delay = this.cfg.connectRetryMs ?? 5_000;
+      this.log.warn(
+        `cannot connect to ${String(this.cfg.servers)}: ${errText(err)}; retrying in ${delay} ms`,
+      );
+      this.retryTimer = setTimeout(() => void this.tryConnect(), delay);
+    }
+  }
+
+  private async onConnected(nc: NatsConnection): Promise<void> {
+    this.nc = nc;
+    this.subs.push(
+      nc.subscribe(subjects.cmd(this.id), {
+        callback: (err, msg) => {
+          if (!err) void this.onCommand(msg);
+        },
+      }),
+      nc.subscribe(subjects.jobAnyCancel(this.id), {
+        callback: (err, msg) => {
+          if (!err) this.onCancel(msg);
+        },
+      }),
+    );
+    const [facts, heartbeat, returns, states] = await Promise.all([
+      openKv(nc, "facts"),
+      openKv(nc, "peel-heartbeat"),
+      openKv(nc, "job-returns"),
+      openKv(nc, "state-files"),
+    ]);
+    this.kv = { facts, heartbeat, returns, states };
+    await nc.flush();
+    void this.watchStatus(nc);
+    await this.watchRevision(states);
+    this.log.info(`connected to ${nc.getServer()}`);
+    this.emit("connected");
+    await Promise.allSettled([this.beat(), this.refreshFacts({ force: true })]);
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        this.log.warn("disconnected from NATS; reconnecting");
+        this.emit("disconnected");
+      } else if (s.type === "reconnect") {
+        this.log.info("reconnected to NATS");
+        void this.beat().catch(() => {});
+        void this.refreshFacts().catch(() => {});
+        void this.syncStates().catch(() => {});
+      } else if (s.type === "error") {
+        this.log.error(`NATS: ${String((s as { error?: unknown }).error ?? s.type)}`);
+      }
+    }
+  }
+
+  // ---- facts and heartbeat ---------------------------------------------------------------------
+
+  private async collect(): Promise<Facts> {
+    const facts = await collectFacts({
+      id: this.id,
+      cache: this.factCache,
+      ...(this.cfg.customFactsDir !== undefined ? { customDir: this.cfg.customFactsDir } : {}),
+    });
+    this.facts = facts;
+    return facts;
+  }
+
+  /** The latest collected facts (collected now if there are none yet). */
+  async currentFacts(): Promise<Facts> {
+    return this.facts ?? (await this.collect());
+  }
+
+  /**
+   * Collects facts and puts them to KV when they differ from the last put (volatile values
+   * ignored) or when `force`. Returns whether a put happened.
+   */
+  refreshFacts(opts: { force?: boolean } = {}): Promise<boolean> {
+    const run = this.factsChain.then(async () => {
+      const facts = await this.collect();
+      const key = stableFactsKey(facts);
+      if (!opts.force && key === this.publishedFactsKey) return false;
+      const kv = this.kv;
+      if (!kv) return false;
+      try {
+        const rev = await kv.facts.put(this.id, encode(facts));
+        this.publishedFactsKey = key;
+        this.emit("facts", { rev });
+        return true;
+      } catch (err) {
+        this.log.warn(`cannot publish facts: ${errText(err)}`);
+        return false;
+      }
+    });
+    this.factsChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Puts the heartbeat once (no-op while disconnected). */
+  async beat(): Promise<void> {
+    const kv = this.kv;
+    if (!kv) return;
+    const hb: PeelHeartbeat = {
+      peel: this.id,
+      ts: new Date().toISOString(),
+      version: this.version,
+      busy: this.queue.busy,
+    };
+    const rev = await this.states.currentRev();
+    if (rev !== undefined) hb.states_rev = rev;
+    try {
+      await kv.heartbeat.put(this.id, encode(hb));
+      this.emit("heartbeat", hb);
+    } catch (err) {
+      this.log.warn(`cannot write heartbeat: ${errText(err)}`);
+    }
+  }
+
+  // ---- state tree ------------------------------------------------------------------------------
+
+  private async watchRevision(kv: KV): Promise<void> {
+    const w = await kv.watch({ key: "revision" });
+    this.stopWatch = () => w.stop();
+    void (async () => {
+      for await (const e of w) {
+        if (e.operation !== "PUT") continue;
+        try {
+          this.requestSync(decode<StateRevision>(e.value));
+        } catch (err) {
+          this.log.warn(`ignoring an unreadable state revision: ${errText(err)}`);
+        }
+      }
+    })().catch((err: unknown) => {
+      if (!this.stopping) this.log.error(`state revision watch ended: ${errText(err)}`);
+    });
+  }
+
+  /** Reads the published revision now and syncs to it. Resolves when the cache is settled. */
+  async syncStates(): Promise<void> {
+    const kv = this.kv;
+    if (!kv) return;
+    const e = await kv.states.get("revision");
+    if (e && e.operation === "PUT") this.requestSync(decode<StateRevision>(e.value));
+    await this.syncing;
+  }
+
+  /** Coalesces revisions: while one sync runs, only the newest requested one runs next. */
+  private requestSync(rev: StateRevision): void {
+    this.syncWanted = rev;
+    this.syncing ??= (async () => {
+      try {
+        while (this.syncWanted && !this.stopping) {
+          const want = this.syncWanted;
+          this.syncWanted = undefined;
+          await this.syncOnce(want);
+        }
+      } finally {
+        this.syncing = undefined;
+      }
+    })();
+  }
+
+  private async syncOnce(rev: StateRevision): Promise<void> {
+    const kv = this.kv;
+    if (!kv) return;
+    const source = async (key: string) => {
+      const e = await kv.states.get(key);
+      return e && e.operation === "PUT" ? e.value : undefined;
+    };
+    try {
+      const r: SyncResult = await this.states.sync(source, rev);
+      if (r.changed) {
+        this.log.info(`state tree now at revision ${r.rev} (${r.fetched} fetched, ${r.reused} reused)`);
+        void this.beat().catch(() => {});
+      }
+      this.emit("states", r);
+    } catch (err) {
+      this.log.error(`rejected state revision ${String(rev.rev)}: ${errText(err)}; keeping the current tree`);
+      this.emit("states-rejected", { rev: rev.rev, reason: errText(err) });
+    }
+  }
+
+  // ---- commands --------------------------------------------------------------------------------
+
+  private refuse(subject: string, jid: unknown, reason: string): void {
+    const j = typeof jid === "string" ? ` ${jid}` : "";
+    this.log.warn(`refused command${j} on ${subject}: ${reason}`);
+    this.emit("refused", { jid: typeof jid === "string" ? jid : undefined, reason });
+  }
+
+  private async onCommand(msg: Msg): Promise<void> {
+    let cmd: Partial<Command>;
+    try {
+      cmd = decode<Partial<Command>>(msg.data);
+    } catch (err) {
+      this.refuse(msg.subject, undefined, `unreadable payload: ${errText(err)}`);
+      return;
+    }
+    const verdict = verifyCommand(cmd, {
+      trusted: this.trusted,
+      peel: this.id,
+      maxSkewMs: this.cfg.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
+    });
+    if (!verdict.ok) {
+      this.refuse(msg.subject, cmd.jid, verdict.reason);
+      return;
+    }
+    const c = cmd as Command;
+    if (!JID_PATTERN.test(c.jid)) {
+      this.refuse(msg.subject, undefined, `invalid job id ${JSON.stringify(c.jid)}`);
+      return;
+    }
+    const { fresh, persisted } = this.jids.add(c.jid);
+    if (!fresh) {
+      this.refuse(msg.subject, c.jid, "replayed command (this job id was already received)");
+      return;
+    }
+    try {
+      await persisted;
+    } catch (err) {
+      // Running a job whose id did not reach the disk would let a replay after restart run it again.
+      this.refuse(msg.subject, c.jid, `cannot record the job id: ${errText(err)}`);
+      return;
+    }
+    const call: PeelCall = {
+      fun: c.fun,
+      args: Array.isArray(c.args) ? c.args : [],
+      kwargs: c.kwargs && typeof c.kwargs === "object" && !Array.isArray(c.kwargs) ? c.kwargs : {},
+      test: c.test === true,
+    };
+    this.log.info(`job ${c.jid}: ${c.fun}`);
+    await this.dispatch(c.jid, call, "job");
+  }
+
+  /**
+   * Read-only calls start at once; the others queue. The ack is published before the task can
+   * publish its return (tasks always await before finishing), so the master sees ack first.
+   */
+  private async dispatch(jid: string, call: PeelCall, origin: "job" | "schedule"): Promise<PeelReturn> {
+    const startedAt = new Date().toISOString();
+    const readOnly = await isReadOnlyFunction(call.fun).catch(() => true);
+    return new Promise<PeelReturn>((resolve) => {
+      const finish = async (o: FunctionOutcome, started = startedAt) => {
+        const p = this.finish(jid, call.fun, origin, started, o);
+        this.finishing.add(p);
+        try {
+          resolve(await p);
+        } finally {
+          this.finishing.delete(p);
+        }
+      };
+      const task = async (signal: AbortSignal) => {
+        const started = new Date().toISOString();
+        const outcome = await runPeelFunction(call, this.functionContext(signal));
+        await finish(outcome, started);
+      };
+      if (readOnly) {
+        this.ack(jid, 0, origin);
+        this.queue.runConcurrent(jid, task);
+        return;
+      }
+      const r = this.queue.submit(jid, task, (reason) => void finish({ success: false, error: reason }));
+      if ("busy" in r) {
+        this.ack(jid, r.busy, origin);
+        void finish({ success: false, error: `busy: ${r.busy} jobs queued` });
+      } else {
+        this.ack(jid, r.position, origin);
+      }
+    });
+  }
+
+  private ack(jid: string, queued: number, origin: "job" | "schedule"): void {
+    if (origin !== "job" || !this.nc) return;
+    const ack: Ack = { jid, queued };
+    this.nc.publish(subjects.jobAck(jid, this.id), encode(ack));
+    this.emit("ack", ack);
+  }
+
+  private async finish(
+    jid: string,
+    fun: string,
+    origin: "job" | "schedule",
+    startedAt: string,
+    o: FunctionOutcome,
+  ): Promise<PeelReturn> {
+    const ret: PeelReturn = {
+      jid,
+      peel: this.id,
+      fun,
+      success: o.success,
+      origin,
+      started_at: startedAt,
+      finished_at: new Date().toISOString(),
+    };
+    if (o.return !== undefined) ret.return = o.return;
+    if (o.results !== undefined) ret.results = o.results;
+    if (o.summary !== undefined) ret.summary = o.summary;
+    if (o.error !== undefined) ret.error = o.error;
+    const kv = this.kv;
+    const nc = this.nc;
+    if (kv && nc) {
+      // KV first: a master that hears the return may read the stored copy right away.
+      try {
+        await kv.returns.put(`${jid}.${this.id}`, encode(ret));
+      } catch (err) {
+        this.log.error(`cannot store the return of job ${jid}: ${errText(err)}`);
+      }
+      if (origin === "job") nc.publish(subjects.jobReturn(jid, this.id), encode(ret));
+    }
+    this.log.info(`job ${jid}: ${fun} ${ret.success ? "succeeded" : `failed: ${firstLine(ret.error)}`}`);
+    this.emit("return", ret);
+    return ret;
+  }
+
+  private onCancel(msg: Msg): void {
+    // zester.job.<jid>.cancel.<peel>: the subject names the job, the payload may be empty.
+    const jid = msg.subject.split(".")[2] ?? "";
+    if (this.queue.cancel(jid, "canceled")) {
+      this.log.info(`job ${jid}: cancel requested`);
+      this.emit("canceled", { jid });
+    } else {
+      this.log.info(`job ${jid}: cancel for a job that is not running here`);
+    }
+  }
+
+  private functionContext(signal: AbortSignal): PeelFunctionContext {
+    return {
+      peelId: this.id,
+      statesDir: () => this.states.currentDir(),
+      emptyStatesDir: join(this.cacheDir, "empty"),
+      facts: () => this.currentFacts(),
+      // Settings resolution is not wired to the peel yet: templates see an empty `settings`.
+      settings: {},
+      compileCacheDir: join(this.cacheDir, "compile"),
+      signal,
+    };
+  }
+
+  /**
+   * Applies states from the local cache, with or without a connection (the scheduler's entry
+   * point). Goes through the same queue as jobs; stores the return when connected.
+   */
+  applyLocal(opts: { sls?: string[]; test?: boolean } = {}): Promise<PeelReturn> {
+    const call: PeelCall = {
+      fun: opts.sls && opts.sls.length > 0 ? "state.apply" : "state.highstate",
+      args: opts.sls ?? [],
+      kwargs: {},
+      test: opts.test === true,
+    };
+    return this.dispatch(newKsuid(), call, "schedule");
+  }
+}
+
+function firstLine(s: string | undefined): string {
+  return (s ?? "").split("\n")[0] ?? "";
+}
+
+async function peelVersion(): Promise<string> {
+  const { resolveExec } = await import("../modules/index.js");
+  const r = await resolveExec("test.version");
+  if (!r.ok) return "unknown";
+  return String(
+    await r.fn.run({}, { test: false, id: "version", facts: {}, settings: {}, render: async (t) => t }),
+  );
+}

@@ -1,0 +1,145 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AUTH_FILES, loadTrustedMasters } from "../src/auth/auth-dir.js";
+import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
+import { bootstrap, openKv } from "../src/bus/bootstrap.js";
+import { decode, encode } from "../src/bus/codec.js";
+import { connect } from "../src/bus/connect.js";
+import { subjects } from "../src/bus/names.js";
+import { main } from "../src/cli/main.js";
+import { newKsuid } from "../src/jobs/ksuid.js";
+import type { PeelReturn } from "../src/jobs/wire.js";
+import { type StartedNats, startNats } from "./support/nats.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const BIN = join(ROOT, "dist/bin/zester-peel.js");
+
+let nats: StartedNats;
+let master: NatsConnection;
+let work: string;
+let child: ChildProcess | undefined;
+
+beforeAll(async () => {
+  try {
+    execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
+  } catch {
+    // tsc still emits when other parts of the tree have type errors mid-edit.
+  }
+  if (!existsSync(BIN)) throw new Error(`build did not produce ${BIN}`);
+  nats = await startNats();
+  work = await mkdtemp(join(tmpdir(), "zester-peel-daemon-"));
+  master = await connect({
+    servers: nats.url,
+    caFile: nats.caFile,
+    credsFile: await nats.credsFile("master"),
+  });
+  await bootstrap(master);
+}, 120_000);
+
+afterAll(async () => {
+  child?.kill("SIGKILL");
+  await master?.close();
+  await nats?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function captured(argv: string[]): Promise<{ code: number; err: string }> {
+  let err = "";
+  const w = process.stderr.write;
+  process.stderr.write = ((s: string | Uint8Array) => {
+    err += String(s);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), err };
+  } finally {
+    process.stderr.write = w;
+  }
+}
+
+describe("trusted master keys", () => {
+  it("nats-auth init writes the master's public key; loadTrustedMasters reads and checks it", async () => {
+    const creds = await readFile(await nats.credsFile("master"), "utf8");
+    const keys = await loadTrustedMasters(nats.authDir);
+    expect([...keys]).toEqual([keyPairFromCreds(creds).getPublicKey()]);
+
+    const bad = await mkdtemp(join(work, "bad-"));
+    await expect(loadTrustedMasters(bad)).rejects.toThrow(/cannot read trusted master keys/);
+    await writeFile(join(bad, AUTH_FILES.trustedMasters), "# nobody\n");
+    await expect(loadTrustedMasters(bad)).rejects.toThrow(/lists no master keys/);
+    await writeFile(join(bad, AUTH_FILES.trustedMasters), "SUAGARBAGE\n");
+    await expect(loadTrustedMasters(bad)).rejects.toThrow(/:1: not a user public nkey/);
+  });
+});
+
+describe("zester-peel daemon", () => {
+  it("refuses a plaintext nats:// URL before connecting", async () => {
+    const r = await captured(["peel-daemon", "--id", "d-02", "--nats-url", "nats://127.0.0.1:4222"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/nats:\/\/ is plaintext/);
+  });
+
+  it("runs a peel that answers commands and stops cleanly on SIGTERM", async () => {
+    const id = "daemon-01";
+    child = spawn(
+      process.execPath,
+      [
+        BIN,
+        "--id",
+        id,
+        "--nats-url",
+        nats.url,
+        "--creds",
+        await nats.credsFile(id),
+        "--ca",
+        nats.caFile,
+        "--auth-dir",
+        nats.authDir,
+        "--cache-dir",
+        join(work, "cache"),
+        "--facts-dir",
+        join(work, "facts"),
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString("utf8");
+    });
+    const exited = new Promise<number | null>((r) => child!.on("exit", (code) => r(code)));
+
+    const hb = await openKv(master, "peel-heartbeat");
+    const deadline = Date.now() + 20_000;
+    while (!(await hb.get(id)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await hb.get(id), stderr).not.toBeNull();
+
+    const signer = keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8"));
+    const cmd = signCommand(signer, {
+      jid: newKsuid(),
+      fun: "test.echo",
+      args: ["from the daemon"],
+      kwargs: {},
+      test: false,
+      peel: id,
+      ts: Date.now(),
+      timeout_s: 10,
+    });
+    const sub = master.subscribe(subjects.jobReturn(cmd.jid, id), { max: 1 });
+    await master.flush();
+    master.publish(subjects.cmd(id), encode(cmd));
+    for await (const m of sub)
+      expect(decode<PeelReturn>(m.data)).toMatchObject({ success: true, return: "from the daemon" });
+
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/connected to/);
+    expect(stderr).toMatch(/SIGTERM received, stopping/);
+    expect(stderr).toMatch(/stopped/);
+    child = undefined;
+  });
+});
