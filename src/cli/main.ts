@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   job: () => import("./job.js"),
   master: () => import("./master-daemon.js"),
   "peel-daemon": () => import("./peel-daemon.js"),
+  settings: () => import("./settings.js"),
 };
 
 /** `zester '<target>' module.function ...`: the second word names a function. */
@@ -38,6 +39,7 @@ Usage:
   zester ca init --dir DIR                               certificate authority for NATS TLS
   zester ca issue nats-server --dir DIR --host H...      server certificate
   zester peel creds <peel-id> --dir DIR                  least-privilege creds for one peel
+  zester settings encrypt|keygen|check                   sealed secrets for settings (value on stdin)
 
 Options: --help on any command, --version.
 `;

@@ -1,0 +1,332 @@
+/**
+ * Settings resolution on a peel: top.zy picks files by target expression, each file is rendered
+ * (facts + the settings merged so far) and parsed, the results deep-merge in order (top.zy order,
+ * then list order; later wins), and finally secret placeholders become plaintexts.
+ */
+import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { type Diagnostic, type DiagnosticKind, excerpt } from "../state/diagnostics.js";
+import { compilePredicate, parseTopTarget, TargetSyntaxError } from "../target/index.js";
+import { type TemplateCall, TemplateError, TemplateRenderer } from "../template/render.js";
+import { SettingsError } from "./errors.js";
+import { deepMerge, isPlainMap } from "./merge.js";
+import { substituteSecrets } from "./placeholders.js";
+import { type ExtractedSecret, secretIdsInFiles } from "./sanitize.js";
+import { SETTINGS_EXT, type SettingsFileReader, type SettingsFiles, TOP_FILE, toReader } from "./source.js";
+import { encryptedTag } from "./yaml-tag.js";
+
+export interface SettingsTopOptions {
+  /** The (sanitized) settings tree: a directory, a reader, or relative path → text. */
+  files: SettingsFiles;
+  facts: Readonly<Record<string, unknown>>;
+  peelId: string;
+}
+
+export interface ResolveSettingsOptions extends SettingsTopOptions {
+  /** Placeholder id → plaintext, from openPeelSecrets. Omitted: any placeholder is an error. */
+  secrets?: Readonly<Record<string, string>>;
+  /** Leave `ZESTER_SECRET[...]` placeholders as they are (master-side previews, targeting). */
+  keepPlaceholders?: boolean;
+  /** Masterless runs holding the master curve key: opens `!encrypted` values in unsanitized files. */
+  openEncrypted?: (value: string) => string;
+  /** `salt['mod.fn'](...)` in templates. */
+  call?: TemplateCall;
+}
+
+/** One settings file top.zy assigns to the peel. */
+export interface SettingsRef {
+  /** Dotted name as written in top.zy, e.g. `common.base`. */
+  ref: string;
+  /** Relative path it resolved to, e.g. `common/base.zy` or `common/base/init.zy`. */
+  file: string;
+  /** The target expression that matched first. */
+  target: string;
+}
+
+export interface ResolvedSettings {
+  settings: Record<string, unknown>;
+  refs: SettingsRef[];
+}
+
+const REF = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+/** Salt's `- match: <type>` list items; Zester's expressions already say how to match. */
+const SALT_MATCH_TYPES: Readonly<Record<string, string | undefined>> = {
+  compound: undefined,
+  glob: undefined,
+  grain: undefined,
+  pcre: "use E@<regex> in the target instead of `match: pcre`",
+  list: "use L@a,b in the target instead of `match: list`",
+  pillar: "settings cannot be targeted by settings (I@) in the settings top.zy",
+  ipcidr: "use S@<cidr> in the target instead of `match: ipcidr`",
+};
+
+class Collector {
+  readonly diags: Diagnostic[] = [];
+  add(kind: DiagnosticKind, file: string, text: string, line: number, col: number, message: string) {
+    this.diags.push({
+      kind,
+      file,
+      line,
+      col,
+      message,
+      excerpt: text === "" ? undefined : excerpt(text, line, col),
+    });
+  }
+}
+
+interface Parsed {
+  doc: Document;
+  lines: LineCounter;
+}
+
+function parseYaml(
+  file: string,
+  text: string,
+  out: Collector,
+  open: ((value: string) => string) | undefined,
+): Parsed | undefined {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: true,
+    customTags: [encryptedTag(open)],
+  });
+  if (doc.errors.length === 0) return { doc, lines };
+  for (const e of doc.errors) {
+    const p = lines.linePos(e.pos[0]);
+    out.add(
+      "yaml",
+      file,
+      text,
+      p.line,
+      p.col,
+      e.message.split("\n")[0]!.replace(/ at line \d+, column \d+.*$/, ""),
+    );
+  }
+  return undefined;
+}
+
+async function render(
+  renderer: TemplateRenderer,
+  file: string,
+  text: string,
+  vars: Record<string, unknown>,
+  out: Collector,
+): Promise<string | undefined> {
+  try {
+    return await renderer.render(text, vars, file);
+  } catch (err) {
+    if (err instanceof TemplateError) out.add("template", file, text, err.line, err.col, err.message);
+    else out.add("template", file, text, 1, 1, (err as Error).message);
+    return undefined;
+  }
+}
+
+function nodeStart(node: unknown): number {
+  return (node as Node | null)?.range?.[0] ?? 0;
+}
+
+async function readRef(
+  read: SettingsFileReader,
+  ref: string,
+): Promise<{ file: string; text: string } | undefined> {
+  const base = ref.split(".").join("/");
+  for (const file of [`${base}${SETTINGS_EXT}`, `${base}/init${SETTINGS_EXT}`]) {
+    const text = await read(file);
+    if (text !== undefined) return { file, text };
+  }
+  return undefined;
+}
+
+interface TopResult {
+  refs: SettingsRef[];
+  texts: Map<string, string>;
+}
+
+async function matchTop(
+  read: SettingsFileReader,
+  opts: SettingsTopOptions,
+  renderer: TemplateRenderer,
+  out: Collector,
+): Promise<TopResult> {
+  const result: TopResult = { refs: [], texts: new Map() };
+  const source = await read(TOP_FILE);
+  if (source === undefined) return result;
+  const text = await render(
+    renderer,
+    TOP_FILE,
+    source,
+    { facts: opts.facts, settings: {}, id: opts.peelId },
+    out,
+  );
+  if (text === undefined) return result;
+  const parsed = parseYaml(TOP_FILE, text, out, undefined);
+  if (!parsed) return result;
+  const at = (node: unknown, offset = 0) => parsed.lines.linePos(nodeStart(node) + offset);
+  const fail = (node: unknown, message: string, kind: DiagnosticKind = "structure", offset = 0) => {
+    const p = at(node, offset);
+    out.add(kind, TOP_FILE, text, p.line, p.col, message);
+  };
+  const root = parsed.doc.contents;
+  if (root === null || (isScalar(root) && root.value === null)) return result;
+  if (!isMap(root)) {
+    fail(root, "top.zy must map the environment (base:) to targets");
+    return result;
+  }
+  const peel = { id: opts.peelId, facts: opts.facts as Record<string, unknown> };
+  const seen = new Set<string>();
+  for (const envPair of root.items) {
+    const env = isScalar(envPair.key) ? String(envPair.key.value) : "";
+    if (env !== "base") {
+      fail(envPair.key, `unknown environment ${JSON.stringify(env)}: settings have one environment, base:`);
+      continue;
+    }
+    const targets = envPair.value;
+    if (targets === null || (isScalar(targets) && targets.value === null)) continue;
+    if (!isMap(targets)) {
+      fail(targets, "base: must map target expressions to lists of settings names");
+      continue;
+    }
+    for (const pair of targets.items) {
+      const keyNode = pair.key;
+      const target = isScalar(keyNode) ? String(keyNode.value) : "";
+      let matches: boolean;
+      try {
+        matches = compilePredicate(parseTopTarget(target))(peel);
+      } catch (err) {
+        if (!(err instanceof TargetSyntaxError)) throw err;
+        const quoted =
+          isScalar(keyNode) && (keyNode.type === "QUOTE_DOUBLE" || keyNode.type === "QUOTE_SINGLE");
+        fail(keyNode, err.summary, "structure", (quoted ? 1 : 0) + err.column - 1);
+        continue;
+      }
+      if (!isSeq(pair.value)) {
+        fail(pair.value ?? keyNode, `target ${JSON.stringify(target)} must have a list of settings names`);
+        continue;
+      }
+      const items: { ref: string; node: unknown }[] = [];
+      for (const item of pair.value.items) {
+        if (isScalar(item) && typeof item.value === "string") {
+          if (REF.test(item.value)) items.push({ ref: item.value, node: item });
+          else
+            fail(
+              item,
+              `invalid settings name ${JSON.stringify(item.value)}: expected dotted names like common.base`,
+            );
+        } else if (
+          isMap(item) &&
+          item.items.length === 1 &&
+          isScalar(item.items[0]!.key) &&
+          item.items[0]!.key.value === "match"
+        ) {
+          const how = String((item.items[0]!.value as { value?: unknown } | null)?.value ?? "");
+          if (!Object.hasOwn(SALT_MATCH_TYPES, how)) fail(item, `unknown match type ${JSON.stringify(how)}`);
+          else if (SALT_MATCH_TYPES[how] !== undefined) fail(item, SALT_MATCH_TYPES[how]!);
+        } else {
+          fail(item, "list items under a target must be settings names such as common.base");
+        }
+      }
+      if (!matches) continue;
+      for (const { ref, node } of items) {
+        if (seen.has(ref)) continue;
+        seen.add(ref);
+        const found = await readRef(read, ref);
+        if (!found) {
+          const base = ref.split(".").join("/");
+          fail(
+            node,
+            `settings ${JSON.stringify(ref)} not found (looked for ${base}${SETTINGS_EXT} and ${base}/init${SETTINGS_EXT})`,
+            "include",
+          );
+          continue;
+        }
+        result.refs.push({ ref, file: found.file, target });
+        result.texts.set(found.file, found.text);
+      }
+    }
+  }
+  return result;
+}
+
+function searchPathOf(files: SettingsFiles): string | undefined {
+  return typeof files === "string" ? files : undefined;
+}
+
+/** The files top.zy assigns to a peel, in merge order. Throws SettingsError. */
+export async function settingsTopRefs(
+  opts: SettingsTopOptions & { call?: TemplateCall },
+): Promise<SettingsRef[]> {
+  const out = new Collector();
+  const renderer = new TemplateRenderer({ searchPath: searchPathOf(opts.files), call: opts.call });
+  const top = await matchTop(toReader(opts.files), opts, renderer, out);
+  if (out.diags.length > 0) throw new SettingsError(out.diags);
+  return top.refs;
+}
+
+/** Like resolveSettings, and also says which files were merged. */
+export async function resolveSettingsDetailed(opts: ResolveSettingsOptions): Promise<ResolvedSettings> {
+  const out = new Collector();
+  const renderer = new TemplateRenderer({ searchPath: searchPathOf(opts.files), call: opts.call });
+  const top = await matchTop(toReader(opts.files), opts, renderer, out);
+  let settings: Record<string, unknown> = {};
+  for (const ref of top.refs) {
+    const source = top.texts.get(ref.file)!;
+    const text = await render(
+      renderer,
+      ref.file,
+      source,
+      { facts: opts.facts, settings, id: opts.peelId },
+      out,
+    );
+    if (text === undefined) continue;
+    const parsed = parseYaml(ref.file, text, out, opts.openEncrypted);
+    if (!parsed) continue;
+    let value: unknown;
+    try {
+      value = parsed.doc.toJS();
+    } catch (err) {
+      // e.g. an alias bomb: yaml refuses excessive alias expansion.
+      out.add("yaml", ref.file, text, 1, 1, (err as Error).message);
+      continue;
+    }
+    if (value === null || value === undefined) continue;
+    if (!isPlainMap(value)) {
+      const p = parsed.lines.linePos(nodeStart(parsed.doc.contents));
+      out.add(
+        "structure",
+        ref.file,
+        text,
+        p.line,
+        p.col,
+        "a settings file must be a mapping of keys to values",
+      );
+      continue;
+    }
+    settings = deepMerge(settings, value);
+  }
+  if (out.diags.length > 0) throw new SettingsError(out.diags);
+  if (!opts.keepPlaceholders) settings = substituteSecrets(settings, opts.secrets);
+  return { settings, refs: top.refs };
+}
+
+/**
+ * Resolves a peel's settings. Throws SettingsError (file:line:column of every template, YAML,
+ * top.zy or missing-file problem) or SecretError (key paths whose secret cannot be delivered).
+ */
+export async function resolveSettings(opts: ResolveSettingsOptions): Promise<Record<string, unknown>> {
+  return (await resolveSettingsDetailed(opts)).settings;
+}
+
+/**
+ * Master side: the secrets a peel needs, i.e. those extracted from the files its top.zy matches
+ * (judged with the facts the master knows). Only these are sealed into the peel's blob.
+ */
+export async function peelSecretIds(
+  opts: SettingsTopOptions & { secrets: Readonly<Record<string, ExtractedSecret>> },
+): Promise<string[]> {
+  const refs = await settingsTopRefs(opts);
+  return secretIdsInFiles(
+    opts.secrets,
+    refs.map((r) => r.file),
+  );
+}
