@@ -1,0 +1,289 @@
+/**
+ * The master's job services: `zester.target.resolve` and `zester.dispatch` (queue group, so each
+ * request is handled by exactly one master) and `zester.admin.job.kill` (every master hears it;
+ * the job's owner answers, or any master when the owner is gone).
+ */
+import type { KeyPair } from "@nats-io/nkeys";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { decode, encode } from "../bus/codec.js";
+import { subjects } from "../bus/names.js";
+import { isKsuid, newKsuid } from "../jobs/ksuid.js";
+import { isJobFinished, isPeelSettled, type JobStore, settledJobStatus } from "../jobs/store.js";
+import type { DispatchReply, DispatchRequest, JobRecord, PeelJobStatus } from "../jobs/wire.js";
+import { TargetSyntaxError } from "../target/index.js";
+import type { FleetView } from "./fleet-view.js";
+import { type JobDoneEvent, JobTracker, publishCancel } from "./job-tracker.js";
+
+/** Queue group shared by every master for load-balanced services. */
+export const MASTER_QUEUE = "zester-masters";
+
+export const KILL_SUBJECT = subjects.admin("job.kill");
+
+/** How long past its timeout an unfollowed job waits before any master finishes it. */
+export const ORPHAN_GRACE_MS = 30_000;
+
+export interface ResolveRequest {
+  target: string;
+}
+export interface ResolveReply {
+  peels?: string[];
+  error?: string;
+}
+export interface KillRequest {
+  jid: string;
+}
+export interface KillReply {
+  jid: string;
+  status?: JobRecord["status"];
+  /** Peels that were told to stop. */
+  canceled?: string[];
+  error?: string;
+}
+
+const FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/;
+
+export interface DispatcherDeps {
+  nc: NatsConnection;
+  store: JobStore;
+  fleet: FleetView;
+  signer: KeyPair;
+  masterId: string;
+  unreachableAfterMs: number;
+  defaultTimeoutS: number;
+  /** Whether a master (by id) is alive, for taking over kills of orphaned jobs. */
+  isMasterAlive(id: string): Promise<boolean>;
+  log(msg: string): void;
+}
+
+export class Dispatcher {
+  private readonly trackers = new Map<string, JobTracker>();
+
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  get activeJobs(): string[] {
+    return [...this.trackers.keys()];
+  }
+
+  tracker(jid: string): JobTracker | undefined {
+    return this.trackers.get(jid);
+  }
+
+  /** Stops following jobs (their records stay `running`; see docs/fleet.md). */
+  stop(): void {
+    for (const t of this.trackers.values()) t.detach();
+    this.trackers.clear();
+  }
+
+  handleResolve(msg: Msg): void {
+    let reply: ResolveReply;
+    try {
+      const req = decode<ResolveRequest>(msg.data);
+      if (typeof req.target !== "string" || req.target.trim() === "") throw new Error("target is required");
+      reply = { peels: this.deps.fleet.resolve(req.target) };
+    } catch (err) {
+      reply = { error: (err as Error).message };
+    }
+    msg.respond(encode(reply));
+  }
+
+  async handleDispatch(msg: Msg): Promise<void> {
+    let req: DispatchRequest;
+    let peels: string[];
+    let timeoutS: number;
+    try {
+      req = decode<DispatchRequest>(msg.data);
+      timeoutS = validate(req, this.deps.defaultTimeoutS);
+      peels = this.deps.fleet.resolve(req.target);
+    } catch (err) {
+      const prefix = err instanceof TargetSyntaxError ? "invalid target: " : "";
+      respond(msg, { error: prefix + (err as Error).message });
+      return;
+    }
+    if (peels.length === 0) {
+      respond(msg, { error: `no peels match ${req.target}` });
+      return;
+    }
+    const statuses: Record<string, PeelJobStatus> = {};
+    for (const p of peels) statuses[p] = "pending";
+    const record: JobRecord = {
+      jid: newKsuid(),
+      fun: req.fun,
+      args: req.args ?? [],
+      kwargs: req.kwargs ?? {},
+      target: req.target,
+      test: req.test === true,
+      timeout_s: timeoutS,
+      status: "running",
+      peels: statuses,
+      created_at: new Date().toISOString(),
+      master: this.deps.masterId,
+      ...(typeof req.user === "string" ? { user: req.user } : {}),
+    };
+    const tracker = new JobTracker(
+      record,
+      {
+        nc: this.deps.nc,
+        store: this.deps.store,
+        signer: this.deps.signer,
+        isOnline: (p) => this.deps.fleet.isOnline(p),
+        unreachableAfterMs: this.deps.unreachableAfterMs,
+        log: this.deps.log,
+      },
+      (jid) => this.trackers.delete(jid),
+    );
+    // Listening starts before any peel can know the jid, so no ack or return is missed.
+    tracker.listen();
+    try {
+      tracker.adopt(await this.deps.store.create(record));
+    } catch (err) {
+      tracker.detach();
+      respond(msg, { error: `cannot record job: ${(err as Error).message}` });
+      return;
+    }
+    this.trackers.set(record.jid, tracker);
+    respond(msg, { jid: record.jid, peels });
+    tracker.sendCommands();
+  }
+
+  async handleKill(msg: Msg): Promise<void> {
+    let jid: string;
+    try {
+      jid = decode<KillRequest>(msg.data).jid;
+      if (!isKsuid(jid)) throw new Error(`not a job id: ${JSON.stringify(jid)}`);
+    } catch (err) {
+      respondKill(msg, { jid: "", error: (err as Error).message });
+      return;
+    }
+    const tracker = this.trackers.get(jid);
+    if (tracker) {
+      const canceled = await tracker.cancel();
+      respondKill(msg, { jid, status: tracker.snapshot.status, canceled });
+      return;
+    }
+    const stored = await this.deps.store.get(jid);
+    if (!stored) {
+      respondKill(msg, { jid, error: `no job ${jid}` });
+      return;
+    }
+    const rec = stored.record;
+    if (isJobFinished(rec.status)) {
+      respondKill(msg, { jid, status: rec.status, error: `job ${jid} already finished (${rec.status})` });
+      return;
+    }
+    // The owner is alive and will answer; a second answer would only race it.
+    if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) return;
+    respondKill(msg, await this.killOrphan(jid));
+  }
+
+  /**
+   * Finishes jobs nobody follows any more: their master is gone (or is this master before a
+   * restart) and their deadline has passed by more than `graceMs`. Peels with a stored return
+   * get it; the others end as timeout (acked) or unreachable. Returns the jids it finished.
+   */
+  async sweepOrphans(graceMs = ORPHAN_GRACE_MS): Promise<string[]> {
+    const swept: string[] = [];
+    for (const entry of await this.deps.store.active()) {
+      const jid = entry.jid;
+      if (this.trackers.has(jid)) continue;
+      const cur = await this.deps.store.get(jid);
+      if (!cur || isJobFinished(cur.record.status)) {
+        // An index entry left behind by a master that died between the two writes.
+        await this.deps.store.removeActive(jid).catch(() => {});
+        continue;
+      }
+      const rec = cur.record;
+      if (Date.now() < Date.parse(rec.created_at) + rec.timeout_s * 1000 + graceMs) continue;
+      if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) continue;
+      const returns = await this.deps.store.returnsOf(jid);
+      let changed = false;
+      const updated = await this.deps.store.update(jid, (r) => {
+        changed = false;
+        if (isJobFinished(r.status)) return undefined;
+        for (const [peel, st] of Object.entries(r.peels)) {
+          if (isPeelSettled(st)) continue;
+          const ret = returns.get(peel);
+          if (ret) r.peels[peel] = ret.success ? "success" : "failed";
+          else r.peels[peel] = st === "acked" ? "timeout" : "unreachable";
+        }
+        r.status = settledJobStatus(r.peels);
+        r.finished_at = new Date().toISOString();
+        changed = true;
+        return r;
+      });
+      if (!updated || !changed) continue;
+      await this.deps.store.removeActive(jid).catch(() => {});
+      this.publishDone(updated.record);
+      this.deps.log(
+        `job ${jid}: finished as ${updated.record.status} after its master ${rec.master} went away`,
+      );
+      swept.push(jid);
+    }
+    return swept;
+  }
+
+  private publishDone(rec: JobRecord): void {
+    const ev: JobDoneEvent = {
+      jid: rec.jid,
+      status: rec.status,
+      peels: rec.peels,
+      finished_at: rec.finished_at ?? new Date().toISOString(),
+      master: this.deps.masterId,
+    };
+    this.deps.nc.publish(subjects.masterEvent(`job.${rec.jid}.done`), encode(ev));
+  }
+
+  /** Cancels a running job whose master is gone, writing the record with CAS. */
+  private async killOrphan(jid: string): Promise<KillReply> {
+    const canceled: string[] = [];
+    let changed = false;
+    const updated = await this.deps.store.update(jid, (r) => {
+      changed = false;
+      if (isJobFinished(r.status)) return undefined;
+      changed = true;
+      canceled.length = 0;
+      for (const [peel, st] of Object.entries(r.peels)) {
+        if (!isPeelSettled(st)) {
+          r.peels[peel] = "canceled";
+          canceled.push(peel);
+        }
+      }
+      r.status = "canceled";
+      r.finished_at = new Date().toISOString();
+      return r;
+    });
+    if (!updated) return { jid, error: `no job ${jid}` };
+    const rec = updated.record;
+    if (!changed) return { jid, status: rec.status, error: `job ${jid} already finished (${rec.status})` };
+    for (const peel of canceled) publishCancel(this.deps, jid, peel);
+    await this.deps.store.removeActive(jid).catch(() => {});
+    this.publishDone(rec);
+    this.deps.log(`job ${jid}: canceled on behalf of master ${rec.master}, which is not running`);
+    return { jid, status: "canceled", canceled };
+  }
+}
+
+function validate(req: DispatchRequest, defaultTimeoutS: number): number {
+  if (typeof req.target !== "string" || req.target.trim() === "") throw new Error("target is required");
+  if (typeof req.fun !== "string" || !FUNCTION_NAME.test(req.fun)) {
+    throw new Error(`invalid function ${JSON.stringify(req.fun)} (expected module.function)`);
+  }
+  if (req.args !== undefined && !Array.isArray(req.args)) throw new Error("args must be a list");
+  if (
+    req.kwargs !== undefined &&
+    (req.kwargs === null || typeof req.kwargs !== "object" || Array.isArray(req.kwargs))
+  ) {
+    throw new Error("kwargs must be a mapping");
+  }
+  const t = req.timeout_s ?? defaultTimeoutS;
+  if (typeof t !== "number" || !Number.isFinite(t) || t <= 0)
+    throw new Error("timeout_s must be a positive number");
+  return t;
+}
+
+function respond(msg: Msg, reply: DispatchReply): void {
+  msg.respond(encode(reply));
+}
+
+function respondKill(msg: Msg, reply: KillReply): void {
+  msg.respond(encode(reply));
+}

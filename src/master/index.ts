@@ -1,0 +1,28 @@
+export {
+  Dispatcher,
+  KILL_SUBJECT,
+  type KillReply,
+  type KillRequest,
+  MASTER_QUEUE,
+  type ResolveReply,
+  type ResolveRequest,
+} from "./dispatcher.js";
+export { FleetView } from "./fleet-view.js";
+export type { CancelNotice, JobDoneEvent } from "./job-tracker.js";
+export { LEASE_RENEW_MS, Lease } from "./lease.js";
+export {
+  DEFAULT_STATES_DIR,
+  defaultMasterId,
+  Master,
+  type MasterConfig,
+  type MasterHeartbeat,
+  STATE_PUBLISHER_LEASE,
+  STATES_PUBLISH_SUBJECT,
+} from "./master.js";
+export {
+  blobKey,
+  readLiveStates,
+  StatePublisher,
+  type StatePublishResult,
+  scanTree,
+} from "./state-publisher.js";

@@ -1,0 +1,286 @@
+/**
+ * One in-flight job on the master that dispatched it: sends the signed commands, follows the
+ * job's acks and returns, decides when peels are unreachable or timed out, and writes the record
+ * (coalesced, CAS) until the job finishes. Per-peel and job statuses are defined in docs/fleet.md.
+ */
+import type { KeyPair } from "@nats-io/nkeys";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { signCommand } from "../auth/signing.js";
+import { decode, encode } from "../bus/codec.js";
+import { ROOT, subjects } from "../bus/names.js";
+import {
+  isJobFinished,
+  isPeelSettled,
+  JobConflictError,
+  type JobStore,
+  type StoredJob,
+  settledJobStatus,
+} from "../jobs/store.js";
+import type { JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
+
+/** Payload of `zester.job.<jid>.cancel.<peel>`. */
+export interface CancelNotice {
+  jid: string;
+  peel: string;
+  /** Public nkey of the master that canceled. */
+  master: string;
+  ts: number;
+}
+
+/** Payload of the master event `zester.event._master.job.<jid>.done`. */
+export interface JobDoneEvent {
+  jid: string;
+  status: JobStatus;
+  peels: Record<string, PeelJobStatus>;
+  finished_at: string;
+  master: string;
+}
+
+export interface TrackerDeps {
+  nc: NatsConnection;
+  store: JobStore;
+  signer: KeyPair;
+  isOnline(peel: string): boolean;
+  unreachableAfterMs: number;
+  log(msg: string): void;
+}
+
+/** Record writes are batched: a burst of acks from a big fleet becomes one KV write. */
+const WRITE_DELAY_MS = 100;
+
+export class JobTracker {
+  private record: JobRecord;
+  private revision = 0;
+  private sub: Subscription | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private writeTimer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private finishing: Promise<void> | undefined;
+  private readonly doneResolvers: (() => void)[] = [];
+  private finishedFlag = false;
+
+  constructor(
+    record: JobRecord,
+    private readonly deps: TrackerDeps,
+    private readonly onFinished: (jid: string) => void,
+  ) {
+    this.record = record;
+  }
+
+  get jid(): string {
+    return this.record.jid;
+  }
+
+  get snapshot(): JobRecord {
+    return structuredClone(this.record);
+  }
+
+  /** Resolves once the job has a terminal status in KV. */
+  done(): Promise<void> {
+    if (this.finishedFlag) return Promise.resolve();
+    return new Promise((r) => this.doneResolvers.push(r));
+  }
+
+  /** Subscribes to the job's subjects; call before the record is created or commands are sent. */
+  listen(): void {
+    this.sub = this.deps.nc.subscribe(`${ROOT}.job.${this.jid}.>`, {
+      callback: (err, msg) => {
+        if (!err) this.onMessage(msg);
+      },
+    });
+  }
+
+  adopt(stored: StoredJob): void {
+    this.record = stored.record;
+    this.revision = stored.revision;
+  }
+
+  /** Signs and publishes the command to every peel, then arms the unreachable and deadline timers. */
+  sendCommands(): void {
+    const r = this.record;
+    for (const peel of Object.keys(r.peels)) {
+      const cmd = signCommand(this.deps.signer, {
+        jid: r.jid,
+        fun: r.fun,
+        args: r.args,
+        kwargs: r.kwargs,
+        test: r.test,
+        peel,
+        ts: Date.now(),
+        timeout_s: r.timeout_s,
+      });
+      this.deps.nc.publish(subjects.cmd(peel), encode(cmd));
+    }
+    const every = Math.max(50, Math.floor(this.deps.unreachableAfterMs / 2));
+    const firstCheck = setTimeout(() => {
+      this.checkUnreachable();
+      this.timers.push(setInterval(() => this.checkUnreachable(), every));
+    }, this.deps.unreachableAfterMs);
+    this.timers.push(firstCheck);
+    this.timers.push(setTimeout(() => void this.onDeadline(), r.timeout_s * 1000));
+  }
+
+  /** Cancels every peel still working; the job ends as canceled. Returns the peels told to stop. */
+  async cancel(): Promise<string[]> {
+    const stopped: string[] = [];
+    for (const [peel, st] of Object.entries(this.record.peels)) {
+      if (st === "success" || st === "failed") continue;
+      publishCancel(this.deps, this.jid, peel);
+      if (!isPeelSettled(st)) {
+        this.record.peels[peel] = "canceled";
+        stopped.push(peel);
+      }
+    }
+    await this.finish("canceled");
+    return stopped;
+  }
+
+  /** Stops following the job without finishing it (master shutdown). */
+  detach(): void {
+    this.clearTimers();
+    this.sub?.unsubscribe();
+  }
+
+  private onMessage(msg: Msg): void {
+    if (this.finishing) return;
+    // zester.job.<jid>.<kind>.<peel>: identity comes from the subject, never the payload.
+    const parts = msg.subject.split(".");
+    const kind = parts[3];
+    const peel = parts[4];
+    if (peel === undefined || parts.length !== 5 || !(peel in this.record.peels)) return;
+    const cur = this.record.peels[peel]!;
+    if (kind === "ack") {
+      if (cur === "pending" || cur === "unreachable") this.setPeel(peel, "acked");
+    } else if (kind === "return") {
+      let ret: PeelReturn;
+      try {
+        ret = decode<PeelReturn>(msg.data);
+      } catch (err) {
+        this.deps.log(`job ${this.jid}: bad return from ${peel}: ${(err as Error).message}`);
+        return;
+      }
+      void this.onReturn(peel, ret);
+    }
+  }
+
+  private async onReturn(peel: string, ret: PeelReturn): Promise<void> {
+    const stored: PeelReturn = { ...ret, jid: this.jid, peel, success: ret.success === true };
+    try {
+      // Stored before the peel's status changes, so whoever sees the final record finds every return.
+      await this.deps.store.putReturn(stored);
+    } catch (err) {
+      this.deps.log(`job ${this.jid}: storing the return of ${peel} failed: ${(err as Error).message}`);
+    }
+    if (this.finishing) return;
+    this.setPeel(peel, stored.success ? "success" : "failed");
+  }
+
+  private setPeel(peel: string, status: PeelJobStatus): void {
+    if (this.record.peels[peel] === status) return;
+    this.record.peels[peel] = status;
+    if (Object.values(this.record.peels).every(isPeelSettled)) {
+      void this.finish();
+      return;
+    }
+    this.scheduleWrite();
+  }
+
+  private checkUnreachable(): void {
+    if (this.finishing) return;
+    for (const [peel, st] of Object.entries(this.record.peels)) {
+      if (st === "pending" && !this.deps.isOnline(peel)) this.setPeel(peel, "unreachable");
+    }
+  }
+
+  private async onDeadline(): Promise<void> {
+    if (this.finishing) return;
+    // A return whose message we missed (reconnect) may still be in KV: take it over a timeout.
+    for (const [peel, st] of Object.entries(this.record.peels)) {
+      if (isPeelSettled(st)) continue;
+      const ret = await this.deps.store.getReturn(this.jid, peel).catch(() => undefined);
+      if (ret) this.record.peels[peel] = ret.success ? "success" : "failed";
+      else if (st === "acked" || this.deps.isOnline(peel)) this.record.peels[peel] = "timeout";
+      else this.record.peels[peel] = "unreachable";
+    }
+    await this.finish();
+  }
+
+  private scheduleWrite(): void {
+    if (this.writeTimer || this.finishing) return;
+    this.writeTimer = setTimeout(() => {
+      this.writeTimer = undefined;
+      this.writing = this.writing.then(async () => {
+        await this.write();
+      });
+    }, WRITE_DELAY_MS);
+  }
+
+  /** Writes the in-memory record; on a CAS conflict another master finished the job (a kill takeover). */
+  private async write(): Promise<boolean> {
+    try {
+      const s = await this.deps.store.write(this.record, this.revision);
+      this.revision = s.revision;
+      return true;
+    } catch (err) {
+      if (!(err instanceof JobConflictError)) {
+        this.deps.log(`job ${this.jid}: writing the record failed: ${(err as Error).message}`);
+        return false;
+      }
+      const cur = await this.deps.store.get(this.jid);
+      if (cur && isJobFinished(cur.record.status)) {
+        this.record = cur.record;
+        this.revision = cur.revision;
+        this.finishing ??= this.cleanup();
+        return false;
+      }
+      if (cur) {
+        this.revision = cur.revision;
+        return this.write();
+      }
+      return false;
+    }
+  }
+
+  private finish(forced?: Exclude<JobStatus, "running">): Promise<void> {
+    if (this.finishing) return this.finishing;
+    this.finishing = (async () => {
+      this.clearTimers();
+      await this.writing;
+      this.record.status = forced ?? settledJobStatus(this.record.peels);
+      this.record.finished_at = new Date().toISOString();
+      const wrote = await this.write();
+      if (wrote) {
+        await this.deps.store.removeActive(this.jid).catch(() => {});
+        const ev: JobDoneEvent = {
+          jid: this.jid,
+          status: this.record.status,
+          peels: this.record.peels,
+          finished_at: this.record.finished_at!,
+          master: this.record.master,
+        };
+        this.deps.nc.publish(subjects.masterEvent(`job.${this.jid}.done`), encode(ev));
+      }
+      await this.cleanup();
+    })();
+    return this.finishing;
+  }
+
+  private async cleanup(): Promise<void> {
+    this.clearTimers();
+    this.sub?.unsubscribe();
+    this.finishedFlag = true;
+    for (const r of this.doneResolvers.splice(0)) r();
+    this.onFinished(this.jid);
+  }
+
+  private clearTimers(): void {
+    for (const t of this.timers.splice(0)) clearTimeout(t);
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+  }
+}
+
+export function publishCancel(deps: Pick<TrackerDeps, "nc" | "signer">, jid: string, peel: string): void {
+  const notice: CancelNotice = { jid, peel, master: deps.signer.getPublicKey(), ts: Date.now() };
+  deps.nc.publish(subjects.jobCancel(jid, peel), encode(notice));
+}

@@ -1,0 +1,271 @@
+/**
+ * The control plane as a library: `new Master(cfg).start()`. Several masters may run against one
+ * server (or in one process): request services are shared through a queue group, state
+ * publishing is guarded by an advisory lease, and nothing here is module-level state.
+ */
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import type { KV } from "@nats-io/kv";
+import type { KeyPair } from "@nats-io/nkeys";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { keyPairFromCreds } from "../auth/signing.js";
+import { bootstrap, openKv } from "../bus/bootstrap.js";
+import { encode } from "../bus/codec.js";
+import { connect } from "../bus/connect.js";
+import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
+import { JobStore } from "../jobs/store.js";
+import { Dispatcher, KILL_SUBJECT, MASTER_QUEUE } from "./dispatcher.js";
+import { FleetView } from "./fleet-view.js";
+import { LEASE_RENEW_MS, Lease } from "./lease.js";
+import { StatePublisher, type StatePublishResult } from "./state-publisher.js";
+
+export const DEFAULT_STATES_DIR = "/srv/zester/states";
+export const STATES_PUBLISH_SUBJECT = subjects.admin("states.publish");
+export const STATE_PUBLISHER_LEASE = "state-publisher";
+const ORPHAN_SWEEP_MS = 30_000;
+const MASTER_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+
+export interface MasterConfig {
+  /** Unique per running master; default `<hostname>-<pid>` (dots become `_`: it is a KV key). */
+  id?: string;
+  servers: string | string[];
+  credsFile: string;
+  caFile?: string;
+  authDir?: string;
+  statesDir?: string;
+  /** A peel with no heartbeat that has not acked within this is unreachable (default 10 s). */
+  unreachableAfterMs?: number;
+  /** Job timeout when a request names none (default 60 s). */
+  defaultTimeoutS?: number;
+  /** How often the states dir is re-published (default 30 s). */
+  publishIntervalMs?: number;
+  /** How often the lease is renewed and retried (default a third of the lease TTL). */
+  leaseRenewMs?: number;
+  log?: (msg: string) => void;
+}
+
+/** `master-heartbeat` KV `<master-id>`. */
+export interface MasterHeartbeat {
+  master: string;
+  /** The public nkey this master signs commands with. */
+  nkey: string;
+  ts: string;
+}
+
+export function defaultMasterId(): string {
+  return `${hostname().replace(/[^A-Za-z0-9_-]/g, "_")}-${process.pid}`;
+}
+
+export class Master {
+  readonly id: string;
+  private readonly cfg: MasterConfig;
+  private readonly log: (msg: string) => void;
+  private nc: NatsConnection | undefined;
+  private signer: KeyPair | undefined;
+  private fleetView: FleetView | undefined;
+  private dispatcher: Dispatcher | undefined;
+  private publisher: StatePublisher | undefined;
+  private lease: Lease | undefined;
+  private heartbeats: KV | undefined;
+  private readonly subs: Subscription[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private publishing: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+
+  constructor(cfg: MasterConfig) {
+    this.cfg = cfg;
+    this.id = cfg.id ?? defaultMasterId();
+    if (!MASTER_ID.test(this.id)) {
+      throw new Error(`invalid master id ${JSON.stringify(this.id)}: use A-Z a-z 0-9 _ - (it is a KV key)`);
+    }
+    this.log = cfg.log ?? ((m) => process.stderr.write(`zester-master ${this.id}: ${m}\n`));
+  }
+
+  get connection(): NatsConnection {
+    if (!this.nc) throw new Error("master is not started");
+    return this.nc;
+  }
+
+  get fleet(): FleetView {
+    if (!this.fleetView) throw new Error("master is not started");
+    return this.fleetView;
+  }
+
+  /** Public nkey commands are signed with: peels must list it among their trusted masters. */
+  get publicKey(): string {
+    if (!this.signer) throw new Error("master is not started");
+    return this.signer.getPublicKey();
+  }
+
+  /** True while this master holds the state-publisher lease. */
+  get isStatePublisher(): boolean {
+    return this.lease?.held ?? false;
+  }
+
+  /** Jids of jobs this master is following right now. */
+  get trackedJobs(): string[] {
+    return this.dispatcher?.activeJobs ?? [];
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    this.signer = keyPairFromCreds(await readFile(cfg.credsFile, "utf8"));
+    const nc = await connect({
+      servers: cfg.servers,
+      credsFile: cfg.credsFile,
+      ...(cfg.caFile !== undefined ? { caFile: cfg.caFile } : {}),
+      ...(cfg.authDir !== undefined ? { authDir: cfg.authDir } : {}),
+      name: `zester-master ${this.id}`,
+    });
+    this.nc = nc;
+    try {
+      await bootstrap(nc);
+      const [facts, peelBeats, masterBeats, leases, stateFiles, store] = await Promise.all([
+        openKv(nc, "facts"),
+        openKv(nc, "peel-heartbeat"),
+        openKv(nc, "master-heartbeat"),
+        openKv(nc, "leases"),
+        openKv(nc, "state-files"),
+        JobStore.open(nc),
+      ]);
+      this.heartbeats = masterBeats;
+      await this.beat();
+      this.timers.push(setInterval(() => void this.beat(), Math.floor(MASTER_HEARTBEAT_TTL_MS / 3)));
+
+      this.fleetView = new FleetView({ log: this.log });
+      await this.fleetView.start(facts, peelBeats);
+
+      this.dispatcher = new Dispatcher({
+        nc,
+        store,
+        fleet: this.fleetView,
+        signer: this.signer,
+        masterId: this.id,
+        unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
+        defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
+        isMasterAlive: (id) => this.isMasterAlive(id),
+        log: this.log,
+      });
+      const d = this.dispatcher;
+      this.serve(subjects.targetResolve, (m) => d.handleResolve(m), MASTER_QUEUE);
+      this.serve(subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
+      this.serve(KILL_SUBJECT, (m) => d.handleKill(m));
+      this.serve(STATES_PUBLISH_SUBJECT, (m) => this.handlePublishRequest(m));
+      await this.sweepOrphanJobs();
+      this.timers.push(setInterval(() => void this.sweepOrphanJobs(), ORPHAN_SWEEP_MS));
+
+      this.publisher = new StatePublisher(stateFiles, cfg.statesDir ?? DEFAULT_STATES_DIR, this.id, this.log);
+      this.lease = new Lease(leases, STATE_PUBLISHER_LEASE, this.id);
+      await this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`));
+      this.timers.push(
+        setInterval(() => void this.renewLease(), cfg.leaseRenewMs ?? LEASE_RENEW_MS),
+        setInterval(
+          () =>
+            void this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`)),
+          cfg.publishIntervalMs ?? 30_000,
+        ),
+      );
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /**
+   * Publishes the states dir if this master holds (or can take) the publisher lease. Returns
+   * undefined when another master holds it. Calls are serialised.
+   */
+  publishStates(): Promise<StatePublishResult | undefined> {
+    const run = this.publishing.then(async () => {
+      if (this.stopped || !this.lease || !this.publisher) return undefined;
+      if (!(await this.lease.acquire())) return undefined;
+      return this.publisher.publish();
+    });
+    this.publishing = run.catch(() => {});
+    return run;
+  }
+
+  /** Finishes jobs whose master is gone and whose deadline has long passed; returns their jids. */
+  async sweepOrphanJobs(graceMs?: number): Promise<string[]> {
+    if (!this.dispatcher || this.stopped) return [];
+    try {
+      return await this.dispatcher.sweepOrphans(graceMs);
+    } catch (err) {
+      this.log(`sweeping orphaned jobs failed: ${(err as Error).message}`);
+      return [];
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers.splice(0)) clearInterval(t);
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    this.dispatcher?.stop();
+    await this.publishing.catch(() => {});
+    await this.fleetView?.stop();
+    await this.lease?.release().catch(() => {});
+    await this.heartbeats?.delete(this.id).catch(() => {});
+    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => {});
+  }
+
+  private serve(subject: string, handler: (m: Msg) => void | Promise<void>, queue?: string): void {
+    this.subs.push(
+      this.connection.subscribe(subject, {
+        ...(queue !== undefined ? { queue } : {}),
+        callback: (err, msg) => {
+          if (err) {
+            this.log(`subscription ${subject}: ${err.message}`);
+            return;
+          }
+          Promise.resolve()
+            .then(() => handler(msg))
+            .catch((e: Error) => {
+              this.log(`${subject}: ${e.message}`);
+              if (msg.reply) msg.respond(encode({ error: `master ${this.id}: ${e.message}` }));
+            });
+        },
+      }),
+    );
+  }
+
+  /** Every master hears the request; only the lease holder publishes and answers. */
+  private async handlePublishRequest(msg: Msg): Promise<void> {
+    const result = await this.publishStates();
+    if (result === undefined) return;
+    msg.respond(encode({ master: this.id, ...result }));
+  }
+
+  private async renewLease(): Promise<void> {
+    if (this.stopped || !this.lease) return;
+    const had = this.lease.held;
+    try {
+      const has = await this.lease.acquire();
+      if (has && !had) {
+        this.log("took the state-publisher lease");
+        await this.publishStates();
+      }
+    } catch (err) {
+      this.log(`lease renewal failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async beat(): Promise<void> {
+    if (!this.heartbeats || !this.signer) return;
+    const hb: MasterHeartbeat = {
+      master: this.id,
+      nkey: this.signer.getPublicKey(),
+      ts: new Date().toISOString(),
+    };
+    await this.heartbeats
+      .put(this.id, encode(hb))
+      .catch((err: Error) => this.log(`heartbeat: ${err.message}`));
+  }
+
+  private async isMasterAlive(id: string): Promise<boolean> {
+    if (id === this.id) return !this.stopped;
+    const e = await this.heartbeats?.get(id).catch(() => null);
+    if (!e) return false;
+    return e.operation === "PUT" && Date.now() - e.created.getTime() <= MASTER_HEARTBEAT_TTL_MS;
+  }
+}

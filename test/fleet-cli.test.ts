@@ -1,0 +1,303 @@
+/**
+ * The fleet CLI driven as an operator would: the built `zester` and `zester-master` binaries
+ * against a real nats-server and real peels, asserting on JSON output and exit codes.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyPairFromCreds } from "../src/auth/signing.js";
+import { openKv } from "../src/bus/bootstrap.js";
+import { connect } from "../src/bus/connect.js";
+import { peelInboxPrefix } from "../src/bus/names.js";
+import { Peel } from "../src/peel/peel.js";
+import { type StartedNats, startNats } from "./support/nats.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const ZESTER = join(ROOT, "dist/bin/zester.js");
+const ZESTER_MASTER = join(ROOT, "dist/bin/zester-master.js");
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let nats: StartedNats;
+let work: string;
+let master: ChildProcess | undefined;
+let masterLog = "";
+const peels: Peel[] = [];
+const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** Runs the built CLI without blocking this process (the peels live in it). */
+function zester(...args: string[]): Promise<CliResult> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [ZESTER, ...args],
+      {
+        cwd: work,
+        env: { ...process.env, ZESTER_NATS_URL: nats.url, ZESTER_AUTH_DIR: nats.authDir, NO_COLOR: "1" },
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 99) : 0;
+        done({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+function json<T>(r: CliResult): T {
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch {
+    throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}`);
+  }
+}
+
+async function startPeel(id: string, trusted: Set<string>): Promise<void> {
+  const p = new Peel({
+    id,
+    servers: nats.url,
+    credsFile: await nats.credsFile(id),
+    caFile: nats.caFile,
+    cacheDir: join(work, id),
+    customFactsDir: join(work, "no-facts"),
+    trustedMasters: trusted,
+    logger: quiet,
+  });
+  await p.start();
+  await p.waitConnected();
+  peels.push(p);
+}
+
+async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nmaster log:\n${masterLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+type Run = { peel_id: string; success: boolean; status: string; error: string | null; return?: unknown };
+
+beforeAll(async () => {
+  await new Promise<void>((ok, fail) =>
+    execFile("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, timeout: 240_000 }, (err, stdout) => {
+      // Other parts of the tree may have type errors while being written; only a missing build fails.
+      if (err && !stdout) fail(err);
+      else ok();
+    }),
+  );
+  nats = await startNats();
+  work = await mkdtemp(join(tmpdir(), "zester-fleet-cli-"));
+  const states = join(work, "states");
+  await mkdir(states);
+  await writeFile(join(states, "top.zy"), "base:\n  '*': []\n");
+
+  master = spawn(
+    process.execPath,
+    [
+      ZESTER_MASTER,
+      "--nats-url",
+      nats.url,
+      "--auth-dir",
+      nats.authDir,
+      "--id",
+      "cli-master",
+      "--states-dir",
+      states,
+      "--unreachable-after",
+      "1",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  master.stderr?.on("data", (d: Buffer) => {
+    masterLog += d.toString("utf8");
+  });
+  await until("zester-master to start", async () => /running \(signing key/.test(masterLog));
+
+  const trusted = new Set([
+    keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8")).getPublicKey(),
+  ]);
+  await startPeel("web-01", trusted);
+  await startPeel("web-02", trusted);
+  // web-03 is known by its facts but never comes online.
+  const nc = await connect({
+    servers: nats.url,
+    credsFile: await nats.credsFile("web-03"),
+    caFile: nats.caFile,
+    inboxPrefix: peelInboxPrefix("web-03"),
+  });
+  await (await openKv(nc, "facts")).put("web-03", JSON.stringify({ id: "web-03", os: "linux" }));
+  await nc.drain();
+  // The master indexes facts from a KV watch: wait until a dispatch reaches all three.
+  await until("the master to see 3 peels", async () => {
+    const r = await zester("web-0*", "test.ping", "--async", "--format", "json");
+    return r.code === 0 && json<{ peels: string[] }>(r).peels.length === 3;
+  });
+}, 300_000);
+
+afterAll(async () => {
+  for (const p of peels) await p.stop().catch(() => {});
+  if (master && master.exitCode === null) {
+    const exited = new Promise((r) => master!.once("exit", r));
+    master.kill("SIGTERM");
+    await exited;
+  }
+  await nats?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe("zester '<target>' <function>", () => {
+  it("runs test.ping on two peels: JSON array, exit 0", async () => {
+    const r = await zester("L@web-01,web-02", "test.ping", "--format", "json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const runs = json<Run[]>(r);
+    expect(runs).toEqual([
+      expect.objectContaining({
+        peel_id: "web-01",
+        success: true,
+        status: "success",
+        error: null,
+        return: true,
+      }),
+      expect.objectContaining({
+        peel_id: "web-02",
+        success: true,
+        status: "success",
+        error: null,
+        return: true,
+      }),
+    ]);
+  });
+
+  it("streams text output and ends with the job summary", async () => {
+    const r = await zester("L@web-01,web-02", "test.ping");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^web-0[12]:\n {4}True\n/);
+    expect(r.stdout).toContain("web-01:\n    True");
+    expect(r.stdout).toContain("web-02:\n    True");
+    expect(r.stdout).toMatch(/Job [0-9A-Za-z]{27} complete: 2 peels, 2 succeeded, 0 failed, 0 unreachable/);
+  });
+
+  it("passes key=value arguments, keeping 0644 a string", async () => {
+    const r = await zester("web-01", "test.echo", "text=0644", "--format", "json");
+    expect(r.code).toBe(0);
+    expect(json<Run[]>(r)[0]!.return).toBe("0644");
+    const n = await zester("web-01", "test.echo", "text=[1, 2]", "--format", "json");
+    expect(json<Run[]>(n)[0]!.return).toEqual([1, 2]);
+  });
+
+  it("exits 3 when a targeted peel is unreachable and none failed", async () => {
+    const t0 = Date.now();
+    const r = await zester("web-0*", "test.ping", "--format", "json");
+    expect(r.code).toBe(3);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    const runs = json<Run[]>(r);
+    expect(runs.map((x) => [x.peel_id, x.status])).toEqual([
+      ["web-01", "success"],
+      ["web-02", "success"],
+      ["web-03", "unreachable"],
+    ]);
+    expect(runs[2]!.error).toMatch(/unreachable/);
+  });
+
+  it("exits 2 when a peel fails", async () => {
+    const r = await zester("web-01", "test.fail_without_changes", "--format", "json");
+    expect(r.code).toBe(2);
+    const runs = json<Run[]>(r);
+    expect(runs[0]).toMatchObject({ peel_id: "web-01", success: false, status: "failed" });
+  });
+
+  it("exits 1 with a clear message when the target matches nothing", async () => {
+    const r = await zester("nosuch-*", "test.ping", "--format", "json");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe("zester: no peels match nosuch-*\n");
+  });
+
+  it("exits 1 on a usage error", async () => {
+    const r = await zester("web-01", "test.ping", "--format", "xml");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--format must be text, json or yaml/);
+  });
+});
+
+describe("zester job and zester peel", () => {
+  it("--async prints the jid; job show, list and active read it back", async () => {
+    const a = await zester("L@web-01,web-02", "test.ping", "--async");
+    expect(a.code).toBe(0);
+    const jid = a.stdout.trim();
+    expect(jid).toMatch(/^[0-9A-Za-z]{27}$/);
+    await until("the job to finish", async () => {
+      const s = await zester("job", "show", jid, "--format", "json");
+      return s.code === 0 && json<{ status: string }>(s).status === "complete";
+    });
+    const show = json<{
+      jid: string;
+      fun: string;
+      peels: Record<string, string>;
+      returns: Record<string, unknown>;
+    }>(await zester("job", "show", jid, "--format", "json"));
+    expect(show).toMatchObject({
+      jid,
+      fun: "test.ping",
+      peels: { "web-01": "success", "web-02": "success" },
+    });
+    expect(Object.keys(show.returns)).toEqual(["web-01", "web-02"]);
+    expect(show.returns["web-01"]).toMatchObject({ success: true, return: true });
+
+    const text = await zester("job", "show", jid);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/Status: +complete/);
+    expect(text.stdout).toContain("web-02:\n    True");
+
+    const list = json<{ jid: string }[]>(await zester("job", "list", "--format", "json", "--limit", "50"));
+    expect(list.map((j) => j.jid)).toContain(jid);
+    expect(list.map((j) => j.jid)).toEqual([...list.map((j) => j.jid)].sort().reverse());
+    const active = json<{ jid: string }[]>(await zester("job", "active", "--format", "json"));
+    expect(active.map((j) => j.jid)).not.toContain(jid);
+  });
+
+  it("job kill cancels a running job", async () => {
+    const a = await zester("L@web-01,web-02", "test.sleep", "length=30", "--async", "--timeout", "60");
+    const jid = a.stdout.trim();
+    await until("the job to be active", async () => {
+      const act = json<{ jid: string }[]>(await zester("job", "active", "--format", "json"));
+      return act.some((j) => j.jid === jid);
+    });
+    const k = await zester("job", "kill", jid);
+    expect(k.stderr).toBe("");
+    expect(k.code).toBe(0);
+    expect(k.stdout).toMatch(new RegExp(`^job ${jid} canceled`));
+    const show = json<{ status: string }>(await zester("job", "show", jid, "--format", "json"));
+    expect(show.status).toBe("canceled");
+    const again = await zester("job", "kill", jid);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already finished \(canceled\)/);
+    const bad = await zester("job", "show", "nope");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/not a job id/);
+  });
+
+  it("peel list shows every known peel with os, online and last seen", async () => {
+    const r = await zester("peel", "list", "--format", "json");
+    expect(r.code).toBe(0);
+    const list = json<{ id: string; os: string | null; online: boolean; last_seen: string | null }[]>(r);
+    expect(list.map((p) => [p.id, p.online])).toEqual([
+      ["web-01", true],
+      ["web-02", true],
+      ["web-03", false],
+    ]);
+    expect(list[0]!.os).toBeTruthy();
+    expect(list[2]).toMatchObject({ os: "linux", last_seen: null });
+    const text = await zester("peel", "list");
+    expect(text.stdout.split("\n")[0]).toMatch(/^ID\s+OS\s+ONLINE\s+LAST SEEN$/);
+    expect(text.stdout).toMatch(/web-03\s+linux\s+no\s+never/);
+  });
+});
