@@ -403,6 +403,7 @@ class Runner {
         a.comment = `Attempt ${n}: ${a.comment}${prev ? ` (previous: ${prev})` : ""}`;
       }
     }
+    if (this.test && !a.result) a = this.deferToPendingRequisites(s, a);
     if (a.result && !a.changed && !a.pending && decision.watchTriggered && fn.watch) {
       const w = await this.attempt(fn, s.params, ctx, true);
       a = { ...w, comment: [a.comment, w.comment].filter(Boolean).join("\n") };
@@ -416,6 +417,28 @@ class Runner {
     if (a.pending) r.pending = true;
     r.duration_ms = performance.now() - started;
     this.record(i, r);
+  }
+
+  /**
+   * In a dry run a state's check can fail only because something it depends on has not been
+   * applied yet (no package → no config dir, no user → no home). When a requisite would change,
+   * report the state as pending on it, as Salt's `None`, instead of as a failure.
+   */
+  private deferToPendingRequisites(s: CompiledState, a: Attempt): Attempt {
+    const waiting = new Set<string>();
+    for (const req of s.requisites) {
+      for (const t of req.targets) {
+        const o = this.outcomes[t];
+        if (o?.status === "ok" && o.changed) waiting.add(this.states[t]!.name);
+      }
+    }
+    if (waiting.size === 0) return a;
+    return {
+      ...a,
+      result: true,
+      pending: true,
+      comment: `Would be checked after ${[...waiting].join(", ")} apply; now: ${a.comment}`,
+    };
   }
 
   /** One plan (+ apply unless testing); module exceptions become failed results. */
