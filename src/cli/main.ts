@@ -11,6 +11,7 @@ export type CommandRunner = (argv: string[]) => Promise<number>;
 /** First word → module that handles it. `target` is the Salt-style `zester '<target>' fn` form. */
 const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   local: () => import("./local.js"),
+  dev: () => import("./dev.js"),
   doc: () => import("./doc.js"),
   "nats-auth": () => import("./nats-auth.js"),
   ca: () => import("./ca.js"),
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   master: () => import("./master-daemon.js"),
   "peel-daemon": () => import("./peel-daemon.js"),
   settings: () => import("./settings.js"),
+  enroll: () => import("./enroll.js"),
 };
 
 /** `zester '<target>' module.function ...`: the second word names a function. */
@@ -32,6 +34,7 @@ const HELP = `zester ${VERSION} — configuration management over NATS
 Usage:
   zester '<target>' <module.function> [args] [key=value ...] [--test] [--timeout S] [--format F] [--async]
   zester peel list | job list|show|active|kill            fleet status
+  zester dev [--once [FUN ...]]                          a local fleet: nats-server, master, this peel
   zester local <module.function> [id] [key=value ...]   run on this machine, no NATS
   zester local state.apply [sls,...] [--test]            apply states masterless
   zester doc [module|module.function]                    module documentation
@@ -54,7 +57,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const loader = COMMANDS[cmd] ?? (rest[0] !== undefined && FUNCTION_NAME.test(rest[0]) ? targetCommand : undefined);
+  const loader =
+    COMMANDS[cmd] ?? (rest[0] !== undefined && FUNCTION_NAME.test(rest[0]) ? targetCommand : undefined);
   try {
     if (!loader) {
       throw new UsageError(
