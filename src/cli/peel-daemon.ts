@@ -2,9 +2,12 @@
  * `zester-peel`: runs one Peel until SIGINT/SIGTERM. The daemon is only argument parsing and
  * signal handling; everything else is the Peel library.
  */
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { UsageError } from "./errors.js";
 
 const USAGE = `Usage: zester-peel --id ID --nats-url tls://HOST:4222 --creds FILE [options]
+       zester-peel --id ID --nats-url tls://HOST:4222 --enroll-url https://MASTER:8443 [options]
 
 Options:
   --id ID            peel id (A-Z a-z 0-9 _ -, max 128; default: $ZESTER_PEEL_ID)
@@ -14,6 +17,14 @@ Options:
   --auth-dir DIR     holds trusted-masters.pub and nats-ca.crt (default /etc/zester/auth)
   --cache-dir DIR    state tree cache and job id store (default /var/lib/zester/peel/<id>)
   --facts-dir DIR    custom facts (default $ZESTER_FACTS_DIR or /etc/zester/facts)
+
+Enrollment (a new machine without creds; see docs/enrollment.md):
+  --enroll-url URL   master enrollment API, https:// only (default: $ZESTER_ENROLL_URL). When the
+                     creds file does not exist, the peel makes its own keys, asks to enroll, waits
+                     for an operator's approval and writes <cache-dir>/peel.creds (or --creds)
+  --enroll-token T   one-time token from \`zester enroll token\` (default: $ZESTER_ENROLL_TOKEN)
+  --enroll-ca FILE   CA of the master's HTTPS certificate (default <auth-dir>/nats-ca.crt, else system)
+  --enroll-replace   this machine replaces an earlier enrollment of the same id (rebuilt machine)
 `;
 
 interface DaemonOptions {
@@ -24,15 +35,23 @@ interface DaemonOptions {
   authDir?: string;
   cacheDir?: string;
   factsDir?: string;
+  enrollUrl?: string;
+  enrollToken?: string;
+  enrollCa?: string;
+  enrollReplace: boolean;
   help: boolean;
 }
 
 function parseArgs(argv: string[]): DaemonOptions {
-  const o: DaemonOptions = { help: false };
+  const o: DaemonOptions = { help: false, enrollReplace: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--help" || a === "-h") {
       o.help = true;
+      continue;
+    }
+    if (a === "--enroll-replace") {
+      o.enrollReplace = true;
       continue;
     }
     const eq = a.indexOf("=");
@@ -65,6 +84,15 @@ function parseArgs(argv: string[]): DaemonOptions {
       case "--facts-dir":
         o.factsDir = value();
         break;
+      case "--enroll-url":
+        o.enrollUrl = value();
+        break;
+      case "--enroll-token":
+        o.enrollToken = value();
+        break;
+      case "--enroll-ca":
+        o.enrollCa = value();
+        break;
       default:
         throw new UsageError(`unknown argument ${a}\n${USAGE}`);
     }
@@ -88,30 +116,69 @@ export async function run(argv: string[]): Promise<number> {
   // Refuse nats:// and bad ids before anything touches the disk or the network.
   assertTlsUrls(url);
   if (!isValidPeelId(id)) throw new UsageError(`invalid peel id ${JSON.stringify(id)}`);
+  const enrollUrl = o.enrollUrl ?? (process.env.ZESTER_ENROLL_URL || undefined);
+  if (enrollUrl !== undefined) {
+    const { assertHttpsUrl } = await import("../enroll/client.js");
+    try {
+      assertHttpsUrl(enrollUrl);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   const authDir = o.authDir ?? DEFAULT_AUTH_DIR;
   const { peelCredsPath } = await import("../auth/auth-dir.js");
-  const creds = o.creds ?? peelCredsPath(authDir, id);
-
-  const { Peel, stderrLogger } = await import("../peel/peel.js");
+  const { Peel, stderrLogger, DEFAULT_PEEL_CACHE_ROOT } = await import("../peel/peel.js");
   const logger = stderrLogger(id);
+  const cacheDir = o.cacheDir ?? join(DEFAULT_PEEL_CACHE_ROOT, id);
+  const creds =
+    o.creds ?? (enrollUrl !== undefined ? join(cacheDir, "peel.creds") : peelCredsPath(authDir, id));
+
+  let signalled: (sig: string) => void = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    signalled = resolve;
+  });
+  const aborter = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    aborter.abort();
+    signalled(sig);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  let enrolled: EnrolledTrust = {};
+  if (enrollUrl !== undefined) {
+    try {
+      enrolled = await enrollIfNeeded({
+        id,
+        url: enrollUrl,
+        creds,
+        cacheDir,
+        authDir,
+        o,
+        logger,
+        signal: aborter.signal,
+      });
+    } catch (err) {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      if (aborter.signal.aborted) return 0;
+      throw err;
+    }
+  }
+
+  const caFile = o.ca ?? enrolled.caFile;
   const peel = new Peel({
     id,
     servers: url,
     credsFile: creds,
     authDir,
     logger,
-    ...(o.ca !== undefined ? { caFile: o.ca } : {}),
-    ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+    cacheDir,
+    ...(caFile !== undefined ? { caFile } : {}),
+    ...(enrolled.trustedMasters !== undefined ? { trustedMasters: enrolled.trustedMasters } : {}),
     ...(o.factsDir !== undefined ? { customFactsDir: o.factsDir } : {}),
   });
 
-  let signalled: (sig: string) => void = () => {};
-  const stopped = new Promise<string>((resolve) => {
-    signalled = resolve;
-  });
-  const onSignal = (sig: NodeJS.Signals) => signalled(sig);
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
   try {
     await peel.start();
     logger.info(`started (cache ${peel.cacheDir})`);
@@ -124,4 +191,76 @@ export async function run(argv: string[]): Promise<number> {
   }
   logger.info("stopped");
   return 0;
+}
+
+interface EnrolledTrust {
+  caFile?: string;
+  trustedMasters?: ReadonlySet<string>;
+}
+
+interface EnrollStep {
+  id: string;
+  url: string;
+  creds: string;
+  cacheDir: string;
+  authDir: string;
+  o: DaemonOptions;
+  logger: { info(m: string): void; warn(m: string): void };
+  signal: AbortSignal;
+}
+
+/**
+ * Enrolls when the creds file does not exist yet; either way, fills in what a machine without an
+ * auth dir lacks (trusted master keys, the NATS CA) from what the master handed out at enrollment.
+ */
+async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
+  const { statOrUndefined } = await import("../util/files.js");
+  const { AUTH_FILES, loadTrustedMasters } = await import("../auth/auth-dir.js");
+  const { CA_FILE_NAME } = await import("../bus/connect.js");
+  const mastersFile = join(e.cacheDir, AUTH_FILES.trustedMasters);
+  const caCopy = join(e.cacheDir, CA_FILE_NAME);
+  if (!(await statOrUndefined(e.creds))) {
+    const { enrollPeel, writeCreds } = await import("../enroll/client.js");
+    const token = e.o.enrollToken ?? (process.env.ZESTER_ENROLL_TOKEN || undefined);
+    e.logger.info(`no creds at ${e.creds}: enrolling with ${e.url}`);
+    const res = await enrollPeel({
+      url: e.url,
+      peelId: e.id,
+      cacheDir: e.cacheDir,
+      authDir: e.authDir,
+      logger: e.logger,
+      signal: e.signal,
+      replace: e.o.enrollReplace,
+      ...(e.o.enrollCa !== undefined ? { caFile: e.o.enrollCa } : {}),
+      ...(token !== undefined ? { token } : {}),
+    });
+    if (res.trustedMasters.length > 0) {
+      await writeFile(
+        mastersFile,
+        `# master keys handed out at enrollment\n${res.trustedMasters.join("\n")}\n`,
+        {
+          mode: 0o644,
+        },
+      );
+    }
+    if (res.natsCa !== undefined) await writeFile(caCopy, res.natsCa, { mode: 0o644 });
+    await writeCreds(e.creds, res.creds);
+    e.logger.info(`wrote ${e.creds}`);
+  }
+  const out: EnrolledTrust = {};
+  // The auth dir, when the machine has one, wins over copies made at enrollment.
+  if (
+    !(await statOrUndefined(join(e.authDir, AUTH_FILES.trustedMasters))) &&
+    (await statOrUndefined(mastersFile))
+  ) {
+    out.trustedMasters = await loadTrustedMasters(e.cacheDir);
+  }
+  if (
+    !process.env.NATS_CA_FILE &&
+    !(await statOrUndefined(join(e.authDir, CA_FILE_NAME))) &&
+    (await statOrUndefined(caCopy))
+  ) {
+    out.caFile = caCopy;
+  }
+  return out;
 }
