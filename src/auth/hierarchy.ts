@@ -130,13 +130,29 @@ export interface AccountSigner {
   signingSeed: string;
 }
 
-function toUserClaims(p: RolePermissions): Partial<User> {
+export function toUserClaims(p: RolePermissions): Partial<User> {
   const claims: Partial<User> = {
     pub: { allow: [...p.pub.allow], deny: [...(p.pub.deny ?? [])] },
     sub: { allow: [...p.sub.allow], deny: [...(p.sub.deny ?? [])] },
   };
   if (p.resp) claims.resp = { max: p.resp.max, ttl: p.resp.ttl };
   return claims;
+}
+
+/**
+ * Signs a user JWT for a user key; `user` may be a public key alone, so a peel that enrolls
+ * keeps its seed to itself.
+ */
+export function issueUserJwt(
+  signer: AccountSigner,
+  name: string,
+  user: KeyPair | string,
+  permissions: RolePermissions | undefined,
+): Promise<string> {
+  return encodeUser(name, user, signer.accountPublicKey, permissions ? toUserClaims(permissions) : {}, {
+    signer: keyPairFromSeed(signer.signingSeed),
+    algorithm: Algorithms.v2,
+  });
 }
 
 /** Issues a user JWT with the given permissions and returns the `.creds` file text. */
@@ -146,13 +162,7 @@ export async function issueUserCreds(
   permissions: RolePermissions | undefined,
 ): Promise<string> {
   const ukp = createUser();
-  const jwt = await encodeUser(
-    name,
-    ukp,
-    signer.accountPublicKey,
-    permissions ? toUserClaims(permissions) : {},
-    { signer: keyPairFromSeed(signer.signingSeed), algorithm: Algorithms.v2 },
-  );
+  const jwt = await issueUserJwt(signer, name, ukp, permissions);
   return dec.decode(fmtCreds(jwt, ukp));
 }
 

@@ -12,20 +12,10 @@ import { join } from "node:path";
 import { type Account, Algorithms, decode, encodeAccount, encodeUser, type User } from "@nats-io/jwt";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AUTH_FILES, loadAccountSigner } from "../auth/auth-dir.js";
-import { keyPairFromSeed } from "../auth/hierarchy.js";
+import { issueUserJwt, keyPairFromSeed } from "../auth/hierarchy.js";
 import type { RolePermissions } from "../auth/permissions.js";
 import { connect } from "../bus/connect.js";
 import { writeFileAtomic } from "../util/files.js";
-
-/** Same mapping as the role creds (hierarchy.ts keeps its own private). */
-function toUserClaims(p: RolePermissions): Partial<User> {
-  const claims: Partial<User> = {
-    pub: { allow: [...p.pub.allow], deny: [...(p.pub.deny ?? [])] },
-    sub: { allow: [...p.sub.allow], deny: [...(p.sub.deny ?? [])] },
-  };
-  if (p.resp) claims.resp = { max: p.resp.max, ttl: p.resp.ttl };
-  return claims;
-}
 
 /** Signs a user JWT for `publicKey` with the ZESTER account signing key in `authDir`. */
 export async function issueUserJwtForKey(
@@ -34,11 +24,7 @@ export async function issueUserJwtForKey(
   publicKey: string,
   permissions: RolePermissions,
 ): Promise<string> {
-  const signer = await loadAccountSigner(authDir);
-  return encodeUser(name, publicKey, signer.accountPublicKey, toUserClaims(permissions), {
-    signer: keyPairFromSeed(signer.signingSeed),
-    algorithm: Algorithms.v2,
-  });
+  return issueUserJwt(await loadAccountSigner(authDir), name, publicKey, permissions);
 }
 
 export interface RevokeOptions {
