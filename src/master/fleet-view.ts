@@ -15,6 +15,9 @@ export interface FleetViewOptions {
   log?: (msg: string) => void;
 }
 
+/** Called after a peel's facts entered or left the index (`facts` undefined: it left). */
+export type FactsListener = (peel: string, facts: Record<string, unknown> | undefined) => void;
+
 export class FleetView {
   readonly index = new TargetIndex();
   private readonly lastBeat = new Map<string, number>();
@@ -22,6 +25,7 @@ export class FleetView {
   private readonly loops: Promise<void>[] = [];
   private readonly onlineWithinMs: number;
   private readonly log: (msg: string) => void;
+  private readonly listeners = new Set<FactsListener>();
 
   constructor(opts: FleetViewOptions = {}) {
     this.onlineWithinMs = opts.onlineWithinMs ?? PEEL_HEARTBEAT_TTL_MS;
@@ -39,6 +43,17 @@ export class FleetView {
   async stop(): Promise<void> {
     for (const w of this.watchers) w.stop();
     await Promise.allSettled(this.loops);
+  }
+
+  /** Follows fact changes (settings resolution and sealing react to them); returns an unsubscribe. */
+  onFacts(listener: FactsListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Ids of every peel with facts, sorted. */
+  peels(): string[] {
+    return this.index.resolve("*");
   }
 
   isOnline(peel: string, now = Date.now()): boolean {
@@ -87,7 +102,7 @@ export class FleetView {
   private onFact(e: KvWatchEntry): void {
     if (!isValidPeelId(e.key)) return;
     if (e.operation !== "PUT") {
-      this.index.remove(e.key);
+      if (this.index.remove(e.key)) this.notify(e.key, undefined);
       return;
     }
     const facts = e.json<unknown>();
@@ -98,6 +113,17 @@ export class FleetView {
     // Peels write facts through the wire codec, which stamps the protocol version `v`: not a fact.
     const { v: _version, ...rest } = facts as Record<string, unknown>;
     this.index.upsert(e.key, rest);
+    this.notify(e.key, rest);
+  }
+
+  private notify(peel: string, facts: Record<string, unknown> | undefined): void {
+    for (const l of this.listeners) {
+      try {
+        l(peel, facts);
+      } catch (err) {
+        this.log(`facts listener failed for ${peel}: ${(err as Error).message}`);
+      }
+    }
   }
 
   private onBeat(e: KvWatchEntry): void {

@@ -7,7 +7,7 @@ export {
   type ResolveReply,
   type ResolveRequest,
 } from "./dispatcher.js";
-export { FleetView } from "./fleet-view.js";
+export { type FactsListener, FleetView } from "./fleet-view.js";
 export type { CancelNotice, JobDoneEvent } from "./job-tracker.js";
 export { LEASE_RENEW_MS, Lease } from "./lease.js";
 export {
@@ -19,6 +19,13 @@ export {
   STATE_PUBLISHER_LEASE,
   STATES_PUBLISH_SUBJECT,
 } from "./master.js";
+export {
+  SETTINGS_PUBLISH_SUBJECT,
+  SETTINGS_PUBLISHER_LEASE,
+  SettingsPublisher,
+  type SettingsPublishSummary,
+  SettingsView,
+} from "./settings.js";
 export {
   blobKey,
   readLiveStates,

@@ -5,18 +5,29 @@
  */
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { keyPairFromCreds } from "../auth/signing.js";
 import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { encode } from "../bus/codec.js";
-import { connect } from "../bus/connect.js";
+import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
 import { JobStore } from "../jobs/store.js";
+import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
+import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
+import { isENOENT } from "../util/files.js";
 import { Dispatcher, KILL_SUBJECT, MASTER_QUEUE } from "./dispatcher.js";
 import { FleetView } from "./fleet-view.js";
 import { LEASE_RENEW_MS, Lease } from "./lease.js";
+import {
+  SETTINGS_PUBLISH_SUBJECT,
+  SETTINGS_PUBLISHER_LEASE,
+  SettingsPublisher,
+  type SettingsPublishSummary,
+  SettingsView,
+} from "./settings.js";
 import { StatePublisher, type StatePublishResult } from "./state-publisher.js";
 
 export const DEFAULT_STATES_DIR = "/srv/zester/states";
@@ -33,12 +44,16 @@ export interface MasterConfig {
   caFile?: string;
   authDir?: string;
   statesDir?: string;
+  /** The operator's settings tree (default /srv/zester/settings). */
+  settingsDir?: string;
   /** A peel with no heartbeat that has not acked within this is unreachable (default 10 s). */
   unreachableAfterMs?: number;
   /** Job timeout when a request names none (default 60 s). */
   defaultTimeoutS?: number;
   /** How often the states dir is re-published (default 30 s). */
   publishIntervalMs?: number;
+  /** How often the settings dir is re-published (default: publishIntervalMs). */
+  settingsPublishIntervalMs?: number;
   /** How often the lease is renewed and retried (default a third of the lease TTL). */
   leaseRenewMs?: number;
   log?: (msg: string) => void;
@@ -66,6 +81,11 @@ export class Master {
   private dispatcher: Dispatcher | undefined;
   private publisher: StatePublisher | undefined;
   private lease: Lease | undefined;
+  private settingsPublisher: SettingsPublisher | undefined;
+  private settingsLease: Lease | undefined;
+  private settingsView: SettingsView | undefined;
+  private settingsPublishing: Promise<unknown> = Promise.resolve();
+  private unlistenFacts: (() => void) | undefined;
   private heartbeats: KV | undefined;
   private readonly subs: Subscription[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -102,6 +122,16 @@ export class Master {
     return this.lease?.held ?? false;
   }
 
+  /** True while this master holds the settings-publisher lease. */
+  get isSettingsPublisher(): boolean {
+    return this.settingsLease?.held ?? false;
+  }
+
+  /** Resolves once the TargetIndex reflects the settings published so far (tests, tools). */
+  async settingsSettled(): Promise<void> {
+    await this.settingsView?.idle();
+  }
+
   /** Jids of jobs this master is following right now. */
   get trackedJobs(): string[] {
     return this.dispatcher?.activeJobs ?? [];
@@ -120,20 +150,25 @@ export class Master {
     this.nc = nc;
     try {
       await bootstrap(nc);
-      const [facts, peelBeats, masterBeats, leases, stateFiles, store] = await Promise.all([
-        openKv(nc, "facts"),
-        openKv(nc, "peel-heartbeat"),
-        openKv(nc, "master-heartbeat"),
-        openKv(nc, "leases"),
-        openKv(nc, "state-files"),
-        JobStore.open(nc),
-      ]);
+      const [facts, peelBeats, masterBeats, leases, stateFiles, settingsFiles, secrets, store] =
+        await Promise.all([
+          openKv(nc, "facts"),
+          openKv(nc, "peel-heartbeat"),
+          openKv(nc, "master-heartbeat"),
+          openKv(nc, "leases"),
+          openKv(nc, "state-files"),
+          openKv(nc, "settings-files"),
+          openKv(nc, "secrets"),
+          JobStore.open(nc),
+        ]);
       this.heartbeats = masterBeats;
       await this.beat();
       this.timers.push(setInterval(() => void this.beat(), Math.floor(MASTER_HEARTBEAT_TTL_MS / 3)));
 
       this.fleetView = new FleetView({ log: this.log });
       await this.fleetView.start(facts, peelBeats);
+      this.settingsView = new SettingsView(settingsFiles, this.fleetView, this.log);
+      await this.settingsView.start();
 
       this.dispatcher = new Dispatcher({
         nc,
@@ -151,12 +186,49 @@ export class Master {
       this.serve(subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
       this.serve(KILL_SUBJECT, (m) => d.handleKill(m));
       this.serve(STATES_PUBLISH_SUBJECT, (m) => this.handlePublishRequest(m));
+      this.serve(SETTINGS_PUBLISH_SUBJECT, (m) => this.handleSettingsPublishRequest(m));
       await this.sweepOrphanJobs();
       this.timers.push(setInterval(() => void this.sweepOrphanJobs(), ORPHAN_SWEEP_MS));
 
       this.publisher = new StatePublisher(stateFiles, cfg.statesDir ?? DEFAULT_STATES_DIR, this.id, this.log);
       this.lease = new Lease(leases, STATE_PUBLISHER_LEASE, this.id);
       await this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`));
+
+      const authDir = cfg.authDir ?? DEFAULT_AUTH_DIR;
+      const curvePath = join(authDir, MASTER_CURVE_FILES.seed);
+      const masterCurve = await loadMasterCurve(authDir).catch((err: unknown) => {
+        // Missing is a supported set-up (no secrets yet); a damaged seed is not.
+        if (isENOENT(err) || /does not exist/.test((err as Error).message)) return undefined;
+        throw err;
+      });
+      if (!masterCurve) {
+        this.log(
+          `no master curve key at ${curvePath}: secrets will not be sealed for peels ` +
+            "(settings are still published, without their encrypted values)",
+        );
+      }
+      this.settingsPublisher = new SettingsPublisher({
+        files: settingsFiles,
+        secrets,
+        dir: cfg.settingsDir ?? DEFAULT_SETTINGS_DIR,
+        masterId: this.id,
+        masterCurve,
+        masterCurvePath: curvePath,
+        fleet: this.fleetView,
+        log: this.log,
+      });
+      this.settingsLease = new Lease(leases, SETTINGS_PUBLISHER_LEASE, this.id);
+      this.unlistenFacts = this.fleetView.onFacts((id, f) => this.onPeelFacts(id, f));
+      await this.publishSettings().catch((err) => this.log(`publishing settings failed: ${err.message}`));
+      this.timers.push(
+        setInterval(
+          () =>
+            void this.publishSettings().catch((err) =>
+              this.log(`publishing settings failed: ${err.message}`),
+            ),
+          cfg.settingsPublishIntervalMs ?? cfg.publishIntervalMs ?? 30_000,
+        ),
+      );
       this.timers.push(
         setInterval(() => void this.renewLease(), cfg.leaseRenewMs ?? LEASE_RENEW_MS),
         setInterval(
@@ -185,6 +257,31 @@ export class Master {
     return run;
   }
 
+  /**
+   * Publishes the settings dir and seals peels' secrets if this master holds (or can take) the
+   * settings-publisher lease; undefined when another master holds it. Calls are serialised.
+   */
+  publishSettings(): Promise<SettingsPublishSummary | undefined> {
+    const run = this.settingsPublishing.then(async () => {
+      if (this.stopped || !this.settingsLease || !this.settingsPublisher) return undefined;
+      if (!(await this.settingsLease.acquire())) return undefined;
+      return this.settingsPublisher.publish();
+    });
+    this.settingsPublishing = run.catch(() => {});
+    return run;
+  }
+
+  /** The lease holder re-seals a peel whose facts changed (new curve key, new top.zy match). */
+  private onPeelFacts(id: string, facts: Record<string, unknown> | undefined): void {
+    const publisher = this.settingsPublisher;
+    if (!publisher || !this.settingsLease?.held) return;
+    this.settingsPublishing = this.settingsPublishing.then(async () => {
+      if (this.stopped || !this.settingsLease?.held) return;
+      if (facts) await publisher.sealPeel(id, facts);
+      else await publisher.forgetPeel(id);
+    });
+  }
+
   /** Finishes jobs whose master is gone and whose deadline has long passed; returns their jids. */
   async sweepOrphanJobs(graceMs?: number): Promise<string[]> {
     if (!this.dispatcher || this.stopped) return [];
@@ -202,9 +299,13 @@ export class Master {
     for (const t of this.timers.splice(0)) clearInterval(t);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.dispatcher?.stop();
+    this.unlistenFacts?.();
     await this.publishing.catch(() => {});
+    await this.settingsPublishing.catch(() => {});
+    await this.settingsView?.stop();
     await this.fleetView?.stop();
     await this.lease?.release().catch(() => {});
+    await this.settingsLease?.release().catch(() => {});
     await this.heartbeats?.delete(this.id).catch(() => {});
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => {});
   }
@@ -236,8 +337,17 @@ export class Master {
     msg.respond(encode({ master: this.id, ...result }));
   }
 
+  /** Every master hears the request; only the settings lease holder publishes and answers. */
+  private async handleSettingsPublishRequest(msg: Msg): Promise<void> {
+    const result = await this.publishSettings();
+    if (result === undefined) return;
+    msg.respond(encode({ master: this.id, ...result }));
+  }
+
   private async renewLease(): Promise<void> {
-    if (this.stopped || !this.lease) return;
+    if (this.stopped) return;
+    await this.renewSettingsLease();
+    if (!this.lease) return;
     const had = this.lease.held;
     try {
       const has = await this.lease.acquire();
@@ -247,6 +357,20 @@ export class Master {
       }
     } catch (err) {
       this.log(`lease renewal failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async renewSettingsLease(): Promise<void> {
+    if (!this.settingsLease) return;
+    const had = this.settingsLease.held;
+    try {
+      const has = await this.settingsLease.acquire();
+      if (has && !had) {
+        this.log("took the settings-publisher lease");
+        await this.publishSettings();
+      }
+    } catch (err) {
+      this.log(`settings lease renewal failed: ${(err as Error).message}`);
     }
   }
 

@@ -8,6 +8,7 @@ import type { Facts } from "../facts/index.js";
 import { loadAllFamilies, loadFamily } from "../modules/index.js";
 import type { ExecFunction, ModuleContext, StateFunction } from "../modules/types.js";
 import type { RunSummary, StateResult } from "../state/result.js";
+import type { RunSettings, SettingsSource } from "./settings.js";
 
 export interface PeelCall {
   fun: string;
@@ -23,8 +24,13 @@ export interface PeelFunctionContext {
   /** Used for inline states when no tree is cached (they may not need one). */
   emptyStatesDir: string;
   facts: () => Promise<Facts>;
-  /** Settings (pillar) for templates; `{}` until the settings work lands. */
-  settings: Record<string, unknown>;
+  /**
+   * Fresh settings (pillar) for a state run or a settings.* call: fetched and resolved, or the
+   * snapshot while the bus is away. Throws when neither is possible or resolution fails.
+   */
+  settings: () => Promise<RunSettings>;
+  /** The latest settings without fetching, for execution functions (`{}` when none). */
+  lastSettings: () => Promise<Record<string, unknown>>;
   /** Compile cache directory; no caching without one. */
   compileCacheDir?: string;
   signal: AbortSignal;
@@ -36,6 +42,10 @@ export interface FunctionOutcome {
   results?: StateResult[];
   summary?: RunSummary;
   error?: string;
+  /** Where the settings the call used came from; "snapshot" means the bus could not be used. */
+  settings_source?: SettingsSource;
+  /** Why the snapshot was used. */
+  settings_warning?: string;
 }
 
 type Builtin = {
@@ -85,10 +95,15 @@ function wantsTest(call: PeelCall): boolean {
   return call.test || t === true || t === "true" || t === "True";
 }
 
-async function engineOptions(ctx: PeelFunctionContext, test: boolean, statesDir: string) {
+async function engineOptions(
+  ctx: PeelFunctionContext,
+  test: boolean,
+  statesDir: string,
+  settings: Record<string, unknown>,
+) {
   const opts: import("../state/engine.js").EngineOptions = {
     statesDir,
-    settings: ctx.settings,
+    settings,
     facts: ctx.facts,
     peelId: ctx.peelId,
     test,
@@ -100,10 +115,36 @@ async function engineOptions(ctx: PeelFunctionContext, test: boolean, statesDir:
 
 const NO_TREE = "no state tree cached on this peel yet (waiting for a state-files revision from a master)";
 
-async function stateRun(
+/** Resolves settings for a call; a failure is the call's failure, with the resolver's message. */
+async function withSettings(
+  ctx: PeelFunctionContext,
+  body: (s: RunSettings) => Promise<FunctionOutcome>,
+): Promise<FunctionOutcome> {
+  let s: RunSettings;
+  try {
+    s = await ctx.settings();
+  } catch (err) {
+    return fail(`settings could not be resolved: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const out = await body(s);
+  out.settings_source = s.source;
+  if (s.warning !== undefined) out.settings_warning = s.warning;
+  return out;
+}
+
+function stateRun(
   ctx: PeelFunctionContext,
   test: boolean,
   target: import("../state/engine.js").Target,
+): Promise<FunctionOutcome> {
+  return withSettings(ctx, (s) => stateRunWith(ctx, test, target, s.settings));
+}
+
+async function stateRunWith(
+  ctx: PeelFunctionContext,
+  test: boolean,
+  target: import("../state/engine.js").Target,
+  settings: Record<string, unknown>,
 ): Promise<FunctionOutcome> {
   const statesDir =
     target.kind === "inline" ? ((await ctx.statesDir()) ?? ctx.emptyStatesDir) : await ctx.statesDir();
@@ -111,7 +152,7 @@ async function stateRun(
   const engine = await import("../state/engine.js");
   const { CompileError } = await import("../state/diagnostics.js");
   try {
-    const report = await engine.applyTarget(target, await engineOptions(ctx, test, statesDir));
+    const report = await engine.applyTarget(target, await engineOptions(ctx, test, statesDir, settings));
     const out: FunctionOutcome = {
       success: report.summary.failed === 0,
       results: report.results,
@@ -131,9 +172,22 @@ async function stateRun(
   }
 }
 
-async function showStates(call: PeelCall, ctx: PeelFunctionContext, kind: "sls" | "order" | "highstate") {
+function showStates(
+  call: PeelCall,
+  ctx: PeelFunctionContext,
+  kind: "sls" | "order" | "highstate",
+): Promise<FunctionOutcome> {
   const refs = kind === "highstate" ? [] : slsRefs(call);
-  if (kind === "sls" && refs.length === 0) return fail("state.show_sls needs an sls name");
+  if (kind === "sls" && refs.length === 0) return Promise.resolve(fail("state.show_sls needs an sls name"));
+  return withSettings(ctx, (s) => showStatesWith(ctx, kind, refs, s.settings));
+}
+
+async function showStatesWith(
+  ctx: PeelFunctionContext,
+  kind: "sls" | "order" | "highstate",
+  refs: string[],
+  settings: Record<string, unknown>,
+): Promise<FunctionOutcome> {
   const statesDir = await ctx.statesDir();
   if (statesDir === undefined) return fail(NO_TREE);
   const engine = await import("../state/engine.js");
@@ -141,7 +195,7 @@ async function showStates(call: PeelCall, ctx: PeelFunctionContext, kind: "sls" 
   try {
     const program = await engine.compileTarget(
       refs.length === 0 ? { kind: "highstate" } : { kind: "sls", refs },
-      await engineOptions(ctx, false, statesDir),
+      await engineOptions(ctx, false, statesDir, settings),
     );
     if (kind === "order") return ok(engine.plannedOrder(program));
     return ok(
@@ -189,6 +243,31 @@ const factsFunctions = (prefix: string): Record<string, Builtin> => ({
   },
 });
 
+const settingsFunctions = (prefix: string): Record<string, Builtin> => ({
+  [`${prefix}.items`]: {
+    doc: "Returns this peel's settings, freshly resolved (secrets masked in the return).",
+    readOnly: true,
+    run: (_c, ctx) => withSettings(ctx, async (s) => ok(s.settings)),
+  },
+  [`${prefix}.get`]: {
+    doc: "Returns one setting by colon path (`db:password`); `default` when absent (empty string).",
+    readOnly: true,
+    run: (call, ctx) => {
+      const key = call.args[0] ?? call.kwargs.key;
+      if (typeof key !== "string" || key === "") return Promise.resolve(fail(`${prefix}.get needs a key`));
+      return withSettings(ctx, async (s) => {
+        const value = getByColonPath(s.settings, key);
+        return ok(value === undefined ? (call.args[1] ?? call.kwargs.default ?? "") : value);
+      });
+    },
+  },
+  [`${prefix}.keys`]: {
+    doc: "Returns the top-level setting names.",
+    readOnly: true,
+    run: (_c, ctx) => withSettings(ctx, async (s) => ok(Object.keys(s.settings).sort())),
+  },
+});
+
 type AnyFunction = { kind: "state"; fn: StateFunction } | { kind: "exec"; fn: ExecFunction };
 
 async function registryFunctions(): Promise<Map<string, AnyFunction[]>> {
@@ -207,6 +286,20 @@ async function registryFunctions(): Promise<Map<string, AnyFunction[]>> {
 const BUILTINS: Record<string, Builtin> = {
   ...factsFunctions("facts"),
   ...factsFunctions("grains"),
+  ...settingsFunctions("settings"),
+  ...settingsFunctions("pillar"),
+  "settings.refresh": {
+    doc: "Fetches and resolves settings now and saves the last-known-good snapshot; returns where they came from.",
+    readOnly: true,
+    run: (_c, ctx) =>
+      withSettings(ctx, async (s) =>
+        ok({
+          source: s.source,
+          ...(s.rev !== undefined ? { rev: s.rev } : {}),
+          keys: Object.keys(s.settings).length,
+        }),
+      ),
+  },
   "sys.doc": {
     doc: "Documentation of every function, or of those under a module or function name given as argument.",
     readOnly: true,
@@ -341,6 +434,7 @@ async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<Funct
   const statesDir = (await ctx.statesDir()) ?? ctx.emptyStatesDir;
   // test.* never reads facts: keeps test.ping instant even on a slow machine.
   const facts = call.fun.startsWith("test.") ? {} : await ctx.facts();
+  const settings = call.fun.startsWith("test.") ? {} : await ctx.lastSettings();
   const { TemplateRenderer } = await import("../template/render.js");
   const renderer = new TemplateRenderer({ searchPath: statesDir });
   const { test: _test, ...kwargs } = call.kwargs;
@@ -349,9 +443,9 @@ async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<Funct
     id: call.fun,
     statesDir,
     facts,
-    settings: ctx.settings,
+    settings,
     signal: ctx.signal,
-    render: (t, extra, source) => renderer.render(t, { facts, settings: ctx.settings, ...extra }, source),
+    render: (t, extra, source) => renderer.render(t, { facts, settings, ...extra }, source),
   };
   const value = await callExec(call.fun, call.args, kwargs, mctx);
   if (ctx.signal.aborted) return fail("canceled");

@@ -7,11 +7,15 @@
  * Events (for tests and embedding): "connected", "disconnected", "refused" {jid?, reason},
  * "ack" Ack, "return" PeelReturn, "facts" {rev}, "heartbeat" PeelHeartbeat, "states" SyncResult,
  * "states-rejected" {rev, reason}, "canceled" {jid}.
+ *
+ * Secrets: every PeelReturn and log line passes through the settings masker before it leaves
+ * the peel, so an opened secret never reaches KV, a subscriber or a log as plaintext.
  */
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { KV } from "@nats-io/kv";
+import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { loadTrustedMasters } from "../auth/auth-dir.js";
 import { DEFAULT_MAX_SKEW_MS, verifyCommand } from "../auth/signing.js";
@@ -22,6 +26,8 @@ import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } f
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelReturn, StateRevision } from "../jobs/wire.js";
+import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../settings/keys.js";
+import { statOrUndefined } from "../util/files.js";
 import { stableFactsKey } from "./facts-diff.js";
 import {
   type FunctionOutcome,
@@ -32,6 +38,7 @@ import {
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
 import { JobQueue } from "./queue.js";
+import { PeelSettings, type SettingsSource } from "./settings.js";
 import { StateTreeCache, type SyncResult } from "./state-cache.js";
 
 export interface PeelLogger {
@@ -63,11 +70,25 @@ export interface PeelConfig {
   connectRetryMs?: number;
   /** Allowed distance between a command's timestamp and this peel's clock. */
   maxSkewMs?: number;
+  /**
+   * Trusted master curve public key(s) for sealed secrets; default: `<authDir>/master-curve.pub`
+   * when that file exists. Without one, any sealed secret fails to open (and says why).
+   */
+  masterCurvePub?: string | readonly string[];
+  /** A settings fetch slower than this falls back to the snapshot (default 5 s). */
+  settingsFetchTimeoutMs?: number;
 }
+
+/** A PeelReturn as this peel sends it: where the run's settings came from, when it used any. */
+export type PeelReturnWithSettings = PeelReturn & {
+  settings_source?: SettingsSource;
+  settings_warning?: string;
+};
 
 export const DEFAULT_FACTS_INTERVAL_MS = 60_000;
 export const DEFAULT_QUEUE_LIMIT = 32;
 export const DEFAULT_PEEL_CACHE_ROOT = "/var/lib/zester/peel";
+export const DEFAULT_SETTINGS_FETCH_TIMEOUT_MS = 5_000;
 
 /** Default logger: one line per message on stderr, tagged with the peel id. */
 export function stderrLogger(id: string): PeelLogger {
@@ -85,6 +106,8 @@ interface Buckets {
   heartbeat: KV;
   returns: KV;
   states: KV;
+  settingsFiles: KV;
+  secrets: KV;
 }
 
 /** Job ids end up in subjects and KV keys: one token, nothing exotic. */
@@ -99,6 +122,10 @@ export class Peel extends EventEmitter {
   readonly cacheDir: string;
   readonly states: StateTreeCache;
   private readonly log: PeelLogger;
+  private curve: KeyPair | undefined;
+  private settingsStore: PeelSettings | undefined;
+  /** False between a disconnect and the reconnect: settings go straight to the snapshot then. */
+  private busUp = false;
   private readonly queue: JobQueue;
   private readonly jids: JidStore;
   private readonly factCache = new CustomFactCache();
@@ -124,10 +151,27 @@ export class Peel extends EventEmitter {
     super();
     this.id = assertPeelId(cfg.id);
     this.cacheDir = cfg.cacheDir ?? join(DEFAULT_PEEL_CACHE_ROOT, this.id);
-    this.log = cfg.logger ?? stderrLogger(this.id);
+    const base = cfg.logger ?? stderrLogger(this.id);
+    const mask = (m: string) => this.settingsStore?.maskText(m) ?? m;
+    this.log = {
+      info: (m) => base.info(mask(m)),
+      warn: (m) => base.warn(mask(m)),
+      error: (m) => base.error(mask(m)),
+    };
     this.queue = new JobQueue(cfg.queueLimit ?? DEFAULT_QUEUE_LIMIT);
     this.jids = new JidStore(join(this.cacheDir, "jids.json"));
     this.states = new StateTreeCache(join(this.cacheDir, "states"));
+  }
+
+  /** This peel's curve public key (published as the `curve_pub` fact); set by start(). */
+  get curvePub(): string | undefined {
+    return this.curve?.getPublicKey();
+  }
+
+  /** The peel's settings (resolution, snapshot, masking); set by start(). */
+  get settings(): PeelSettings {
+    if (!this.settingsStore) throw new Error(`peel ${this.id} is not started`);
+    return this.settingsStore;
   }
 
   get connected(): boolean {
@@ -147,6 +191,18 @@ export class Peel extends EventEmitter {
     this.trusted =
       this.cfg.trustedMasters ?? (await loadTrustedMasters(this.cfg.authDir ?? DEFAULT_AUTH_DIR));
     await this.jids.load();
+    this.curve = await ensurePeelCurveKey(this.cacheDir);
+    this.settingsStore = new PeelSettings({
+      peelId: this.id,
+      cacheDir: this.cacheDir,
+      curve: this.curve,
+      masterCurvePub: await this.masterCurveKeys(),
+      buckets: () =>
+        this.kv && this.busUp ? { files: this.kv.settingsFiles, secrets: this.kv.secrets } : undefined,
+      facts: () => this.currentFacts(),
+      fetchTimeoutMs: this.cfg.settingsFetchTimeoutMs ?? DEFAULT_SETTINGS_FETCH_TIMEOUT_MS,
+    });
+    await this.settingsStore.init();
     this.version = await peelVersion();
     await this.collect();
 
@@ -155,6 +211,19 @@ export class Peel extends EventEmitter {
     this.timers.push(setInterval(() => void this.refreshFacts().catch(() => {}), factsEvery));
     this.timers.push(setInterval(() => void this.beat().catch(() => {}), beatEvery));
     await this.tryConnect();
+  }
+
+  private async masterCurveKeys(): Promise<string[]> {
+    const c = this.cfg.masterCurvePub;
+    if (c !== undefined) return typeof c === "string" ? [c] : [...c];
+    const dir = this.cfg.authDir ?? DEFAULT_AUTH_DIR;
+    if (!(await statOrUndefined(join(dir, MASTER_CURVE_FILES.pub)))) {
+      this.log.warn(
+        `no trusted master curve key (${join(dir, MASTER_CURVE_FILES.pub)} does not exist): sealed secrets cannot be opened`,
+      );
+      return [];
+    }
+    return [await loadMasterCurvePub(dir)];
   }
 
   /** Resolves once connected (at once if already), or rejects after timeoutMs. */
@@ -235,13 +304,16 @@ export class Peel extends EventEmitter {
         },
       }),
     );
-    const [facts, heartbeat, returns, states] = await Promise.all([
+    const [facts, heartbeat, returns, states, settingsFiles, secrets] = await Promise.all([
       openKv(nc, "facts"),
       openKv(nc, "peel-heartbeat"),
       openKv(nc, "job-returns"),
       openKv(nc, "state-files"),
+      openKv(nc, "settings-files"),
+      openKv(nc, "secrets"),
     ]);
-    this.kv = { facts, heartbeat, returns, states };
+    this.kv = { facts, heartbeat, returns, states, settingsFiles, secrets };
+    this.busUp = true;
     await nc.flush();
     void this.watchStatus(nc);
     await this.watchRevision(states);
@@ -253,9 +325,11 @@ export class Peel extends EventEmitter {
   private async watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
+        this.busUp = false;
         this.log.warn("disconnected from NATS; reconnecting");
         this.emit("disconnected");
       } else if (s.type === "reconnect") {
+        this.busUp = true;
         this.log.info("reconnected to NATS");
         void this.beat().catch(() => {});
         void this.refreshFacts().catch(() => {});
@@ -274,6 +348,8 @@ export class Peel extends EventEmitter {
       cache: this.factCache,
       ...(this.cfg.customFactsDir !== undefined ? { customDir: this.cfg.customFactsDir } : {}),
     });
+    // The master seals secrets to this key; only this peel can write its own facts key.
+    if (this.curve) facts.curve_pub = this.curve.getPublicKey();
     this.facts = facts;
     return facts;
   }
@@ -495,7 +571,7 @@ export class Peel extends EventEmitter {
     startedAt: string,
     o: FunctionOutcome,
   ): Promise<PeelReturn> {
-    const ret: PeelReturn = {
+    const raw: PeelReturnWithSettings = {
       jid,
       peel: this.id,
       fun,
@@ -504,13 +580,20 @@ export class Peel extends EventEmitter {
       started_at: startedAt,
       finished_at: new Date().toISOString(),
     };
-    if (o.return !== undefined) ret.return = o.return;
-    if (o.results !== undefined) ret.results = o.results;
-    if (o.summary !== undefined) ret.summary = o.summary;
-    if (o.error !== undefined) ret.error = o.error;
+    if (o.return !== undefined) raw.return = o.return;
+    if (o.results !== undefined) raw.results = o.results;
+    if (o.summary !== undefined) raw.summary = o.summary;
+    if (o.error !== undefined) raw.error = o.error;
+    if (o.settings_source !== undefined) raw.settings_source = o.settings_source;
+    if (o.settings_warning !== undefined) raw.settings_warning = o.settings_warning;
+    if (o.settings_source === "snapshot")
+      this.log.warn(`job ${jid}: ${o.settings_warning ?? "settings from snapshot"}`);
+    // Before anything stores, publishes or emits it: results, diffs, comments, show_sls output.
+    const ret = this.settingsStore ? this.settingsStore.masked(raw) : raw;
     const kv = this.kv;
     const nc = this.nc;
-    if (kv && nc) {
+    // While disconnected a put would only wait for its timeout; the return is logged below.
+    if (kv && nc && this.busUp) {
       // KV first: a master that hears the return may read the stored copy right away.
       try {
         await kv.returns.put(`${jid}.${this.id}`, encode(ret));
@@ -541,8 +624,8 @@ export class Peel extends EventEmitter {
       statesDir: () => this.states.currentDir(),
       emptyStatesDir: join(this.cacheDir, "empty"),
       facts: () => this.currentFacts(),
-      // Settings resolution is not wired to the peel yet: templates see an empty `settings`.
-      settings: {},
+      settings: () => this.settings.resolve(),
+      lastSettings: () => this.settings.lastKnown(),
       compileCacheDir: join(this.cacheDir, "compile"),
       signal,
     };
