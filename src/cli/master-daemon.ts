@@ -2,6 +2,7 @@
 
 import { Command } from "commander";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
+import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
 import { addConnectOptions, type ConnectFlags, resolveConnect } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { runProgram } from "./nats-auth.js";
@@ -12,6 +13,19 @@ interface DaemonOptions extends ConnectFlags {
   publishInterval: string;
   unreachableAfter: string;
   defaultTimeout: string;
+  settingsDir?: string;
+  enrollListen?: string;
+  enrollCert?: string;
+  enrollKey?: string;
+}
+
+/** `HOST:PORT`, `:PORT` or `PORT`. */
+function listenAddress(v: string): { host?: string; port: number } {
+  const m = /^(?:(.*):)?(\d+)$/.exec(v);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535)
+    throw new UsageError(`--enroll-listen ${JSON.stringify(v)}: expected HOST:PORT or PORT`);
+  return m[1] ? { host: m[1].replace(/^\[|\]$/g, ""), port } : { port };
 }
 
 function seconds(name: string, v: string): number {
@@ -43,7 +57,20 @@ export async function run(argv: string[]): Promise<number> {
       )
       .option("--publish-interval <s>", "seconds between state publishes", "30")
       .option("--unreachable-after <s>", "seconds after which a silent, offline peel is unreachable", "10")
-      .option("--default-timeout <s>", "job timeout when the request names none", "60"),
+      .option("--default-timeout <s>", "job timeout when the request names none", "60")
+      .option(
+        "--settings-dir <dir>",
+        `settings tree to publish (env ZESTER_SETTINGS_DIR, default ${DEFAULT_SETTINGS_DIR})`,
+      )
+      .option(
+        "--enroll-listen <addr>",
+        "serve peel enrollment over HTTPS on HOST:PORT (e.g. :8443); off by default",
+      )
+      .option(
+        "--enroll-cert <file>",
+        "PEM certificate for the enrollment listener (default: issued by the auth dir's CA)",
+      )
+      .option("--enroll-key <file>", "PEM key for --enroll-cert"),
     "master",
   ).action(async (opts: DaemonOptions) => {
     const conn = resolveConnect(opts, "master");
@@ -57,6 +84,17 @@ export async function run(argv: string[]): Promise<number> {
       publishIntervalMs: seconds("--publish-interval", opts.publishInterval) * 1000,
       unreachableAfterMs: seconds("--unreachable-after", opts.unreachableAfter) * 1000,
       defaultTimeoutS: seconds("--default-timeout", opts.defaultTimeout),
+      settingsDir: opts.settingsDir ?? (process.env.ZESTER_SETTINGS_DIR || DEFAULT_SETTINGS_DIR),
+      log: (m) => process.stderr.write(`${new Date().toISOString()} master: ${m}\n`),
+      ...(opts.enrollListen !== undefined
+        ? {
+            enroll: {
+              ...listenAddress(opts.enrollListen),
+              ...(opts.enrollCert !== undefined ? { certFile: opts.enrollCert } : {}),
+              ...(opts.enrollKey !== undefined ? { keyFile: opts.enrollKey } : {}),
+            },
+          }
+        : {}),
     });
     await master.start();
     process.stderr.write(`zester-master ${master.id}: running (signing key ${master.publicKey})\n`);

@@ -14,6 +14,7 @@ import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
+import type { EnrollmentService } from "../enroll/service.js";
 import { JobStore } from "../jobs/store.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
@@ -57,6 +58,11 @@ export interface MasterConfig {
   /** How often the lease is renewed and retried (default a third of the lease TTL). */
   leaseRenewMs?: number;
   log?: (msg: string) => void;
+  /**
+   * HTTPS enrollment listener (src/enroll); absent = no enrollment on this master. Needs the
+   * account and operator signing seeds in the auth dir.
+   */
+  enroll?: { host?: string; port?: number; certFile?: string; keyFile?: string };
 }
 
 /** `master-heartbeat` KV `<master-id>`. */
@@ -78,6 +84,7 @@ export class Master {
   private nc: NatsConnection | undefined;
   private signer: KeyPair | undefined;
   private fleetView: FleetView | undefined;
+  private enrollment: EnrollmentService | undefined;
   private dispatcher: Dispatcher | undefined;
   private publisher: StatePublisher | undefined;
   private lease: Lease | undefined;
@@ -118,6 +125,11 @@ export class Master {
   }
 
   /** True while this master holds the state-publisher lease. */
+  /** Port of the HTTPS enrollment listener, when this master runs one. */
+  get enrollPort(): number | undefined {
+    return this.enrollment?.port;
+  }
+
   get isStatePublisher(): boolean {
     return this.lease?.held ?? false;
   }
@@ -189,6 +201,19 @@ export class Master {
       this.serve(SETTINGS_PUBLISH_SUBJECT, (m) => this.handleSettingsPublishRequest(m));
       await this.sweepOrphanJobs();
       this.timers.push(setInterval(() => void this.sweepOrphanJobs(), ORPHAN_SWEEP_MS));
+      if (cfg.enroll) {
+        const { EnrollmentService } = await import("../enroll/service.js");
+        this.enrollment = new EnrollmentService({
+          nc,
+          authDir: cfg.authDir ?? DEFAULT_AUTH_DIR,
+          servers: cfg.servers,
+          ...(cfg.caFile !== undefined ? { caFile: cfg.caFile } : {}),
+          ...cfg.enroll,
+          logger: { info: this.log, warn: this.log, error: this.log },
+        });
+        await this.enrollment.start();
+        this.log(`enrollment listening on https://${cfg.enroll.host ?? "0.0.0.0"}:${this.enrollment.port}`);
+      }
 
       this.publisher = new StatePublisher(stateFiles, cfg.statesDir ?? DEFAULT_STATES_DIR, this.id, this.log);
       this.lease = new Lease(leases, STATE_PUBLISHER_LEASE, this.id);
@@ -296,6 +321,7 @@ export class Master {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.enrollment?.stop().catch(() => {});
     for (const t of this.timers.splice(0)) clearInterval(t);
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.dispatcher?.stop();

@@ -1,0 +1,91 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "../src/bus/connect.js";
+import { enrollAdmin } from "../src/enroll/admin.js";
+import { enrollPeel } from "../src/enroll/client.js";
+import { Master } from "../src/master/master.js";
+import { Peel } from "../src/peel/peel.js";
+import { type StartedNats, startNats } from "./support/nats.js";
+
+let nats: StartedNats;
+let master: Master;
+let work: string;
+
+beforeAll(async () => {
+  nats = await startNats();
+  work = await mkdtemp(join(tmpdir(), "zester-master-enroll-"));
+  master = new Master({
+    servers: nats.url,
+    credsFile: await nats.credsFile("master"),
+    authDir: nats.authDir,
+    statesDir: join(work, "states"),
+    settingsDir: join(work, "settings"),
+    enroll: { host: "127.0.0.1", port: 0 },
+    log: () => {},
+  });
+  await master.start();
+});
+
+afterAll(async () => {
+  await master?.stop();
+  await nats?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("a master with --enroll-listen", () => {
+  it("enrolls a new machine with a one-time token; the peel joins the fleet with its own key", async () => {
+    expect(master.enrollPort).toBeGreaterThan(0);
+    const admin = await connect({
+      servers: nats.url,
+      credsFile: await nats.credsFile("admin"),
+      caFile: nats.caFile,
+    });
+    try {
+      const tok = await enrollAdmin(admin, "token", { ttl_s: 600, peel: "new-01" });
+      expect(tok.ok).toBe(true);
+      const cacheDir = join(work, "new-01");
+      const got = await enrollPeel({
+        url: `https://127.0.0.1:${master.enrollPort}`,
+        peelId: "new-01",
+        cacheDir,
+        caFile: nats.caFile,
+        token: tok.token!,
+      });
+      const credsFile = join(cacheDir, "peel.creds");
+      await writeFile(credsFile, got.creds, { mode: 0o600 });
+      const peel = new Peel({
+        id: "new-01",
+        servers: nats.url,
+        credsFile,
+        caFile: nats.caFile,
+        cacheDir,
+        trustedMasters: new Set(got.trustedMasters),
+        logger: { info: () => {}, warn: () => {}, error: () => {} },
+      });
+      await peel.start();
+      try {
+        const deadline = Date.now() + 10_000;
+        while (!master.fleet.peels().includes("new-01") && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 50));
+        expect(master.fleet.resolve("new-*")).toEqual(["new-01"]);
+      } finally {
+        await peel.stop();
+      }
+      // The token is burned: a second machine cannot reuse it.
+      await expect(
+        enrollPeel({
+          url: `https://127.0.0.1:${master.enrollPort}`,
+          peelId: "new-01",
+          cacheDir: join(work, "again"),
+          caFile: nats.caFile,
+          token: tok.token!,
+          timeoutMs: 3000,
+        }),
+      ).rejects.toThrow();
+    } finally {
+      await admin.close();
+    }
+  });
+});
