@@ -65,13 +65,23 @@ describe("a master with --enroll-listen", () => {
         logger: { info: () => {}, warn: () => {}, error: () => {} },
       });
       await peel.start();
+      let stopped = false;
       try {
         const deadline = Date.now() + 10_000;
         while (!master.fleet.peels().includes("new-01") && Date.now() < deadline)
           await new Promise((r) => setTimeout(r, 50));
         expect(master.fleet.resolve("new-*")).toEqual(["new-01"]);
-      } finally {
+        // Revocation drops the live connection; stopping a peel whose client is now retrying must not hang.
+        const rev = await enrollAdmin(admin, "revoke", { id: "new-01" });
+        expect(rev.ok).toBe(true);
+        const gone = Date.now() + 10_000;
+        while (peel.connected && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+        const t0 = Date.now();
         await peel.stop();
+        stopped = true;
+        expect(Date.now() - t0).toBeLessThan(8000);
+      } finally {
+        if (!stopped) await peel.stop();
       }
       // The token is burned: a second machine cannot reuse it.
       await expect(

@@ -86,6 +86,24 @@ export type PeelReturnWithSettings = PeelReturn & {
 };
 
 export const DEFAULT_FACTS_INTERVAL_MS = 60_000;
+/** A drain cannot finish while the client is reconnecting (e.g. after a revocation): then close. */
+const STOP_DRAIN_MS = 3_000;
+
+async function closeWithin(nc: NatsConnection, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((res) => {
+    timer = setTimeout(() => res("late"), ms);
+  });
+  const outcome = await Promise.race([
+    nc.drain().then(
+      () => "drained" as const,
+      () => "failed" as const,
+    ),
+    late,
+  ]);
+  clearTimeout(timer);
+  if (outcome !== "drained") await nc.close().catch(() => {});
+}
 export const DEFAULT_QUEUE_LIMIT = 32;
 export const DEFAULT_PEEL_CACHE_ROOT = "/var/lib/zester/peel";
 export const DEFAULT_SETTINGS_FETCH_TIMEOUT_MS = 5_000;
@@ -259,7 +277,7 @@ export class Peel extends EventEmitter {
     const nc = this.nc;
     this.kv = undefined;
     this.nc = undefined;
-    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    if (nc && !nc.isClosed()) await closeWithin(nc, STOP_DRAIN_MS);
   }
 
   // ---- connection ------------------------------------------------------------------------------
