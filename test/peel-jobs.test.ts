@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createUser } from "@nats-io/nkeys";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyPairFromCreds, signCommand, type UnsignedCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds, signCancel, signCommand, type UnsignedCommand } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
@@ -241,9 +241,9 @@ describe("peel over real NATS", () => {
     const started = Date.now();
     const aJid = a.acks[0]!.jid;
     const bJid = b.acks[0]!.jid;
-    master.publish(subjects.jobCancel(bJid, "busy-01"));
+    master.publish(subjects.jobCancel(bJid, "busy-01"), encode(signCancel(signer, bJid, "busy-01")));
     expect(await b.ret).toMatchObject({ success: false, error: "canceled" });
-    master.publish(subjects.jobCancel(aJid, "busy-01"));
+    master.publish(subjects.jobCancel(aJid, "busy-01"), encode(signCancel(signer, aJid, "busy-01")));
     expect(await a.ret).toMatchObject({ success: false, error: "canceled" });
     expect(Date.now() - started).toBeLessThan(10_000);
     // The queue is free again.
@@ -257,8 +257,25 @@ describe("peel over real NATS", () => {
     const deadline = Date.now() + 5000;
     while (x.acks.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 200));
+    // An unsigned or forged cancel is refused: the job keeps running.
+    const xJid = x.acks[0]!.jid;
+    let settled = false;
+    void x.ret.then(() => {
+      settled = true;
+    });
+    master.publish(subjects.jobCancel(xJid, "cancel-01"));
+    master.publish(
+      subjects.jobCancel(xJid, "cancel-01"),
+      encode(signCancel(createUser(), xJid, "cancel-01")),
+    );
+    master.publish(
+      subjects.jobCancel(xJid, "cancel-01"),
+      encode(signCancel(signer, "2AAAAAAAAAAAAAAAAAAAAAAAAAA", "cancel-01")),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(settled).toBe(false);
     const started = Date.now();
-    master.publish(subjects.jobCancel(x.acks[0]!.jid, "cancel-01"));
+    master.publish(subjects.jobCancel(xJid, "cancel-01"), encode(signCancel(signer, xJid, "cancel-01")));
     expect(await x.ret).toMatchObject({ success: false, error: "canceled" });
     expect(Date.now() - started).toBeLessThan(10_000);
   });

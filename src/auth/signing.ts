@@ -78,6 +78,26 @@ export function verifyCommand(cmd: Partial<Command>, opts: VerifyOptions): Verdi
   return { ok: true };
 }
 
+/** `fun` of the signed notice on `zester.job.<jid>.cancel.<peel>`. */
+export const CANCEL_FUNCTION = "job.cancel";
+
+/**
+ * A cancel is a command too: unsigned, anyone who can make the server deliver onto a peel's
+ * cancel subject could stop its jobs.
+ */
+export function signCancel(signer: KeyPair, jid: string, peel: string, now = Date.now()): Command {
+  return signCommand(signer, {
+    jid,
+    fun: CANCEL_FUNCTION,
+    args: [],
+    kwargs: {},
+    test: false,
+    peel,
+    ts: now,
+    timeout_s: 0,
+  });
+}
+
 /** The nkey seed inside a `.creds` file: masters sign commands with their own user key. */
 export function keyPairFromCreds(creds: string): KeyPair {
   const m = /-----BEGIN USER NKEY SEED-----\s*([A-Z0-9]+)\s*------END USER NKEY SEED------/.exec(creds);

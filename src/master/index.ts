@@ -8,7 +8,7 @@ export {
   type ResolveRequest,
 } from "./dispatcher.js";
 export { type FactsListener, FleetView } from "./fleet-view.js";
-export type { CancelNotice, JobDoneEvent } from "./job-tracker.js";
+export type { JobDoneEvent } from "./job-tracker.js";
 export { LEASE_RENEW_MS, Lease } from "./lease.js";
 export {
   DEFAULT_STATES_DIR,

@@ -5,7 +5,7 @@
  */
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { signCommand } from "../auth/signing.js";
+import { signCancel, signCommand } from "../auth/signing.js";
 import { decode, encode } from "../bus/codec.js";
 import { ROOT, subjects } from "../bus/names.js";
 import {
@@ -17,15 +17,6 @@ import {
   settledJobStatus,
 } from "../jobs/store.js";
 import type { JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
-
-/** Payload of `zester.job.<jid>.cancel.<peel>`. */
-export interface CancelNotice {
-  jid: string;
-  peel: string;
-  /** Public nkey of the master that canceled. */
-  master: string;
-  ts: number;
-}
 
 /** Payload of the master event `zester.event._master.job.<jid>.done`. */
 export interface JobDoneEvent {
@@ -281,6 +272,5 @@ export class JobTracker {
 }
 
 export function publishCancel(deps: Pick<TrackerDeps, "nc" | "signer">, jid: string, peel: string): void {
-  const notice: CancelNotice = { jid, peel, master: deps.signer.getPublicKey(), ts: Date.now() };
-  deps.nc.publish(subjects.jobCancel(jid, peel), encode(notice));
+  deps.nc.publish(subjects.jobCancel(jid, peel), encode(signCancel(deps.signer, jid, peel)));
 }

@@ -18,7 +18,7 @@ import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { loadTrustedMasters } from "../auth/auth-dir.js";
-import { DEFAULT_MAX_SKEW_MS, verifyCommand } from "../auth/signing.js";
+import { CANCEL_FUNCTION, DEFAULT_MAX_SKEW_MS, verifyCommand } from "../auth/signing.js";
 import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
@@ -626,8 +626,28 @@ export class Peel extends EventEmitter {
   }
 
   private onCancel(msg: Msg): void {
-    // zester.job.<jid>.cancel.<peel>: the subject names the job, the payload may be empty.
+    // zester.job.<jid>.cancel.<peel>: a signed cancel for that very job, or nothing happens.
     const jid = msg.subject.split(".")[2] ?? "";
+    let cmd: Partial<Command>;
+    try {
+      cmd = decode<Partial<Command>>(msg.data);
+    } catch (err) {
+      this.refuse(msg.subject, jid, `unreadable cancel: ${errText(err)}`);
+      return;
+    }
+    const verdict = verifyCommand(cmd, {
+      trusted: this.trusted,
+      peel: this.id,
+      maxSkewMs: this.cfg.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
+    });
+    if (!verdict.ok || cmd.fun !== CANCEL_FUNCTION || cmd.jid !== jid) {
+      this.refuse(
+        msg.subject,
+        jid,
+        verdict.ok ? "cancel does not match its subject" : `cancel: ${verdict.reason}`,
+      );
+      return;
+    }
     if (this.queue.cancel(jid, "canceled")) {
       this.log.info(`job ${jid}: cancel requested`);
       this.emit("canceled", { jid });
