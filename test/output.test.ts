@@ -302,3 +302,21 @@ test("formatMs", () => {
   expect(formatMs(999.9996)).toBe("1.000 s");
   expect(formatMs(1500)).toBe("1.500 s");
 });
+
+describe("warnings", () => {
+  test("a run on snapshot settings says so in text and json", () => {
+    const run: PeelRun = {
+      peel_id: "web-01",
+      success: true,
+      status: "success",
+      results: [],
+      returned: true,
+      warning: "settings from the last-known-good snapshot: bus unreachable",
+    };
+    expect(formatRuns([run], "text", { color: false })).toContain(
+      "    Warning: settings from the last-known-good snapshot: bus unreachable",
+    );
+    expect(formatRuns([run], "text", { color: true })).toContain("\u001b[33m    Warning:");
+    expect(JSON.parse(formatRuns([run], "json", { color: false }))[0].warning).toMatch(/snapshot/);
+  });
+});

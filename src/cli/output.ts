@@ -11,6 +11,8 @@ export interface PeelRun {
   summary?: RunSummary;
   /** An execution function's return value (test.ping, cmd.run, ...), for calls that are not state runs. */
   returned?: unknown;
+  /** Something the operator should know although the run went on (e.g. settings from a snapshot). */
+  warning?: string;
 }
 
 export type OutputFormat = "text" | "json" | "yaml";
@@ -69,6 +71,7 @@ function toRecord(r: PeelRun): Record<string, unknown> {
   const summary = summaryFor(r);
   if (summary) rec.summary = summary;
   if (r.returned !== undefined) rec.return = r.returned;
+  if (r.warning !== undefined) rec.warning = r.warning;
   return rec;
 }
 
@@ -121,6 +124,7 @@ function formatText(runs: readonly PeelRun[], opts: FormatOptions): string {
 function formatPeel(r: PeelRun, opts: FormatOptions, paint: Paint): string {
   const headerColor: Color = r.status === "success" && r.success ? "green" : "red";
   const out: string[] = [paint(headerColor, `${r.peel_id}:`)];
+  if (r.warning) out.push(paint("yellow", `    Warning: ${r.warning}`));
 
   if (r.status === "unreachable") {
     out.push(paint("red", `    Peel did not return: ${r.error ?? "no response"}`));
@@ -187,8 +191,7 @@ function renderChanges(s: StateResult, color: Color, paint: Paint): string {
   // Engines may put the same diff in both places; print it once.
   if (s.diff !== undefined && changes.diff === s.diff) delete changes.diff;
   const parts: string[] = [];
-  if (Object.keys(changes).length > 0)
-    parts.push(paint(color, yamlStringify(changes).trimEnd()));
+  if (Object.keys(changes).length > 0) parts.push(paint(color, yamlStringify(changes).trimEnd()));
   if (s.diff) {
     const diffLines = s.diff
       .replace(/\n$/, "")

@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Account, Algorithms, decode, encodeAccount, encodeUser, type User } from "@nats-io/jwt";
+import { type Account, Algorithms, decode, encodeAccount } from "@nats-io/jwt";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AUTH_FILES, loadAccountSigner } from "../auth/auth-dir.js";
 import { issueUserJwt, keyPairFromSeed } from "../auth/hierarchy.js";

@@ -87,6 +87,10 @@ export interface PeelReturn {
   error?: string;
   /** Source of the run: a job, or the peel's own scheduler. */
   origin?: "job" | "schedule";
+  /** Where the run's settings came from: fresh from the bus, or the last-known-good snapshot. */
+  settings_source?: "bus" | "snapshot";
+  /** Why the snapshot was used (bus down, fetch timed out, ...). */
+  settings_warning?: string;
   started_at: string;
   finished_at: string;
 }

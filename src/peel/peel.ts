@@ -38,7 +38,7 @@ import {
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
 import { JobQueue } from "./queue.js";
-import { PeelSettings, type SettingsSource } from "./settings.js";
+import { PeelSettings } from "./settings.js";
 import { StateTreeCache, type SyncResult } from "./state-cache.js";
 
 export interface PeelLogger {
@@ -79,11 +79,8 @@ export interface PeelConfig {
   settingsFetchTimeoutMs?: number;
 }
 
-/** A PeelReturn as this peel sends it: where the run's settings came from, when it used any. */
-export type PeelReturnWithSettings = PeelReturn & {
-  settings_source?: SettingsSource;
-  settings_warning?: string;
-};
+/** Kept for callers of the first peel API: the settings fields are now part of PeelReturn. */
+export type PeelReturnWithSettings = PeelReturn;
 
 export const DEFAULT_FACTS_INTERVAL_MS = 60_000;
 /** A drain cannot finish while the client is reconnecting (e.g. after a revocation): then close. */
