@@ -316,7 +316,7 @@ describe("warnings", () => {
     expect(formatRuns([run], "text", { color: false })).toContain(
       "    Warning: settings from the last-known-good snapshot: bus unreachable",
     );
-    expect(formatRuns([run], "text", { color: true })).toContain("\u001b[33m    Warning:");
+    expect(formatRuns([run], "text", { color: true })).toContain("\u001b[0;33m    Warning:");
     expect(JSON.parse(formatRuns([run], "json", { color: false }))[0].warning).toMatch(/snapshot/);
   });
 });
