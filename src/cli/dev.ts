@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../auth/auth-dir.js";
 import { isValidPeelId } from "../bus/names.js";
+import { ensureMasterCurveKey } from "../settings/keys.js";
 import { statOrUndefined } from "../util/files.js";
 import { UsageError } from "./errors.js";
 
@@ -24,7 +25,7 @@ interface DevOptions {
   dir: string;
   port: number;
   statesDir: string;
-  settingsDir?: string;
+  settingsDir: string;
   id: string;
   once?: string[];
 }
@@ -34,6 +35,7 @@ function parse(argv: string[]): DevOptions | "help" {
     dir: resolve(".zester-dev"),
     port: 4222,
     statesDir: resolve("examples/states"),
+    settingsDir: resolve("examples/settings"),
     id: hostname()
       .split(".")[0]!
       .replace(/[^A-Za-z0-9_-]/g, "-"),
@@ -115,6 +117,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = (m: string) => process.stderr.write(`dev: ${m}\n`);
   if (!(await statOrUndefined(join(o.dir, AUTH_FILES.serverConfig)))) {
     await initAuthDir({ dir: o.dir, port: o.port, listenHost: "127.0.0.1" });
+    await ensureMasterCurveKey(o.dir);
     log(`created operator, accounts, creds, CA and nats-server.conf in ${o.dir}`);
   }
   const peelCreds = peelCredsPath(o.dir, o.id);
@@ -132,6 +135,7 @@ export async function run(argv: string[]): Promise<number> {
     credsFile: join(o.dir, AUTH_FILES.masterCreds),
     authDir: o.dir,
     statesDir: o.statesDir,
+    settingsDir: o.settingsDir,
     ...(quiet ? { log: () => {} } : { log: (m: string) => log(`master: ${m}`) }),
   });
   const peel = new Peel({
@@ -151,6 +155,7 @@ export async function run(argv: string[]): Promise<number> {
     await master.start();
     await peel.start();
     await master.publishStates();
+    await master.publishSettings();
     await peel.syncStates();
     // The master learns about the peel through the facts KV watch; wait for it before targeting.
     const deadline = Date.now() + 10_000;
@@ -158,12 +163,13 @@ export async function run(argv: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 50));
     const connect = ["--nats-url", url, "--auth-dir", o.dir];
     if (o.once !== undefined) {
-      const job = o.once.length > 0 ? o.once : ["state.apply"];
+      // `--once --format json` still means the default job, with that option.
+      const job = o.once[0] !== undefined && !o.once[0].startsWith("-") ? o.once : ["state.apply", ...o.once];
       const { run: runTarget } = await import("./target.js");
       return await runTarget([o.id, ...job, ...connect]);
     }
     process.stdout.write(
-      `Zester dev fleet is up: nats-server ${url}, master, peel "${o.id}" (states: ${o.statesDir}).\n` +
+      `Zester dev fleet is up: nats-server ${url}, master, peel "${o.id}" (states: ${o.statesDir}, settings: ${o.settingsDir}).\n` +
         `In another shell:\n  export ZESTER_NATS_URL=${url} ZESTER_AUTH_DIR=${o.dir}\n` +
         `  zester '*' test.ping\n  zester '*' state.apply --test\n  zester peel list\nCtrl-C stops everything.\n`,
     );

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { Command, CommanderError } from "commander";
 import { AUTH_FILES, DEFAULT_NATS_PORT, initAuthDir } from "../auth/auth-dir.js";
+import { ensureMasterCurveKey } from "../settings/keys.js";
 import { UsageError } from "./errors.js";
 
 export function parsePort(value: string): number {
@@ -54,6 +55,9 @@ export async function run(argv: string[]): Promise<number> {
     .option("--port <port>", "client port in nats-server.conf", parsePort, DEFAULT_NATS_PORT)
     .action(async (opts: { dir: string; force: boolean; host: string[]; port: number }) => {
       const res = await initAuthDir({ dir: opts.dir, force: opts.force, hosts: opts.host, port: opts.port });
+      // The master's curve key seals settings secrets per peel; a fresh trust chain gets one too.
+      const curve = await ensureMasterCurveKey(opts.dir, { force: opts.force });
+      (curve.written ? res.written : res.kept).push(curve.seedPath);
       for (const f of res.written) process.stdout.write(`wrote ${f}\n`);
       for (const f of res.kept) process.stdout.write(`kept  ${f} (already present)\n`);
       const conf = join(opts.dir, AUTH_FILES.serverConfig);

@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createCurve, fromCurveSeed, fromPublic, type KeyPair } from "@nats-io/nkeys";
-import { isENOENT, writeFileAtomic, writeSecretFile } from "../util/files.js";
+import { isENOENT, statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 
 /** File names inside the auth dir (next to the files of `zester nats-auth init`). */
 export const MASTER_CURVE_FILES = {
@@ -78,6 +78,17 @@ export async function writeMasterCurveKey(
   await writeSecretFile(seedPath, `${seed}\n`, opts.force ?? false);
   await writeFileAtomic(pubPath, `${publicKey}\n`, { mode: 0o644 });
   return { seedPath, pubPath, publicKey };
+}
+
+/** Creates the master curve key unless the auth dir has one (or `force`); says which. */
+export async function ensureMasterCurveKey(
+  dir: string,
+  opts: { force?: boolean } = {},
+): Promise<{ written: boolean; seedPath: string }> {
+  const seedPath = join(dir, MASTER_CURVE_FILES.seed);
+  if (!opts.force && (await statOrUndefined(seedPath))) return { written: false, seedPath };
+  await writeMasterCurveKey(dir, opts);
+  return { written: true, seedPath };
 }
 
 /** The master's curve key pair, from the auth dir. */
