@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system tools the test suite drives for real (nats-server above all) when they are
-# missing. Runs before `npm test`; needs root and apt-get (Debian/Ubuntu) to install anything,
-# otherwise it says what to install and fails.
+# Installs the system tools Zester's tests drive for real (nats-server above all) when they are
+# missing; with arguments (`bin[:package] ...`), only those. Runs before `npm test` and `npm run
+# dev`; needs root and apt-get (Debian/Ubuntu) to install anything, otherwise it says what to
+# install and fails.
 set -euo pipefail
 
+tools=("$@")
+[ ${#tools[@]} -gt 0 ] || tools=(nats-server git tar gzip xz:xz-utils unzip crontab:cron openssl)
 missing=()
-command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
-for tool in git tar gzip xz:xz-utils unzip crontab:cron openssl; do
+for tool in "${tools[@]}"; do
   bin=${tool%%:*}; pkg=${tool##*:}
   command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -24,6 +24,8 @@ function dev(dir: string, port: number, extra: string[], ...once: string[]) {
       String(port),
       "--id",
       "dev-peel",
+      "--peels",
+      "1",
       ...extra,
       "--once",
       ...once,
@@ -72,7 +74,7 @@ describe("zester dev --once", () => {
         .map((s: { id: string }) => s.id)
         .sort(),
     ).toEqual(["app_config", "app_reload", "example_root", "motd"]);
-    expect(await readFile(join(root, "app", "app.conf"), "utf8")).toContain("backend api = 127.0.0.1:9001");
+    expect(await readFile(join(root, "dev-peel", "app", "app.conf"), "utf8")).toContain("backend api = 127.0.0.1:9001");
     const again = JSON.parse(
       dev(dir, port, ["--states-dir", "examples/states", "--settings-dir", settings]).out,
     )[0];

@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createConnection } from "node:net";
-import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../auth/auth-dir.js";
 import { isValidPeelId } from "../bus/names.js";
@@ -14,11 +13,15 @@ import { ensureMasterCurveKey } from "../settings/keys.js";
 import { statOrUndefined } from "../util/files.js";
 import { UsageError } from "./errors.js";
 
-const USAGE = `Usage: zester dev [--dir DIR] [--port N] [--states-dir DIR] [--settings-dir DIR] [--id ID] [--once [FUN ...]]
+const USAGE = `Usage: zester dev [--dir DIR] [--port N] [--states-dir DIR] [--settings-dir DIR]
+                  [--peels N] [--id BASE] [--once [FUN ...]]
 
-Starts nats-server (TLS, operator JWTs), a master and a peel for this machine, all set up in DIR
-(default ./.zester-dev; reused when it exists). --once runs FUN (default: state.apply, a highstate)
-on the peel through the fleet, prints the result and stops; its exit code is the job's.
+Starts nats-server (TLS, operator JWTs), a master and N peels on this machine (default 3, named
+BASE-1..BASE-N, BASE "dev"; one peel is named BASE), all set up in DIR (default ./.zester-dev;
+reused when it exists). It applies the states tree (default examples/states, settings from
+examples/settings) to every peel through the fleet, prints the result and the commands to try
+next, and runs until Ctrl-C. --once runs FUN instead (default state.apply) and stops; the exit
+code is the job's.
 `;
 
 interface DevOptions {
@@ -27,6 +30,7 @@ interface DevOptions {
   statesDir: string;
   settingsDir: string;
   id: string;
+  peels: number;
   once?: string[];
 }
 
@@ -36,9 +40,8 @@ function parse(argv: string[]): DevOptions | "help" {
     port: 4222,
     statesDir: resolve("examples/states"),
     settingsDir: resolve("examples/settings"),
-    id: hostname()
-      .split(".")[0]!
-      .replace(/[^A-Za-z0-9_-]/g, "-"),
+    id: "dev",
+    peels: 3,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -56,7 +59,11 @@ function parse(argv: string[]): DevOptions | "help" {
     } else if (a === "--states-dir") o.statesDir = resolve(value());
     else if (a === "--settings-dir") o.settingsDir = resolve(value());
     else if (a === "--id") o.id = value();
-    else if (a === "--once") {
+    else if (a === "--peels") {
+      o.peels = Number(value());
+      if (!Number.isInteger(o.peels) || o.peels < 1 || o.peels > 100)
+        throw new UsageError("--peels must be 1-100");
+    } else if (a === "--once") {
       o.once = argv.slice(i + 1);
       break;
     } else throw new UsageError(`unknown option ${a}\n${USAGE}`);
@@ -108,6 +115,11 @@ async function startServer(dir: string, port: number): Promise<ChildProcess> {
   return child;
 }
 
+/** `base` alone for one peel, `base-1` … `base-N` for several. */
+function peelIds(base: string, n: number): string[] {
+  return n === 1 ? [base] : Array.from({ length: n }, (_, i) => `${base}-${i + 1}`);
+}
+
 export async function run(argv: string[]): Promise<number> {
   const o = parse(argv);
   if (o === "help") {
@@ -120,8 +132,10 @@ export async function run(argv: string[]): Promise<number> {
     await ensureMasterCurveKey(o.dir);
     log(`created operator, accounts, creds, CA and nats-server.conf in ${o.dir}`);
   }
-  const peelCreds = peelCredsPath(o.dir, o.id);
-  if (!(await statOrUndefined(peelCreds))) await issuePeelCredsFile(o.dir, o.id);
+  const ids = peelIds(o.id, o.peels);
+  for (const id of ids) {
+    if (!(await statOrUndefined(peelCredsPath(o.dir, id)))) await issuePeelCredsFile(o.dir, id);
+  }
 
   const url = `tls://127.0.0.1:${o.port}`;
   const server = await startServer(o.dir, o.port);
@@ -130,54 +144,63 @@ export async function run(argv: string[]): Promise<number> {
     import("../peel/peel.js"),
   ]);
   const quiet = o.once !== undefined;
+  const silent = { info: () => {}, warn: () => {}, error: (m: string) => log(`peel: ${m}`) };
   const master = new Master({
     servers: url,
     credsFile: join(o.dir, AUTH_FILES.masterCreds),
     authDir: o.dir,
     statesDir: o.statesDir,
     settingsDir: o.settingsDir,
-    ...(quiet ? { log: () => {} } : { log: (m: string) => log(`master: ${m}`) }),
+    log: quiet ? () => {} : (m: string) => log(`master: ${m}`),
   });
-  const peel = new Peel({
-    id: o.id,
-    servers: url,
-    credsFile: peelCreds,
-    authDir: o.dir,
-    cacheDir: join(o.dir, "peel"),
-    ...(quiet ? { logger: { info: () => {}, warn: () => {}, error: (m: string) => log(`peel: ${m}`) } } : {}),
-  });
+  const peels = ids.map(
+    (id) =>
+      new Peel({
+        id,
+        servers: url,
+        credsFile: peelCredsPath(o.dir, id),
+        authDir: o.dir,
+        cacheDir: join(o.dir, "peels", id),
+        logger: silent,
+      }),
+  );
   const stop = async () => {
-    await peel.stop().catch(() => {});
+    await Promise.allSettled(peels.map((p) => p.stop()));
     await master.stop().catch(() => {});
     server.kill("SIGTERM");
   };
   try {
     await master.start();
-    await peel.start();
+    await Promise.all(peels.map((p) => p.start()));
     await master.publishStates();
     await master.publishSettings();
-    await peel.syncStates();
-    // The master learns about the peel through the facts KV watch; wait for it before targeting.
+    await Promise.all(peels.map((p) => p.syncStates()));
+    // The master learns about peels through the facts KV watch; wait for them before targeting.
     const deadline = Date.now() + 10_000;
-    while (!master.fleet.peels().includes(o.id) && Date.now() < deadline)
+    while (ids.some((id) => !master.fleet.peels().includes(id)) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 50));
     const connect = ["--nats-url", url, "--auth-dir", o.dir];
-    if (o.once !== undefined) {
-      // `--once --format json` still means the default job, with that option.
-      const job = o.once[0] !== undefined && !o.once[0].startsWith("-") ? o.once : ["state.apply", ...o.once];
-      const { run: runTarget } = await import("./target.js");
-      return await runTarget([o.id, ...job, ...connect]);
-    }
+    const { run: runTarget } = await import("./target.js");
+    // `--once --format json` still means the default job, with that option.
+    const once = o.once ?? [];
+    const job = once[0] !== undefined && !once[0].startsWith("-") ? once : ["state.apply", ...once];
+    const code = await runTarget(["*", ...job, ...connect]);
+    if (o.once !== undefined) return code;
     process.stdout.write(
-      `Zester dev fleet is up: nats-server ${url}, master, peel "${o.id}" (states: ${o.statesDir}, settings: ${o.settingsDir}).\n` +
-        `In another shell:\n  export ZESTER_NATS_URL=${url} ZESTER_AUTH_DIR=${o.dir}\n` +
-        `  zester '*' test.ping\n  zester '*' state.apply --test\n  zester peel list\nCtrl-C stops everything.\n`,
+      `\nZester dev fleet is up: nats-server ${url}, a master, peels ${ids.join(", ")}\n` +
+        `(states: ${o.statesDir}, settings: ${o.settingsDir}). In another shell:\n\n` +
+        `  export ZESTER_NATS_URL=${url} ZESTER_AUTH_DIR=${o.dir}\n` +
+        `  node dist/bin/zester.js peel list\n` +
+        `  node dist/bin/zester.js '*' test.ping\n` +
+        `  node dist/bin/zester.js '${ids[0]}' state.apply --test\n` +
+        `  node dist/bin/zester.js 'G@os_family:Debian' cmd.run 'uptime'\n` +
+        `  node dist/bin/zester.js job list\n\nCtrl-C stops everything.\n`,
     );
     await new Promise<void>((res) => {
       process.once("SIGINT", res);
       process.once("SIGTERM", res);
     });
-    return 0;
+    return code;
   } finally {
     await stop();
   }
