@@ -74,7 +74,9 @@ describe("zester dev --once", () => {
         .map((s: { id: string }) => s.id)
         .sort(),
     ).toEqual(["app_config", "app_reload", "example_root", "motd"]);
-    expect(await readFile(join(root, "dev-peel", "app", "app.conf"), "utf8")).toContain("backend api = 127.0.0.1:9001");
+    expect(await readFile(join(root, "dev-peel", "app", "app.conf"), "utf8")).toContain(
+      "backend api = 127.0.0.1:9001",
+    );
     const again = JSON.parse(
       dev(dir, port, ["--states-dir", "examples/states", "--settings-dir", settings]).out,
     )[0];
