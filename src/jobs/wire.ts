@@ -3,6 +3,7 @@
  * (stamped by src/bus/codec.ts), additive changes only. Identity (which peel sent a message)
  * always comes from the subject or the credentials, never from these fields.
  */
+import type { FileTreeManifest, FileTreeRevision } from "../bus/file-tree.js";
 import type { RunSummary, StateResult } from "../state/result.js";
 
 /** Terminal and running states of a job. */
@@ -133,20 +134,10 @@ export interface PeelHeartbeat {
 }
 
 /**
- * `state-files` KV layout: content-addressed blobs `blob.<sha256>` (raw bytes), `manifest`
- * (StateManifest), and `revision` (StateRevision) written last so readers never see a manifest
- * whose blobs are not there yet.
+ * `state-files` KV layout (src/bus/file-tree.ts): content-addressed blobs `blob.<sha256>` (raw
+ * bytes), `manifest` (StateManifest), and `revision` (StateRevision) written last so readers never
+ * see a manifest whose blobs are not there yet. State files carry their mode.
  */
-export interface StateManifest {
-  rev: number;
-  /** Relative path (posix) → file entry. */
-  files: Record<string, { sha256: string; size: number; mode: number }>;
-  published_at: string;
-  master: string;
-}
+export type StateManifest = FileTreeManifest<{ sha256: string; size: number; mode: number }>;
 
-export interface StateRevision {
-  rev: number;
-  /** sha256 of the manifest's encoded bytes, checked by peels before they trust it. */
-  manifest_sha256: string;
-}
+export type StateRevision = FileTreeRevision;

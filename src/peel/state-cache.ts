@@ -4,7 +4,7 @@
  * half a tree, and every byte is checked against the manifest's sha256 before it is trusted: the
  * bus is shared, the cache is what the peel executes.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import {
   mkdir,
   readdir,
@@ -17,14 +17,21 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { decode } from "../bus/codec.js";
+import {
+  checkRevision,
+  FileTreeIntegrityError,
+  type FileTreeSource,
+  fetchTreeFiles,
+  isSafeTreePath,
+  readManifest,
+} from "../bus/file-tree.js";
 import type { StateManifest, StateRevision } from "../jobs/wire.js";
 import { isENOENT, writeFileAtomic } from "../util/files.js";
 
 /** Reads one key of the `state-files` bucket; undefined when absent or deleted. */
-export type StateFileSource = (key: string) => Promise<Uint8Array | undefined>;
+export type StateFileSource = FileTreeSource;
 
-export class StateSyncError extends Error {
+export class StateSyncError extends FileTreeIntegrityError {
   override name = "StateSyncError";
 }
 
@@ -36,25 +43,10 @@ export interface SyncResult {
   reused: number;
 }
 
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-const FETCH_PARALLELISM = 8;
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
 /** A manifest path must stay inside the tree: relative, posix, no `.`/`..`/empty segments. */
 export function assertSafeRelPath(path: string): string {
-  const parts = path.split("/");
-  if (
-    path === "" ||
-    path.startsWith("/") ||
-    path.includes("\\") ||
-    path.includes("\0") ||
-    parts.some((p) => p === "" || p === "." || p === "..")
-  ) {
+  if (!isSafeTreePath(path))
     throw new StateSyncError(`manifest lists an unsafe path ${JSON.stringify(path)}`);
-  }
   return path;
 }
 
@@ -101,66 +93,39 @@ export class StateTreeCache {
    * manifest or any blob does not match its hash, or a blob is missing.
    */
   async sync(source: StateFileSource, revision: StateRevision): Promise<SyncResult> {
-    if (!Number.isInteger(revision.rev) || revision.rev < 0) {
-      throw new StateSyncError(`invalid state revision ${JSON.stringify(revision.rev)}`);
+    try {
+      return await this.syncVerified(source, revision);
+    } catch (err) {
+      if (err instanceof FileTreeIntegrityError && !(err instanceof StateSyncError)) {
+        throw new StateSyncError(err.message);
+      }
+      throw err;
     }
-    if (typeof revision.manifest_sha256 !== "string" || !SHA256_HEX.test(revision.manifest_sha256)) {
-      throw new StateSyncError(`revision ${revision.rev} has no valid manifest_sha256`);
-    }
+  }
+
+  private async syncVerified(source: StateFileSource, wanted: StateRevision): Promise<SyncResult> {
+    const revision = checkRevision(wanted);
     const before = await this.currentRev();
     if (before === revision.rev) return { rev: revision.rev, changed: false, fetched: 0, reused: 0 };
-
-    const raw = await source("manifest");
-    if (!raw) throw new StateSyncError(`revision ${revision.rev}: the manifest is missing`);
-    const got = sha256Hex(raw);
-    if (got !== revision.manifest_sha256) {
-      throw new StateSyncError(
-        `revision ${revision.rev}: manifest sha256 ${got} does not match the revision's ${revision.manifest_sha256}`,
-      );
-    }
-    const manifest = decode<StateManifest>(raw);
-    if (manifest.rev !== revision.rev) {
-      throw new StateSyncError(`manifest is for revision ${manifest.rev}, expected ${revision.rev}`);
-    }
-    const files = Object.entries(manifest.files ?? {});
-    for (const [path, f] of files) {
-      assertSafeRelPath(path);
-      if (typeof f?.sha256 !== "string" || !SHA256_HEX.test(f.sha256)) {
-        throw new StateSyncError(`manifest entry ${path} has no valid sha256`);
-      }
-    }
+    const { manifest } = await readManifest<StateManifest["files"][string]>(source, revision);
 
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmp = join(this.root, `${revDirName(revision.rev)}.tmp`);
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { mode: 0o755 });
     const reusable = await this.reusableBlobs(before);
-    let fetched = 0;
-    let reused = 0;
+    let counts: { fetched: number; reused: number };
     try {
-      for (let i = 0; i < files.length; i += FETCH_PARALLELISM) {
-        // allSettled: a failure must not leave sibling writes running into the removed temp dir.
-        const settled = await Promise.allSettled(
-          files.slice(i, i + FETCH_PARALLELISM).map(async ([path, f]) => {
-            let data = await this.readReusable(reusable.get(f.sha256), f.sha256);
-            if (data) reused++;
-            else {
-              data = await source(`blob.${f.sha256}`);
-              if (!data) throw new StateSyncError(`blob ${f.sha256} for ${path} is missing`);
-              const h = sha256Hex(data);
-              if (h !== f.sha256) {
-                throw new StateSyncError(`blob for ${path} has sha256 ${h}, the manifest says ${f.sha256}`);
-              }
-              fetched++;
-            }
-            const dest = join(tmp, path);
-            await mkdir(dirname(dest), { recursive: true, mode: 0o755 });
-            await writeFile(dest, data, { mode: (typeof f.mode === "number" ? f.mode : 0o644) & 0o777 });
-          }),
-        );
-        const failed = settled.find((r) => r.status === "rejected");
-        if (failed) throw failed.reason;
-      }
+      counts = await fetchTreeFiles(
+        source,
+        manifest,
+        async (path, f, data) => {
+          const dest = join(tmp, path);
+          await mkdir(dirname(dest), { recursive: true, mode: 0o755 });
+          await writeFile(dest, data, { mode: (typeof f.mode === "number" ? f.mode : 0o644) & 0o777 });
+        },
+        { reuse: (sha) => this.readReusable(reusable.get(sha)) },
+      );
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
@@ -174,7 +139,7 @@ export class StateTreeCache {
     await symlink(revDirName(revision.rev), link);
     await rename(link, this.current);
     await this.removeOld(new Set([revision.rev, ...(before === undefined ? [] : [before])]));
-    return { rev: revision.rev, changed: true, fetched, reused };
+    return { rev: revision.rev, changed: true, ...counts };
   }
 
   /** sha256 → a file of the current revision with that content. */
@@ -195,12 +160,11 @@ export class StateTreeCache {
     return out;
   }
 
-  /** A cached file's bytes when they still hash to `sha`; undefined otherwise (then fetch). */
-  private async readReusable(path: string | undefined, sha: string): Promise<Uint8Array | undefined> {
+  /** A cached file's bytes (fetchTreeFiles checks them against the hash); undefined when unreadable. */
+  private async readReusable(path: string | undefined): Promise<Uint8Array | undefined> {
     if (path === undefined) return undefined;
     try {
-      const data = await readFile(path);
-      return sha256Hex(data) === sha ? data : undefined;
+      return await readFile(path);
     } catch {
       return undefined;
     }

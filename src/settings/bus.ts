@@ -1,48 +1,37 @@
 /**
  * How settings travel over the bus.
  *
- * `settings-files` (readable by every peel) mirrors `state-files`: content-addressed blobs
- * `blob.<sha256>` holding sanitized file text, a `manifest` (path → sha256), and `revision`
- * (rev + sha256 of the manifest bytes) written last, so a reader that sees a revision finds every
- * blob it names. Nothing is written when the tree did not change, and an empty tree never replaces
- * a populated one (a missing mount must not wipe the fleet's settings).
+ * `settings-files` (readable by every peel) is a file tree of sanitized file text in the layout
+ * of src/bus/file-tree.ts, like `state-files` but without file modes.
  *
  * `secrets` key `<peel>` holds that peel's sealed blob; a peel's credentials can direct-get only
  * its own key.
  */
-import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { openKv } from "../bus/bootstrap.js";
-import { decode, encode } from "../bus/codec.js";
+import {
+  blobKey,
+  FileTreeIntegrityError,
+  type FileTreeManifest,
+  type FileTreePublishResult,
+  type FileTreeRevision,
+  fetchTreeFiles,
+  kvSource,
+  parseRevision,
+  publishFileTree,
+  REVISION_KEY,
+  readManifest,
+  sha256Hex,
+} from "../bus/file-tree.js";
 import { assertPeelId } from "../bus/names.js";
-import { assertRelPath } from "./source.js";
 
-export interface SettingsManifest {
-  rev: number;
-  /** Relative path (posix) → content hash and size. */
-  files: Record<string, { sha256: string; size: number }>;
-  published_at: string;
-  master: string;
-}
+export type SettingsManifest = FileTreeManifest<{ sha256: string; size: number }>;
 
-export interface SettingsRevision {
-  rev: number;
-  /** sha256 of the manifest's encoded bytes, checked by readers before they trust it. */
-  manifest_sha256: string;
-}
+export type SettingsRevision = FileTreeRevision;
 
-export interface SettingsPublishResult {
-  published: boolean;
-  /** The live revision after this call (0 when none is published). */
-  rev: number;
-  files: number;
-  blobsWritten: number;
-  blobsDeleted: number;
-  /** Why nothing was published, when it was not. */
-  reason?: string;
-}
+export type SettingsPublishResult = FileTreePublishResult;
 
 export interface FetchedSettingsTree {
   /** 0 when nothing was ever published: an empty tree. */
@@ -52,78 +41,23 @@ export interface FetchedSettingsTree {
 }
 
 /** The bucket's content disagrees with itself: a blob or manifest that does not match its hash. */
-export class SettingsIntegrityError extends Error {
+export class SettingsIntegrityError extends FileTreeIntegrityError {
   override name = "SettingsIntegrityError";
 }
 
-const BLOB_PREFIX = "blob.";
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
 
-export function settingsBlobKey(sha256: string): string {
-  return `${BLOB_PREFIX}${sha256}`;
-}
-
-function sha256Hex(data: Uint8Array | string): string {
-  return createHash("sha256").update(data).digest("hex");
-}
+export const settingsBlobKey = blobKey;
 
 async function bucket(target: NatsConnection | KV, name: "settings-files" | "secrets"): Promise<KV> {
   // A KV has `put`; a NatsConnection does not.
   return "put" in target ? target : openKv(target, name);
 }
 
-async function readLive(
-  kv: KV,
-): Promise<
-  { revision: SettingsRevision; manifest: SettingsManifest; manifestBytes: Uint8Array } | undefined
-> {
-  const rev = await kv.get("revision");
-  if (rev === null || rev.operation !== "PUT") return undefined;
-  const revision = decode<SettingsRevision>(rev.value);
-  if (!Number.isInteger(revision.rev) || revision.rev < 0) {
-    throw new SettingsIntegrityError(`settings revision ${JSON.stringify(revision.rev)} is not valid`);
-  }
-  if (typeof revision.manifest_sha256 !== "string" || !SHA256_HEX.test(revision.manifest_sha256)) {
-    throw new SettingsIntegrityError(`settings revision ${revision.rev} has no valid manifest_sha256`);
-  }
-  const man = await kv.get("manifest");
-  if (man === null || man.operation !== "PUT") {
-    throw new SettingsIntegrityError(`settings revision ${revision.rev}: the manifest is missing`);
-  }
-  const got = sha256Hex(man.value);
-  if (got !== revision.manifest_sha256) {
-    throw new SettingsIntegrityError(
-      `settings revision ${revision.rev}: manifest sha256 ${got} does not match the revision's ${revision.manifest_sha256}`,
-    );
-  }
-  const manifest = decode<SettingsManifest>(man.value);
-  if (manifest.rev !== revision.rev) {
-    throw new SettingsIntegrityError(
-      `settings manifest is for revision ${manifest.rev}, expected ${revision.rev}`,
-    );
-  }
-  if (manifest.files === null || typeof manifest.files !== "object" || Array.isArray(manifest.files)) {
-    throw new SettingsIntegrityError(`settings manifest ${revision.rev} has no file list`);
-  }
-  for (const [path, f] of Object.entries(manifest.files)) {
-    try {
-      assertRelPath(path);
-    } catch {
-      throw new SettingsIntegrityError(`settings manifest lists an unsafe path ${JSON.stringify(path)}`);
-    }
-    if (typeof f?.sha256 !== "string" || !SHA256_HEX.test(f.sha256)) {
-      throw new SettingsIntegrityError(`settings manifest entry ${path} has no valid sha256`);
-    }
-  }
-  return { revision, manifest, manifestBytes: man.value };
-}
-
 /**
- * Publishes sanitized settings files (`PreparedSettings.files`): missing blobs, then the
- * manifest, then the revision; old blobs go once the new revision is live. Must only ever be
- * given sanitized text: the bucket is readable by every peel.
+ * Publishes sanitized settings files (`PreparedSettings.files`). Must only ever be given
+ * sanitized text: the bucket is readable by every peel.
  */
 export async function publishSettingsTree(
   target: NatsConnection | KV,
@@ -132,91 +66,24 @@ export async function publishSettingsTree(
 ): Promise<SettingsPublishResult> {
   const kv = await bucket(target, "settings-files");
   const log = opts.log ?? (() => {});
-  let live: Awaited<ReturnType<typeof readLive>>;
-  let liveRev: number;
-  try {
-    live = await readLive(kv);
-    liveRev = live?.revision.rev ?? 0;
-  } catch (err) {
-    // A damaged live revision is replaced by a complete one, never built upon.
-    if (!(err instanceof SettingsIntegrityError)) throw err;
-    log(`warning: the published settings revision is damaged (${err.message}); replacing it`);
-    live = undefined;
-    liveRev = await rawRev(kv);
+  const toPublish = Object.entries(files).map(([path, text]) => {
+    const bytes = enc.encode(text);
+    return { path, sha256: sha256Hex(bytes), size: bytes.length, read: () => bytes };
+  });
+  const r = await publishFileTree(kv, toPublish, {
+    ...(opts.master === undefined ? {} : { master: opts.master }),
+    emptyReason: "settings tree is empty",
+  });
+  if (r.replacedDamaged !== undefined) {
+    log(`warning: the published settings revision was damaged (${r.replacedDamaged}); replaced it`);
   }
-  const liveFiles = live?.manifest.files ?? {};
-  const paths = Object.keys(files).sort();
-  const base = { rev: liveRev, blobsWritten: 0, blobsDeleted: 0 };
-
-  if (paths.length === 0) {
-    const n = Object.keys(liveFiles).length;
-    if (n > 0) {
-      log(
-        `warning: the settings tree is empty; keeping published settings revision ${liveRev} (${n} files) instead of wiping it`,
-      );
-    }
-    return { ...base, published: false, files: n, reason: "settings tree is empty" };
+  if (r.published) log(`published settings revision ${r.rev} (${r.files} files)`);
+  else if (toPublish.length === 0 && r.files > 0) {
+    log(
+      `warning: the settings tree is empty; keeping published settings revision ${r.rev} (${r.files} files) instead of wiping it`,
+    );
   }
-
-  const manifestFiles: SettingsManifest["files"] = {};
-  const data = new Map<string, Uint8Array>();
-  for (const path of paths) {
-    assertRelPath(path);
-    const bytes = enc.encode(files[path]!);
-    const sha = sha256Hex(bytes);
-    manifestFiles[path] = { sha256: sha, size: bytes.length };
-    data.set(sha, bytes);
-  }
-
-  const existing = new Set<string>();
-  for await (const k of await kv.keys(`${BLOB_PREFIX}*`)) existing.add(k);
-  let blobsWritten = 0;
-  for (const [sha, bytes] of data) {
-    if (existing.has(settingsBlobKey(sha))) continue;
-    await kv.put(settingsBlobKey(sha), bytes);
-    blobsWritten++;
-  }
-
-  if (live && sameFiles(manifestFiles, liveFiles)) {
-    return { ...base, published: false, files: paths.length, blobsWritten, reason: "unchanged" };
-  }
-
-  const manifest: SettingsManifest = {
-    rev: liveRev + 1,
-    files: manifestFiles,
-    published_at: new Date().toISOString(),
-    master: opts.master ?? "",
-  };
-  const manifestBytes = encode(manifest);
-  await kv.put("manifest", manifestBytes);
-  const revision: SettingsRevision = { rev: manifest.rev, manifest_sha256: sha256Hex(manifestBytes) };
-  await kv.put("revision", encode(revision));
-
-  let blobsDeleted = 0;
-  for (const k of existing) {
-    if (data.has(k.slice(BLOB_PREFIX.length))) continue;
-    await kv.purge(k);
-    blobsDeleted++;
-  }
-  log(`published settings revision ${manifest.rev} (${paths.length} files)`);
-  return { published: true, rev: manifest.rev, files: paths.length, blobsWritten, blobsDeleted };
-}
-
-/** The revision number as written, however damaged the rest is (0 when unreadable). */
-async function rawRev(kv: KV): Promise<number> {
-  try {
-    const e = await kv.get("revision");
-    const n = e && e.operation === "PUT" ? decode<SettingsRevision>(e.value).rev : 0;
-    return Number.isInteger(n) && n > 0 ? n : 0;
-  } catch {
-    return 0;
-  }
-}
-
-function sameFiles(a: SettingsManifest["files"], b: SettingsManifest["files"]): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => b[k]?.sha256 === a[k]!.sha256);
+  return r;
 }
 
 export interface FetchSettingsOptions {
@@ -236,48 +103,53 @@ export async function fetchSettingsTree(
   kv: KV,
   opts: FetchSettingsOptions = {},
 ): Promise<FetchedSettingsTree> {
-  const prev = opts.previous;
-  const revEntry = await kv.get("revision");
-  if (revEntry === null || revEntry.operation !== "PUT") return { rev: 0, manifestSha256: "", files: {} };
-  if (prev && prev.rev !== 0) {
-    // Cheap path: the same revision as last time needs no more reads.
-    try {
-      const r = decode<SettingsRevision>(revEntry.value);
-      if (r.rev === prev.rev && r.manifest_sha256 === prev.manifestSha256) return prev;
-    } catch {
-      // Fall through to the full read, which reports it.
+  try {
+    return await fetchVerified(kv, opts.previous);
+  } catch (err) {
+    if (err instanceof FileTreeIntegrityError && !(err instanceof SettingsIntegrityError)) {
+      throw new SettingsIntegrityError(`settings ${err.message}`);
     }
+    throw err;
   }
-  const live = await readLive(kv);
-  if (!live) return { rev: 0, manifestSha256: "", files: {} };
-  const reuse = new Map<string, string>();
-  if (prev) {
-    for (const text of Object.values(prev.files)) reuse.set(sha256Hex(enc.encode(text)), text);
+}
+
+async function fetchVerified(kv: KV, prev: FetchedSettingsTree | undefined): Promise<FetchedSettingsTree> {
+  const source = kvSource(kv);
+  const raw = await source(REVISION_KEY);
+  if (!raw) return { rev: 0, manifestSha256: "", files: {} };
+  const revision = parseRevision(raw);
+  // The same revision as last time needs no more reads.
+  if (
+    prev &&
+    prev.rev !== 0 &&
+    revision.rev === prev.rev &&
+    revision.manifest_sha256 === prev.manifestSha256
+  ) {
+    return prev;
   }
-  const files: Record<string, string> = {};
-  for (const [path, f] of Object.entries(live.manifest.files)) {
-    let text = reuse.get(f.sha256);
-    if (text === undefined) {
-      const e = await kv.get(settingsBlobKey(f.sha256));
-      if (e === null || e.operation !== "PUT") {
-        throw new SettingsIntegrityError(`settings blob ${f.sha256} for ${path} is missing`);
-      }
-      const h = sha256Hex(e.value);
-      if (h !== f.sha256) {
-        throw new SettingsIntegrityError(
-          `settings blob for ${path} has sha256 ${h}, the manifest says ${f.sha256}`,
-        );
-      }
+  const { manifest } = await readManifest<SettingsManifest["files"][string]>(source, revision);
+  const reuse = new Map<string, Uint8Array>();
+  for (const text of Object.values(prev?.files ?? {})) {
+    const bytes = enc.encode(text);
+    reuse.set(sha256Hex(bytes), bytes);
+  }
+  const texts = new Map<string, string>();
+  await fetchTreeFiles(
+    source,
+    manifest,
+    (path, _f, data) => {
       try {
-        text = dec.decode(e.value);
+        texts.set(path, dec.decode(data));
       } catch {
-        throw new SettingsIntegrityError(`settings file ${path} is not valid UTF-8`);
+        throw new FileTreeIntegrityError(`file ${path} is not valid UTF-8`);
       }
-      reuse.set(f.sha256, text);
-    }
-    files[path] = text;
-  }
-  return { rev: live.revision.rev, manifestSha256: live.revision.manifest_sha256, files };
+    },
+    { reuse: (sha) => reuse.get(sha) },
+  );
+  // Manifest order, not arrival order: blobs are fetched in parallel.
+  const files: Record<string, string> = {};
+  for (const path of Object.keys(manifest.files)) files[path] = texts.get(path)!;
+  return { rev: revision.rev, manifestSha256: revision.manifest_sha256, files };
 }
 
 /** Writes a peel's sealed blob unless the bucket already holds exactly these bytes. */
