@@ -103,15 +103,26 @@ export async function fetchSettingsTree(
   kv: KV,
   opts: FetchSettingsOptions = {},
 ): Promise<FetchedSettingsTree> {
-  try {
-    return await fetchVerified(kv, opts.previous);
-  } catch (err) {
-    if (err instanceof FileTreeIntegrityError && !(err instanceof SettingsIntegrityError)) {
-      throw new SettingsIntegrityError(`settings ${err.message}`);
+  // A master may be publishing while we read: the manifest or blobs can be one revision ahead of
+  // (or already purged for) the revision we started from. Only a failure that repeats while the
+  // revision stays the same is a real integrity error.
+  for (let attempt = 1; ; attempt++) {
+    const revBefore = (await kvSource(kv)(REVISION_KEY))?.join(",");
+    try {
+      return await fetchVerified(kv, opts.previous);
+    } catch (err) {
+      if (!(err instanceof FileTreeIntegrityError)) throw err;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+      const revAfter = (await kvSource(kv)(REVISION_KEY))?.join(",");
+      if (attempt < RACE_RETRIES && revAfter !== revBefore) continue;
+      throw err instanceof SettingsIntegrityError
+        ? err
+        : new SettingsIntegrityError(`settings ${err.message}`);
     }
-    throw err;
   }
 }
+
+const RACE_RETRIES = 3;
 
 async function fetchVerified(kv: KV, prev: FetchedSettingsTree | undefined): Promise<FetchedSettingsTree> {
   const source = kvSource(kv);
