@@ -8,18 +8,26 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { lstat, mkdir, mkdtemp, open, realpath, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, open, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, run } from "../util/exec.js";
-import { isENOENT, statOrUndefined } from "../util/files.js";
-import { boolParam, errText, failure, optString } from "./providers/common.js";
+import { statOrUndefined } from "../util/files.js";
+import {
+  applyFailed,
+  boolParam,
+  failed,
+  failure,
+  lstatOrUndefined,
+  optString,
+  StateError,
+  unchanged,
+} from "./support.js";
 import type { ModuleContext, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
-
-class ArchiveError extends Error {}
 
 export type ArchiveFormat = "tar" | "zip";
 
@@ -57,7 +65,7 @@ export function parseTarList(text: string): ArchiveEntry[] {
   for (const line of text.split("\n")) {
     if (!line) continue;
     const m = re.exec(line);
-    if (!m) throw new ArchiveError(`cannot parse tar listing line: ${line}`);
+    if (!m) throw new StateError(`cannot parse tar listing line: ${line}`);
     const kind = m[1]!;
     const rest = m[2]!;
     if (kind === "l") {
@@ -139,14 +147,8 @@ async function escapingParents(target: string, entries: readonly ArchiveEntry[])
   const bad: string[] = [];
   for (const rel of parents) {
     const p = join(target, rel);
-    let st: Awaited<ReturnType<typeof lstat>>;
-    try {
-      st = await lstat(p);
-    } catch (err) {
-      if (isENOENT(err)) continue;
-      throw err;
-    }
-    if (!st.isSymbolicLink()) continue;
+    const st = await lstatOrUndefined(p);
+    if (!st?.isSymbolicLink()) continue;
     const real = await realpath(p).catch(() => undefined);
     if (real === undefined || (real !== root && !real.startsWith(`${root}/`))) bad.push(p);
   }
@@ -169,7 +171,7 @@ async function listTar(file: string, opts: ExecOptions): Promise<ArchiveEntry[]>
     ...opts,
     env: { LC_ALL: "C", TZ: "UTC" },
   });
-  if (r.retcode !== 0) throw new ArchiveError(failure("Listing the archive", r));
+  if (r.retcode !== 0) throw new StateError(failure("Listing the archive", r));
   return parseTarList(r.stdout);
 }
 
@@ -180,15 +182,15 @@ function zipLiteral(name: string): string {
 
 async function listZip(file: string, opts: ExecOptions): Promise<ArchiveEntry[]> {
   const names = await run(["zipinfo", "-1", file], opts);
-  if (names.retcode !== 0) throw new ArchiveError(failure("Listing the archive", names));
+  if (names.retcode !== 0) throw new StateError(failure("Listing the archive", names));
   const long = await run(["zipinfo", "-s", file], opts);
-  if (long.retcode !== 0) throw new ArchiveError(failure("Listing the archive", long));
+  if (long.retcode !== 0) throw new StateError(failure("Listing the archive", long));
   const perms = long.stdout
     .split("\n")
     .filter((l) => /^[-dlbcps?][-rwxsStT?]{9}\s/.test(l))
     .map((l) => l[0]!);
   const list = names.stdout.split("\n").filter((l) => l !== "");
-  if (perms.length !== list.length) throw new ArchiveError("cannot read the zip listing");
+  if (perms.length !== list.length) throw new StateError("cannot read the zip listing");
   const out: ArchiveEntry[] = [];
   for (const [i, name] of list.entries()) {
     const p = perms[i]!;
@@ -216,7 +218,7 @@ export function parseSourceHash(value: string): { algo: string; hex: string } {
     128: "sha512",
   };
   if (/^[0-9a-f]+$/.test(hex) && byLen[hex.length]) return { algo: byLen[hex.length]!, hex };
-  throw new ArchiveError(`source_hash "${value}" is not algo=hex or a hex digest`);
+  throw new StateError(`source_hash "${value}" is not algo=hex or a hex digest`);
 }
 
 async function hashFile(path: string, algo: string): Promise<string> {
@@ -236,7 +238,7 @@ async function fetchSource(source: string, signal?: AbortSignal): Promise<Fetche
     const tmp = await mkdtemp(join(tmpdir(), "zester-archive-"));
     try {
       const res = await fetch(source, signal ? { signal } : {});
-      if (!res.ok || !res.body) throw new ArchiveError(`Downloading ${source} failed: HTTP ${res.status}`);
+      if (!res.ok || !res.body) throw new StateError(`Downloading ${source} failed: HTTP ${res.status}`);
       const file = join(tmp, "archive");
       // Streamed to disk: release archives can be larger than we want to hold in memory.
       await pipeline(
@@ -246,16 +248,16 @@ async function fetchSource(source: string, signal?: AbortSignal): Promise<Fetche
       return { file, tmp };
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
-      if (err instanceof ArchiveError) throw err;
-      throw new ArchiveError(`Downloading ${source} failed: ${errText(err)}`);
+      if (err instanceof StateError) throw err;
+      throw new StateError(`Downloading ${source} failed: ${errText(err)}`);
     }
   }
   const path = source.startsWith("file://") ? source.slice("file://".length) : source;
   if (!path.startsWith("/"))
-    throw new ArchiveError(`source ${source} must be an absolute path or an http(s) URL`);
+    throw new StateError(`source ${source} must be an absolute path or an http(s) URL`);
   const st = await statOrUndefined(path);
-  if (!st) throw new ArchiveError(`source ${path} does not exist`);
-  if (!st.isFile()) throw new ArchiveError(`source ${path} is not a regular file`);
+  if (!st) throw new StateError(`source ${path} does not exist`);
+  if (!st.isFile()) throw new StateError(`source ${path} is not a regular file`);
   return { file: path };
 }
 
@@ -271,20 +273,14 @@ async function readHead(file: string): Promise<Uint8Array> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (isENOENT(err)) return false;
-    throw err;
-  }
+  return (await lstatOrUndefined(path)) !== undefined;
 }
 
 async function chownEntries(target: string, names: string[], owner: string, opts: ExecOptions) {
   const paths = [...new Set(names.map((n) => join(target, posix.normalize(n))))];
   for (let i = 0; i < paths.length; i += 500) {
     const r = await run(["chown", "-h", owner, "--", ...paths.slice(i, i + 500)], opts);
-    if (r.retcode !== 0) throw new ArchiveError(failure(`chown ${owner}`, r));
+    if (r.retcode !== 0) throw new StateError(failure(`chown ${owner}`, r));
   }
 }
 
@@ -298,10 +294,10 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
     if (fetched?.tmp) await rm(fetched.tmp, { recursive: true, force: true });
   };
   try {
-    if (!source) throw new ArchiveError("source is required");
+    if (!source) throw new StateError("source is required");
     const ifMissing = optString(params.if_missing);
     if (ifMissing && (await exists(ifMissing))) {
-      return { changes: {}, comment: `${ifMissing} exists; ${source} not extracted` };
+      return unchanged(`${ifMissing} exists; ${source} not extracted`);
     }
     const user = optString(params.user);
     const group = optString(params.group);
@@ -310,7 +306,7 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
       ["group", group],
     ] as const) {
       if (v && !(await run(["getent", k === "user" ? "passwd" : "group", v])).stdout) {
-        throw new ArchiveError(`${k} ${v} does not exist`);
+        throw new StateError(`${k} ${v} does not exist`);
       }
     }
     fetched = await fetchSource(source, ctx.signal);
@@ -319,34 +315,33 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
       const want = parseSourceHash(hashSpec);
       const got = await hashFile(fetched.file, want.algo);
       if (got !== want.hex) {
-        throw new ArchiveError(
+        throw new StateError(
           `source_hash mismatch for ${source}: expected ${want.algo} ${want.hex}, got ${got}`,
         );
       }
     }
     const explicit = optString(params.archive_format) as ArchiveFormat | undefined;
     const format = explicit ?? detectFormat(await readHead(fetched.file));
-    if (!format)
-      throw new ArchiveError(`cannot tell the format of ${source}; set archive_format: tar or zip`);
+    if (!format) throw new StateError(`cannot tell the format of ${source}; set archive_format: tar or zip`);
     const entries = format === "zip" ? await listZip(fetched.file, opts) : await listTar(fetched.file, opts);
-    if (entries.length === 0) throw new ArchiveError(`${source} is empty`);
+    if (entries.length === 0) throw new StateError(`${source} is empty`);
     const bad = unsafeEntries(entries);
     if (bad.length > 0) {
-      throw new ArchiveError(
+      throw new StateError(
         `Refusing to extract ${source}: ${bad.slice(0, 5).join("; ")}${bad.length > 5 ? ` (and ${bad.length - 5} more)` : ""}`,
       );
     }
     if (boolParam(params.enforce_toplevel, true) && !topLevel(entries)) {
-      throw new ArchiveError(
+      throw new StateError(
         `${source} does not have a single top-level directory; set enforce_toplevel: false to extract it anyway`,
       );
     }
     const tst = await statOrUndefined(target);
-    if (tst && !tst.isDirectory()) throw new ArchiveError(`${target} exists and is not a directory`);
+    if (tst && !tst.isDirectory()) throw new StateError(`${target} exists and is not a directory`);
     if (tst) {
       const through = await escapingParents(target, entries);
       if (through.length > 0) {
-        throw new ArchiveError(
+        throw new StateError(
           `Refusing to extract ${source}: ${through.join(", ")} is a symlink leading outside ${target}`,
         );
       }
@@ -355,7 +350,7 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
     for (const e of entries) if (!(await exists(join(target, posix.normalize(e.name))))) missing.push(e.name);
     if (missing.length === 0) {
       await cleanup();
-      return { changes: {}, comment: `${source} is already extracted in ${target}` };
+      return unchanged(`${source} is already extracted in ${target}`);
     }
     const file = fetched.file;
     const changes = { extracted: missing.slice(0, 50), count: missing.length };
@@ -372,7 +367,7 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
               ? ["unzip", "-q", "-o", file, "-d", target]
               : ["tar", "--no-same-owner", "--no-overwrite-dir", "-xf", file, "-C", target];
           const r = await run(argv, opts);
-          if (r.retcode !== 0) return { result: false, changes: {}, comment: failure("Extracting", r) };
+          if (r.retcode !== 0) return applyFailed(failure("Extracting", r));
           if (user || group) {
             await chownEntries(
               target,
@@ -383,7 +378,7 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
           }
           return { result: true, changes, comment: `${source} extracted to ${target}` };
         } catch (err) {
-          return { result: false, changes: {}, comment: errText(err) };
+          return applyFailed(errText(err));
         } finally {
           await cleanup();
         }
@@ -391,7 +386,7 @@ async function planExtracted(params: Params, ctx: ModuleContext): Promise<Plan> 
     };
   } catch (err) {
     await cleanup();
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
 }
 

@@ -8,8 +8,10 @@ import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { homedir } from "node:os";
 import { isAbsolute, resolve, sep } from "node:path";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
+import { applyFailed, failed, listParam, StateError, unchanged } from "./support.js";
 import type {
   ExecFunction,
   ModuleContext,
@@ -20,12 +22,6 @@ import type {
   StateFunction,
 } from "./types.js";
 
-class CmdError extends Error {}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** `env` may be a map or Salt's list of one-key maps. */
 function envParam(value: unknown): Record<string, string> | undefined {
   if (value === undefined || value === null) return undefined;
@@ -33,7 +29,7 @@ function envParam(value: unknown): Record<string, string> | undefined {
   const env: Record<string, string> = {};
   for (const m of maps) {
     if (!m || typeof m !== "object" || Array.isArray(m)) {
-      throw new CmdError("env must be a map of NAME: value (or a list of such maps)");
+      throw new StateError("env must be a map of NAME: value (or a list of such maps)");
     }
     for (const [k, v] of Object.entries(m as Record<string, unknown>)) {
       env[k] = v === null || v === undefined ? "" : String(v);
@@ -42,15 +38,10 @@ function envParam(value: unknown): Record<string, string> | undefined {
   return env;
 }
 
-function listParam(value: unknown): string[] {
-  if (value === undefined || value === null) return [];
-  return (Array.isArray(value) ? value : [value]).map((v) => String(v));
-}
-
 function retcodes(value: unknown): number[] {
   const codes = listParam(value).map(Number);
   for (const c of codes) {
-    if (!Number.isInteger(c)) throw new CmdError("success_retcodes must be a list of integers");
+    if (!Number.isInteger(c)) throw new StateError("success_retcodes must be a list of integers");
   }
   return codes.length > 0 ? codes : [0];
 }
@@ -63,7 +54,7 @@ async function defaultCwd(runas: string | undefined): Promise<string> {
   let home = homedir();
   if (runas) {
     const res = await run(["getent", "passwd", runas]);
-    if (res.retcode !== 0) throw new CmdError(`runas: user "${runas}" does not exist`);
+    if (res.retcode !== 0) throw new StateError(`runas: user "${runas}" does not exist`);
     home = res.stdout.trim().split(":")[5] ?? "";
   }
   if (!home) return "/";
@@ -83,7 +74,7 @@ async function execOptions(params: Params, ctx: ModuleContext | undefined): Prom
   if (params.stdin !== undefined && params.stdin !== null) opts.input = String(params.stdin);
   if (params.timeout !== undefined && params.timeout !== null) {
     const t = Number(params.timeout);
-    if (!(t > 0)) throw new CmdError("timeout must be a positive number of seconds");
+    if (!(t > 0)) throw new StateError("timeout must be a positive number of seconds");
     opts.timeoutMs = Math.round(t * 1000);
   }
   if (ctx?.signal) opts.signal = ctx.signal;
@@ -99,7 +90,7 @@ async function createsSatisfied(params: Params): Promise<string | undefined> {
     try {
       st = await statOrUndefined(p);
     } catch (err) {
-      throw new CmdError(`Cannot check creates path ${p}: ${errText(err)}`);
+      throw new StateError(`Cannot check creates path ${p}: ${errText(err)}`);
     }
     if (!st) return undefined;
   }
@@ -139,13 +130,12 @@ async function planRun(
 ): Promise<Plan> {
   try {
     const done = await createsSatisfied(params);
-    if (done) return { changes: {}, comment: `${done}; ${label} not run` };
+    if (done) return unchanged(`${done}; ${label} not run`);
     const ok = retcodes(params.success_retcodes);
     const opts = await execOptions(params, ctx);
     if (opts.cwd) {
       const st = await statOrUndefined(opts.cwd).catch(() => undefined);
-      if (!st?.isDirectory())
-        return { changes: {}, comment: `cwd ${opts.cwd} is not a directory`, failed: true };
+      if (!st?.isDirectory()) return failed(`cwd ${opts.cwd} is not a directory`);
     }
     return {
       changes: planned,
@@ -154,12 +144,12 @@ async function planRun(
         try {
           return outcome(label, await runner(params, opts, ctx), ok, Number(params.timeout) || undefined);
         } catch (err) {
-          return { result: false, changes: {}, comment: `${label} could not start: ${errText(err)}` };
+          return applyFailed(`${label} could not start: ${errText(err)}`);
         }
       },
     };
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
 }
 
@@ -245,7 +235,7 @@ export function splitArgs(text: string): string[] {
       inWord = true;
     }
   }
-  if (quote) throw new CmdError(`Unterminated ${quote} quote in args`);
+  if (quote) throw new StateError(`Unterminated ${quote} quote in args`);
   if (inWord) out.push(cur);
   return out;
 }
@@ -262,10 +252,10 @@ function scriptPath(params: Params, ctx: ModuleContext): string {
   if (src.startsWith("salt://")) rel = src.slice("salt://".length);
   else if (isAbsolute(src)) return src;
   else rel = src;
-  if (!ctx.statesDir) throw new CmdError(`Script ${src} is relative but no states directory is known`);
+  if (!ctx.statesDir) throw new StateError(`Script ${src} is relative but no states directory is known`);
   const root = resolve(ctx.statesDir);
   const full = resolve(root, rel);
-  if (!full.startsWith(root + sep)) throw new CmdError(`Script ${src} escapes the states tree`);
+  if (!full.startsWith(root + sep)) throw new StateError(`Script ${src} escapes the states tree`);
   return full;
 }
 
@@ -306,10 +296,10 @@ const cmdScript: StateFunction = {
       path = scriptPath(params, ctx);
       args = scriptArgs(params.args);
       const st = await statOrUndefined(path);
-      if (!st) return { changes: {}, comment: `Script ${path} does not exist`, failed: true };
-      if (!st.isFile()) return { changes: {}, comment: `Script ${path} is not a regular file`, failed: true };
+      if (!st) return failed(`Script ${path} does not exist`);
+      if (!st.isFile()) return failed(`Script ${path} is not a regular file`);
     } catch (err) {
-      return { changes: {}, comment: errText(err), failed: true };
+      return failed(errText(err));
     }
     return planRun(params, ctx, `Script "${path}"`, { script: path, args }, (p, opts) =>
       runScript(path, p, opts),

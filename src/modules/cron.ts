@@ -11,10 +11,10 @@
  */
 import { run } from "../util/exec.js";
 import { unifiedDiff } from "./diff.js";
-import { readAccounts } from "./system/accounts.js";
 import {
   applying,
   checkRun,
+  ensureNewline,
   guard,
   joinText,
   reqStr,
@@ -24,7 +24,8 @@ import {
   str,
   type TextLines,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
+import { readAccounts } from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
 export const CRON_MARKER = "ZESTER_CRON_IDENTIFIER:";
@@ -89,8 +90,7 @@ async function checkUser(params: Params): Promise<string> {
 
 /** Installs a crontab; cron refuses a last line without a newline, so one is added. */
 async function writeCrontab(user: string, text: string): Promise<void> {
-  const input = text === "" || text.endsWith("\n") ? text : `${text}\n`;
-  checkRun(`crontab -u ${user} -`, await run(["crontab", "-u", user, "-"], { input }));
+  checkRun(`crontab -u ${user} -`, await run(["crontab", "-u", user, "-"], { input: ensureNewline(text) }));
 }
 
 /** The plan for replacing the crontab `before` with `after`. */

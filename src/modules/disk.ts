@@ -2,7 +2,7 @@
  * The `disk` family: disk usage as an execution function (`disk.usage`).
  */
 import { run } from "../util/exec.js";
-import { failure, optString } from "./providers/common.js";
+import { failure, optString } from "./support.js";
 import type { ModuleFamily } from "./types.js";
 
 export interface DiskUsage {

@@ -24,11 +24,26 @@ import {
   utimes,
 } from "node:fs/promises";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { errnoText } from "../util/errors.js";
 import { run } from "../util/exec.js";
 import { isENOENT, statOrUndefined, writeFileAtomic } from "../util/files.js";
 import { unifiedDiff } from "./diff.js";
+import {
+  applying,
+  bool,
+  ensureNewline,
+  escapeRe,
+  failed,
+  guard,
+  joinText,
+  listParam,
+  lstatOrUndefined,
+  StateError,
+  splitText,
+  str,
+  unchanged,
+} from "./support.js";
 import type {
-  ApplyOutcome,
   ExecFunction,
   ModuleContext,
   ModuleFamily,
@@ -39,73 +54,7 @@ import type {
 } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers shared by the states below.
-
-/** An error whose message is already a complete, user-facing comment. */
-class StateError extends Error {}
-
-function errText(err: unknown): string {
-  if (err instanceof StateError) return err.message;
-  const e = err as NodeJS.ErrnoException;
-  if (e?.code && e.path) return `${e.code}: ${e.message.replace(/^[A-Z]+: /, "")}`;
-  return e instanceof Error ? e.message : String(err);
-}
-
-function failed(comment: string): Plan {
-  return { changes: {}, comment, failed: true };
-}
-
-function unchanged(comment: string): Plan {
-  return { changes: {}, comment };
-}
-
-/** Runs a plan computation, turning any thrown error into a failed plan with a clear comment. */
-async function guard(fn: () => Promise<Plan>): Promise<Plan> {
-  try {
-    return await fn();
-  } catch (err) {
-    return failed(errText(err));
-  }
-}
-
-/**
- * Wraps an apply so it reports `done` (the plan's comment says what *would* happen), and a
- * failure while writing becomes a failed result instead of an exception.
- */
-function applying(
-  done: string,
-  fn: () => Promise<ApplyOutcome | undefined>,
-): () => Promise<ApplyOutcome | undefined> {
-  return async () => {
-    try {
-      return (await fn()) ?? { comment: done };
-    } catch (err) {
-      return { result: false, changes: {}, comment: `Failed while applying: ${errText(err)}` };
-    }
-  };
-}
-
-function str(params: Params, key: string): string | undefined {
-  const v = params[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "boolean") return String(v);
-  throw new StateError(`${key} must be a string`);
-}
-
-function bool(params: Params, key: string, dflt: boolean): boolean {
-  const v = params[key];
-  if (v === undefined || v === null) return dflt;
-  if (typeof v === "boolean") return v;
-  throw new StateError(`${key} must be true or false`);
-}
-
-function strList(params: Params, key: string): string[] | undefined {
-  const v = params[key];
-  if (v === undefined || v === null) return undefined;
-  if (Array.isArray(v)) return v.map((x) => String(x));
-  return [String(v)];
-}
+// Helpers shared by the states below.
 
 function absPath(params: Params, key = "name"): string {
   const p = str(params, key);
@@ -229,31 +178,24 @@ async function applyMeta(path: string, want: Meta, symlinkItself = false): Promi
   if (want.mode !== undefined && !symlinkItself) await chmod(path, want.mode);
 }
 
+/** A catch handler that fails the state with what could not be done to which path. */
+function cannot(what: string, path: string): (err: unknown) => never {
+  return (err) => {
+    throw new StateError(`Cannot ${what} ${path}: ${errnoText(err)}`);
+  };
+}
+
 /** Reads a file; undefined only when it does not exist. */
-async function readOrUndefined(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw new StateError(`Cannot read ${path}: ${errText(err)}`);
-  }
+function readOrUndefined(path: string): Promise<Buffer | undefined> {
+  return readFile(path).catch((err) => (isENOENT(err) ? undefined : cannot("read", path)(err)));
 }
 
-async function statStrict(path: string): Promise<Stats | undefined> {
-  try {
-    return await statOrUndefined(path);
-  } catch (err) {
-    throw new StateError(`Cannot stat ${path}: ${errText(err)}`);
-  }
+function statStrict(path: string): Promise<Stats | undefined> {
+  return statOrUndefined(path).catch(cannot("stat", path));
 }
 
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw new StateError(`Cannot stat ${path}: ${errText(err)}`);
-  }
+function lstatStrict(path: string): Promise<Stats | undefined> {
+  return lstatOrUndefined(path).catch(cannot("stat", path));
 }
 
 /** Fails the plan early when the parent directory is missing and makedirs is off. */
@@ -319,23 +261,14 @@ async function writeContents(spec: WriteSpec): Promise<void> {
 }
 
 /** The real file behind a symlink, so managing a link edits its target (Salt's follow_symlinks). */
-async function followLinks(path: string): Promise<string> {
-  try {
-    return await realpath(path);
-  } catch (err) {
-    if (isENOENT(err)) return path;
-    throw new StateError(`Cannot resolve ${path}: ${errText(err)}`);
-  }
+function followLinks(path: string): Promise<string> {
+  return realpath(path).catch((err) => (isENOENT(err) ? path : cannot("resolve", path)(err)));
 }
 
 function toLines(value: unknown): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (Array.isArray(value)) return value.map((x) => String(x)).join("\n");
   return String(value);
-}
-
-function ensureNewline(text: string): string {
-  return text === "" || text.endsWith("\n") ? text : `${text}\n`;
 }
 
 /** Resolves `salt://x`, relative and absolute sources to a local path. */
@@ -379,7 +312,7 @@ async function renderIf(
   try {
     return await ctx.render(text, extra, source);
   } catch (err) {
-    throw new StateError(`Template ${source} failed to render: ${errText(err)}`);
+    throw new StateError(`Template ${source} failed to render: ${errnoText(err)}`);
   }
 }
 
@@ -445,33 +378,35 @@ async function planEdit(path: string, opts: EditOptions, edit: (old: string) => 
   const plan: Plan = {
     changes: { content: buf ? "updated" : "created" },
     comment: buf ? `${path} would be updated` : `${path} would be created`,
-    apply: applying(res.comment ?? (buf ? `${path} updated` : `${path} created`), async () => {
-      await writeContents({
-        path: real,
-        data,
-        existing: st,
-        want: {},
-        backup,
-        makedirs: opts.makedirs ?? false,
-      });
-      return undefined;
-    }),
+    apply: applying(
+      async () => {
+        await writeContents({
+          path: real,
+          data,
+          existing: st,
+          want: {},
+          backup,
+          makedirs: opts.makedirs ?? false,
+        });
+        return undefined;
+      },
+      res.comment ?? (buf ? `${path} updated` : `${path} created`),
+    ),
   };
   if (showChanges) plan.diff = contentDiff(path, buf, data);
   return plan;
 }
 
-function splitText(text: string): { lines: string[]; eol: boolean } {
-  if (text === "") return { lines: [], eol: true };
-  const lines = text.split("\n");
-  const eol = lines[lines.length - 1] === "";
-  if (eol) lines.pop();
-  return { lines, eol };
-}
-
-function joinText(lines: readonly string[], eol: boolean): string {
-  if (lines.length === 0) return "";
-  return lines.join("\n") + (eol ? "\n" : "");
+/** plan() of an edit state: the path is `name`; `options` may word its comments with it. */
+function editPlan(
+  params: Params,
+  options: (path: string) => Omit<EditOptions, "params">,
+  edit: (old: string) => Edit,
+): Promise<Plan> {
+  return guard(async () => {
+    const path = absPath(params);
+    return planEdit(path, { ...options(path), params }, edit);
+  });
 }
 
 /**
@@ -485,7 +420,7 @@ function pyRegex(pattern: string, flags: string): RegExp {
   try {
     return new RegExp(src, flags);
   } catch (err) {
-    throw new StateError(`Invalid regular expression ${JSON.stringify(pattern)}: ${errText(err)}`);
+    throw new StateError(`Invalid regular expression ${JSON.stringify(pattern)}: ${errnoText(err)}`);
   }
 }
 
@@ -548,7 +483,8 @@ function regexFlags(value: unknown): string {
 async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   const path = absPath(params);
   const contents = toLines(params.contents);
-  const sources = strList(params, "source");
+  const sources =
+    params.source === undefined || params.source === null ? undefined : listParam(params.source);
   if (contents !== undefined && sources) return failed("Set either contents or source, not both");
   const template = str(params, "template");
   const makedirs = bool(params, "makedirs", false);
@@ -596,11 +532,14 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: !st ? `File ${path} would be created` : `File ${path} would be updated`,
-    apply: applying(!st ? `File ${path} created` : `File ${path} updated`, async () => {
-      if (newData) await writeContents({ path: real, data: newData, existing: st, want, backup, makedirs });
-      else await applyMeta(real, want);
-      return undefined;
-    }),
+    apply: applying(
+      async () => {
+        if (newData) await writeContents({ path: real, data: newData, existing: st, want, backup, makedirs });
+        else await applyMeta(real, want);
+        return undefined;
+      },
+      !st ? `File ${path} created` : `File ${path} updated`,
+    ),
   };
   if (diff) plan.diff = diff;
   return plan;
@@ -670,12 +609,12 @@ async function walk(root: string, rel = ""): Promise<Entry[]> {
   try {
     names = (await readdir(join(root, rel))).sort();
   } catch (err) {
-    throw new StateError(`Cannot list ${join(root, rel)}: ${errText(err)}`);
+    throw new StateError(`Cannot list ${join(root, rel)}: ${errnoText(err)}`);
   }
   for (const n of names) {
     const r = rel ? join(rel, n) : n;
     const path = join(root, r);
-    const st = await lstatOrUndefined(path);
+    const st = await lstatStrict(path);
     if (!st) continue;
     out.push({ path, rel: r, st });
     if (st.isDirectory()) out.push(...(await walk(root, r)));
@@ -688,7 +627,7 @@ async function planDirectory(params: Params): Promise<Plan> {
   const makedirs = bool(params, "makedirs", false);
   const dirMeta = await wantedMeta(params, "dir_mode");
   const fileMode = parseMode(params.file_mode, "file_mode");
-  const recurse = strList(params, "recurse") ?? [];
+  const recurse = listParam(params.recurse);
   for (const r of recurse) {
     if (!["user", "group", "mode", "ignore_files", "ignore_dirs"].includes(r)) {
       return failed(`recurse: unknown item "${r}" (use user, group, mode, ignore_files, ignore_dirs)`);
@@ -698,7 +637,7 @@ async function planDirectory(params: Params): Promise<Plan> {
     return failed("clean is not supported by file.directory; use file.recurse with clean: true");
   }
 
-  const st = await lstatOrUndefined(path);
+  const st = await lstatStrict(path);
   if (st && !st.isDirectory()) return failed(`${path} exists but is not a directory`);
   if (!st) await checkParent(path, makedirs);
   const changes: Record<string, unknown> = {};
@@ -734,12 +673,15 @@ async function planDirectory(params: Params): Promise<Plan> {
   return {
     changes,
     comment: st ? `Directory ${path} would be updated` : `Directory ${path} would be created`,
-    apply: applying(st ? `Directory ${path} updated` : `Directory ${path} created`, async () => {
-      if (!st) await mkdir(path, { recursive: makedirs, mode: dirMeta.mode ?? 0o755 });
-      await applyMeta(path, dirMeta);
-      for (const f of fixes) await applyMeta(f.path, f.want);
-      return undefined;
-    }),
+    apply: applying(
+      async () => {
+        if (!st) await mkdir(path, { recursive: makedirs, mode: dirMeta.mode ?? 0o755 });
+        await applyMeta(path, dirMeta);
+        for (const f of fixes) await applyMeta(f.path, f.want);
+        return undefined;
+      },
+      st ? `Directory ${path} updated` : `Directory ${path} created`,
+    ),
   };
 }
 
@@ -777,16 +719,16 @@ const directory: StateFunction = {
 async function planAbsent(params: Params): Promise<Plan> {
   const path = absPath(params);
   if (path === "/") return failed("Refusing to remove /");
-  const st = await lstatOrUndefined(path);
+  const st = await lstatStrict(path);
   if (!st) return unchanged(`${path} is already absent`);
   const kind = st.isDirectory() ? "directory" : st.isSymbolicLink() ? "symlink" : "file";
   return {
     changes: { removed: path },
     comment: `Would remove ${kind} ${path}`,
-    apply: applying(`Removed ${kind} ${path}`, async () => {
+    apply: applying(async () => {
       await rm(path, { recursive: st.isDirectory(), force: true });
       return undefined;
-    }),
+    }, `Removed ${kind} ${path}`),
   };
 }
 
@@ -803,8 +745,8 @@ const absent: StateFunction = {
 function planAppend(params: Params): Promise<Plan> {
   return guard(async () => {
     const path = absPath(params);
-    const items = strList(params, "text");
-    if (!items || items.length === 0) return failed("text is required");
+    const items = listParam(params.text);
+    if (items.length === 0) return failed("text is required");
     return planEdit(
       path,
       {
@@ -867,13 +809,12 @@ function lineEdit(params: Params, old: string): Edit {
   const beforeSrc = str(params, "before");
   const location = str(params, "location");
   const { lines, eol } = splitText(old);
-  const escaped = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   if (mode !== "delete" && content === undefined) return { error: `content is required for mode ${mode}` };
   const match =
     matchSrc !== undefined
       ? pyRegex(matchSrc, "")
       : content !== undefined
-        ? pyRegex(`^\\s*${escaped(content.trim())}\\s*$`, "")
+        ? pyRegex(`^\\s*${escapeRe(content.trim())}\\s*$`, "")
         : undefined;
   const after = afterSrc !== undefined ? pyRegex(afterSrc, "") : undefined;
   const before = beforeSrc !== undefined ? pyRegex(beforeSrc, "") : undefined;
@@ -883,12 +824,12 @@ function lineEdit(params: Params, old: string): Edit {
     case "delete": {
       if (!match) return { error: "mode delete needs match or content" };
       const kept = lines.filter((l) => !match.test(l));
-      return { text: joinText(kept, eolOut) };
+      return { text: joinText({ lines: kept, eol: eolOut }) };
     }
     case "replace": {
       if (!match) return { error: "mode replace needs match" };
       const out = lines.map((l) => (match.test(l) ? content! : l));
-      return { text: joinText(out, eolOut) };
+      return { text: joinText({ lines: out, eol: eolOut }) };
     }
     case "insert": {
       if (lines.includes(content!)) return { text: old };
@@ -905,7 +846,7 @@ function lineEdit(params: Params, old: string): Edit {
       else if (location === "end" || location === undefined) at = lines.length;
       else return { error: `location must be start or end, got "${location}"` };
       const out = [...lines.slice(0, at), content!, ...lines.slice(at)];
-      return { text: joinText(out, eolOut) };
+      return { text: joinText({ lines: out, eol: eolOut }) };
     }
     case "ensure": {
       // The line right next to the anchor must be `content`; a neighbour matching `match` is
@@ -929,7 +870,7 @@ function lineEdit(params: Params, old: string): Edit {
       if (cur !== undefined && neighbour >= 0 && matchSrc !== undefined && match?.test(cur))
         out[neighbour] = content!;
       else out.splice(after ? i + 1 : i, 0, content!);
-      return { text: joinText(out, eolOut) };
+      return { text: joinText({ lines: out, eol: eolOut }) };
     }
     default:
       return { error: `mode must be ensure, replace, delete or insert, got "${mode}"` };
@@ -965,25 +906,15 @@ const line: StateFunction = {
     show_changes: SHOW_CHANGES,
   },
   plan: (params) =>
-    guard(async () => {
-      const path = absPath(params);
-      return planEdit(
-        path,
-        {
-          missing: bool(params, "create", false) ? "create" : "fail",
-          makedirs: bool(params, "makedirs", false),
-          params,
-          same: `${path}: line already in place`,
-        },
-        (old) => {
-          try {
-            return lineEdit(params, old);
-          } catch (err) {
-            return { error: errText(err) };
-          }
-        },
-      );
-    }),
+    editPlan(
+      params,
+      (path) => ({
+        missing: bool(params, "create", false) ? "create" : "fail",
+        makedirs: bool(params, "makedirs", false),
+        same: `${path}: line already in place`,
+      }),
+      (old) => lineEdit(params, old),
+    ),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1047,24 +978,14 @@ const replace: StateFunction = {
     show_changes: SHOW_CHANGES,
   },
   plan: (params) =>
-    guard(async () => {
-      const path = absPath(params);
-      return planEdit(
-        path,
-        {
-          missing: bool(params, "ignore_if_missing", false) ? "ok" : "fail",
-          params,
-          same: `${path}: no changes needed`,
-        },
-        (old) => {
-          try {
-            return replaceEdit(params, old);
-          } catch (err) {
-            return { error: errText(err) };
-          }
-        },
-      );
-    }),
+    editPlan(
+      params,
+      (path) => ({
+        missing: bool(params, "ignore_if_missing", false) ? "ok" : "fail",
+        same: `${path}: no changes needed`,
+      }),
+      (old) => replaceEdit(params, old),
+    ),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1081,11 +1002,13 @@ function blockEdit(params: Params, old: string): Edit {
     const e = lines.findIndex((l, i) => i > s && l.includes(end));
     if (e < 0) return { error: `marker_end ${JSON.stringify(end)} not found after marker_start` };
     const out = [...lines.slice(0, s + 1), ...blockLines, ...lines.slice(e)];
-    return { text: joinText(out, eol || lines.length === 0) };
+    return { text: joinText({ lines: out, eol: eol || lines.length === 0 }) };
   }
   const block = [start, ...blockLines, end];
-  if (bool(params, "prepend_if_not_found", false)) return { text: joinText([...block, ...lines], true) };
-  if (bool(params, "append_if_not_found", false)) return { text: joinText([...lines, ...block], true) };
+  if (bool(params, "prepend_if_not_found", false))
+    return { text: joinText({ lines: [...block, ...lines], eol: true }) };
+  if (bool(params, "append_if_not_found", false))
+    return { text: joinText({ lines: [...lines, ...block], eol: true }) };
   return {
     error: `marker_start ${JSON.stringify(start)} not found (set append_if_not_found or prepend_if_not_found)`,
   };
@@ -1125,12 +1048,11 @@ const blockreplace: StateFunction = {
     show_changes: SHOW_CHANGES,
   },
   plan: (params) =>
-    guard(async () => {
-      const path = absPath(params);
-      return planEdit(path, { missing: "fail", params, same: `${path}: block already up to date` }, (old) =>
-        blockEdit(params, old),
-      );
-    }),
+    editPlan(
+      params,
+      (path) => ({ missing: "fail", same: `${path}: block already up to date` }),
+      (old) => blockEdit(params, old),
+    ),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1143,14 +1065,14 @@ async function planSymlink(params: Params): Promise<Plan> {
   const force = bool(params, "force", false);
   const makedirs = bool(params, "makedirs", false);
   const want = await wantedMeta(params, undefined);
-  const st = await lstatOrUndefined(path);
+  const st = await lstatStrict(path);
   let replaceKind: string | undefined;
   if (st?.isSymbolicLink()) {
     let current: string;
     try {
       current = await readlink(path);
     } catch (err) {
-      return failed(`Cannot read link ${path}: ${errText(err)}`);
+      return failed(`Cannot read link ${path}: ${errnoText(err)}`);
     }
     if (current === target) {
       const c = await metaChanges(st, want);
@@ -1158,10 +1080,10 @@ async function planSymlink(params: Params): Promise<Plan> {
       return {
         changes: c,
         comment: `Symlink ${path} ownership would be updated`,
-        apply: applying(`Symlink ${path} ownership updated`, async () => {
+        apply: applying(async () => {
           await applyMeta(path, want, true);
           return undefined;
-        }),
+        }, `Symlink ${path} ownership updated`),
       };
     }
     replaceKind = "symlink";
@@ -1181,7 +1103,7 @@ async function planSymlink(params: Params): Promise<Plan> {
     comment: replaceKind
       ? `Would replace ${replaceKind} ${path} with a symlink to ${target}`
       : `Symlink ${path} -> ${target} would be created`,
-    apply: applying(done, async () => {
+    apply: applying(async () => {
       if (makedirs) await mkdir(dirname(path), { recursive: true });
       if (replaceKind === "directory") await rm(path, { recursive: true, force: true });
       // Create next to the target name and rename over it, so the link is never missing.
@@ -1195,7 +1117,7 @@ async function planSymlink(params: Params): Promise<Plan> {
       }
       await applyMeta(path, want, true);
       return undefined;
-    }),
+    }, done),
   };
 }
 
@@ -1247,21 +1169,24 @@ async function planTouch(params: Params): Promise<Plan> {
   return {
     changes,
     comment: st ? `Times of ${path} would be updated` : `${path} would be created`,
-    apply: applying(st ? `Updated times of ${path}` : `Created ${path}`, async () => {
-      if (!st) {
-        if (makedirs) await mkdir(dirname(path), { recursive: true });
-        await writeFileAtomic(path, "", { exclusive: true });
-      }
-      if (atime !== undefined || mtime !== undefined) {
-        const now = await statStrict(path);
-        await utimes(
-          path,
-          atime ?? (now ? now.atimeMs / 1000 : Date.now() / 1000),
-          mtime ?? (now ? now.mtimeMs / 1000 : Date.now() / 1000),
-        );
-      }
-      return undefined;
-    }),
+    apply: applying(
+      async () => {
+        if (!st) {
+          if (makedirs) await mkdir(dirname(path), { recursive: true });
+          await writeFileAtomic(path, "", { exclusive: true });
+        }
+        if (atime !== undefined || mtime !== undefined) {
+          const now = await statStrict(path);
+          await utimes(
+            path,
+            atime ?? (now ? now.atimeMs / 1000 : Date.now() / 1000),
+            mtime ?? (now ? now.mtimeMs / 1000 : Date.now() / 1000),
+          );
+        }
+        return undefined;
+      },
+      st ? `Updated times of ${path}` : `Created ${path}`,
+    ),
   };
 }
 
@@ -1317,11 +1242,14 @@ async function planCopy(params: Params, ctx: ModuleContext): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: write ? `${src} would be copied to ${path}` : `Ownership/mode of ${path} would be updated`,
-    apply: applying(write ? `Copied ${src} to ${path}` : `Updated ownership/mode of ${path}`, async () => {
-      if (write) await writeContents({ path, data, existing: st, want, backup: false, makedirs });
-      else await applyMeta(path, want);
-      return undefined;
-    }),
+    apply: applying(
+      async () => {
+        if (write) await writeContents({ path, data, existing: st, want, backup: false, makedirs });
+        else await applyMeta(path, want);
+        return undefined;
+      },
+      write ? `Copied ${src} to ${path}` : `Updated ownership/mode of ${path}`,
+    ),
   };
   if (write) plan.diff = contentDiff(path, old, data);
   return plan;
@@ -1368,7 +1296,7 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
   const sst = await statStrict(src);
   if (!sst) return failed(`Source directory ${src} does not exist`);
   if (!sst.isDirectory()) return failed(`Source ${src} is not a directory`);
-  const tst = await lstatOrUndefined(path);
+  const tst = await lstatStrict(path);
   if (tst && !tst.isDirectory()) return failed(`${path} exists but is not a directory`);
   if (!tst) await checkParent(path, makedirs);
 
@@ -1403,7 +1331,7 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
   }
   for (const rel of [...wantedDirs].sort()) {
     const target = join(path, rel);
-    const st = tst ? await lstatOrUndefined(target) : undefined;
+    const st = tst ? await lstatStrict(target) : undefined;
     if (st && !st.isDirectory()) return failed(`${target} exists but is not a directory`);
     if (!st) {
       ops.push({ kind: "mkdir", rel });
@@ -1425,7 +1353,7 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
       template && isText(raw)
         ? Buffer.from(await renderIf(template, raw.toString("utf8"), params, ctx, srcFile), "utf8")
         : raw;
-    const st = tst ? await lstatOrUndefined(target) : undefined;
+    const st = tst ? await lstatStrict(target) : undefined;
     if (st && !st.isFile()) return failed(`${target} exists but is not a regular file`);
     const old = st ? await readOrUndefined(target) : undefined;
     if (!st || !old?.equals(data)) {
@@ -1463,27 +1391,24 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: `${src} -> ${path}: ${created.length} to create, ${updated.length} to update, ${removed.length} to remove`,
-    apply: applying(
-      `${src} -> ${path}: ${created.length} created, ${updated.length} updated, ${removed.length} removed`,
-      async () => {
-        for (const op of ops) {
-          const target = op.rel ? join(path, op.rel) : path;
-          if (op.kind === "mkdir") await mkdir(target, { recursive: true, mode: dirMeta.mode ?? 0o755 });
-          else if (op.kind === "write") {
-            await writeContents({
-              path: target,
-              data: op.data,
-              existing: op.existing,
-              want: fileMeta,
-              backup: false,
-              makedirs: true,
-            });
-          } else if (op.kind === "meta") await applyMeta(target, op.want);
-          else await rm(target, { recursive: op.dir, force: true });
-        }
-        return undefined;
-      },
-    ),
+    apply: applying(async () => {
+      for (const op of ops) {
+        const target = op.rel ? join(path, op.rel) : path;
+        if (op.kind === "mkdir") await mkdir(target, { recursive: true, mode: dirMeta.mode ?? 0o755 });
+        else if (op.kind === "write") {
+          await writeContents({
+            path: target,
+            data: op.data,
+            existing: op.existing,
+            want: fileMeta,
+            backup: false,
+            makedirs: true,
+          });
+        } else if (op.kind === "meta") await applyMeta(target, op.want);
+        else await rm(target, { recursive: op.dir, force: true });
+      }
+      return undefined;
+    }, `${src} -> ${path}: ${created.length} created, ${updated.length} updated, ${removed.length} removed`),
   };
   const diff = diffs.filter(Boolean).join("");
   if (diff && bool(params, "show_changes", true)) plan.diff = diff;
@@ -1522,10 +1447,6 @@ const recurse: StateFunction = {
 // ---------------------------------------------------------------------------------------------
 // file.comment / file.uncomment
 
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
 function commentEdit(params: Params, old: string, uncomment: boolean): Edit {
   const regex = str(params, "regex");
   if (!regex) return { error: "regex is required" };
@@ -1550,7 +1471,7 @@ function commentEdit(params: Params, old: string, uncomment: boolean): Edit {
     return l;
   });
   return {
-    text: joinText(out, eol),
+    text: joinText({ lines: out, eol }),
     comment: n > 0 ? `${uncomment ? "Uncommented" : "Commented"} ${n} line(s)` : undefined,
   };
 }
@@ -1569,24 +1490,14 @@ function commentState(uncomment: boolean): StateFunction {
       show_changes: SHOW_CHANGES,
     },
     plan: (params) =>
-      guard(async () => {
-        const path = absPath(params);
-        return planEdit(
-          path,
-          {
-            missing: "fail",
-            params,
-            same: `${path}: no matching lines to ${uncomment ? "uncomment" : "comment"}`,
-          },
-          (old) => {
-            try {
-              return commentEdit(params, old, uncomment);
-            } catch (err) {
-              return { error: errText(err) };
-            }
-          },
-        );
-      }),
+      editPlan(
+        params,
+        (path) => ({
+          missing: "fail",
+          same: `${path}: no matching lines to ${uncomment ? "uncomment" : "comment"}`,
+        }),
+        (old) => commentEdit(params, old, uncomment),
+      ),
   };
 }
 
@@ -1629,7 +1540,7 @@ function keyvalueEdit(params: Params, old: string): Edit {
   });
   const missing = Object.keys(pairs).filter((k) => !seen.has(k));
   if (missing.length > 0 && bool(params, "append_if_not_found", false)) out.push(...missing.map(setLine));
-  return { text: joinText(out, eol || lines.length === 0) };
+  return { text: joinText({ lines: out, eol: eol || lines.length === 0 }) };
 }
 
 const keyvalue: StateFunction = {
@@ -1648,12 +1559,11 @@ const keyvalue: StateFunction = {
     show_changes: SHOW_CHANGES,
   },
   plan: (params) =>
-    guard(async () => {
-      const path = absPath(params);
-      return planEdit(path, { missing: "fail", params, same: `${path}: all keys already set` }, (old) =>
-        keyvalueEdit(params, old),
-      );
-    }),
+    editPlan(
+      params,
+      (path) => ({ missing: "fail", same: `${path}: all keys already set` }),
+      (old) => keyvalueEdit(params, old),
+    ),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1661,8 +1571,18 @@ const keyvalue: StateFunction = {
 
 const PATH_ARG: ParamSpec = { type: "string", doc: "Path to inspect.", required: true, aliases: ["name"] };
 
-async function typeOf(path: string): Promise<Stats | undefined> {
-  return statOrUndefined(path);
+/** An exec function answering whether a path exists and passes `is` (symlinks are followed). */
+function pathIs(doc: string, is: (st: Stats) => boolean): ExecFunction {
+  return {
+    doc,
+    params: { path: PATH_ARG },
+    positional: ["path"],
+    readOnly: true,
+    run: async (params) => {
+      const st = await statOrUndefined(String(params.path));
+      return st ? is(st) : false;
+    },
+  };
 }
 
 const exec: Record<string, ExecFunction> = {
@@ -1673,20 +1593,8 @@ const exec: Record<string, ExecFunction> = {
     readOnly: true,
     run: async (params) => (await readFile(String(params.path))).toString("utf8"),
   },
-  file_exists: {
-    doc: "True when the path exists and is a regular file.",
-    params: { path: PATH_ARG },
-    positional: ["path"],
-    readOnly: true,
-    run: async (params) => (await typeOf(String(params.path)))?.isFile() ?? false,
-  },
-  directory_exists: {
-    doc: "True when the path exists and is a directory.",
-    params: { path: PATH_ARG },
-    positional: ["path"],
-    readOnly: true,
-    run: async (params) => (await typeOf(String(params.path)))?.isDirectory() ?? false,
-  },
+  file_exists: pathIs("True when the path exists and is a regular file.", (st) => st.isFile()),
+  directory_exists: pathIs("True when the path exists and is a directory.", (st) => st.isDirectory()),
   get_hash: {
     doc: "Returns the hex digest of a file's contents.",
     params: {

@@ -7,9 +7,10 @@
  */
 import { readdir } from "node:fs/promises";
 import { resolve } from "node:path";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
-import { boolParam, errText, failure, optString } from "./providers/common.js";
+import { applyFailed, boolParam, failed, failure, optString, StateError, unchanged } from "./support.js";
 import type {
   ApplyOutcome,
   ModuleContext,
@@ -19,8 +20,6 @@ import type {
   Plan,
   StateFunction,
 } from "./types.js";
-
-class GitError extends Error {}
 
 const SHA = /^[0-9a-f]{40}$/;
 
@@ -41,7 +40,7 @@ function git(g: GitCtx, args: readonly string[], cwd = true): Promise<ExecResult
 
 async function gitOut(g: GitCtx, args: readonly string[], what: string, cwd = true): Promise<string> {
   const r = await git(g, args, cwd);
-  if (r.retcode !== 0) throw new GitError(failure(what, r));
+  if (r.retcode !== 0) throw new StateError(failure(what, r));
   return r.stdout.trim();
 }
 
@@ -84,7 +83,7 @@ async function remoteRef(g: GitCtx, url: string, rev: string): Promise<RemoteRef
   else args.push(`refs/heads/${rev}`, `refs/tags/${rev}`, `refs/tags/${rev}^{}`);
   const out = await gitOut(g, args, `git ls-remote ${url}`, false);
   const ref = parseLsRemote(out, rev);
-  if (!ref) throw new GitError(`Revision "${rev}" not found in ${url}`);
+  if (!ref) throw new StateError(`Revision "${rev}" not found in ${url}`);
   return ref;
 }
 
@@ -103,11 +102,11 @@ async function isEmptyDir(path: string): Promise<boolean> {
 async function readCheckout(g: GitCtx, remote: string): Promise<Checkout | undefined> {
   const st = await statOrUndefined(g.target);
   if (!st) return undefined;
-  if (!st.isDirectory()) throw new GitError(`${g.target} exists and is not a directory`);
+  if (!st.isDirectory()) throw new StateError(`${g.target} exists and is not a directory`);
   if (await isEmptyDir(g.target)) return undefined;
   const top = await git(g, ["rev-parse", "--show-toplevel"]);
   if (top.retcode !== 0 || resolve(top.stdout.trim()) !== resolve(g.target)) {
-    throw new GitError(`${g.target} exists, is not empty and is not a git checkout`);
+    throw new StateError(`${g.target} exists, is not empty and is not a git checkout`);
   }
   const head = await git(g, ["rev-parse", "--verify", "-q", "HEAD"]);
   const branch = await git(g, ["symbolic-ref", "-q", "--short", "HEAD"]);
@@ -122,8 +121,8 @@ async function readCheckout(g: GitCtx, remote: string): Promise<Checkout | undef
 
 function gitCtx(params: Params, ctx: ModuleContext): GitCtx {
   const target = optString(params.target);
-  if (!target) throw new GitError("target is required");
-  if (!target.startsWith("/")) throw new GitError("target must be an absolute path");
+  if (!target) throw new StateError("target is required");
+  if (!target.startsWith("/")) throw new StateError("target must be an absolute path");
   const opts: ExecOptions = {
     env: { GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "/bin/true", SSH_ASKPASS: "/bin/true", LC_ALL: "C" },
     timeoutMs: 600_000,
@@ -140,7 +139,7 @@ function depthArgs(params: Params): string[] {
   const d = params.depth;
   if (d === undefined || d === null) return [];
   const n = Number(d);
-  if (!Number.isInteger(n) || n < 1) throw new GitError("depth must be a positive integer");
+  if (!Number.isInteger(n) || n < 1) throw new StateError("depth must be a positive integer");
   return ["--depth", String(n)];
 }
 
@@ -161,10 +160,10 @@ async function clone(
   else if (!ref?.branch && rev !== "HEAD" && !SHA.test(rev)) args.push("--branch", rev);
   args.push("--", url, g.target);
   const r = await git(g, args, false);
-  if (r.retcode !== 0) return { result: false, changes: {}, comment: failure(`git clone ${url}`, r) };
+  if (r.retcode !== 0) return applyFailed(failure(`git clone ${url}`, r));
   if (ref && !ref.branch && SHA.test(rev)) {
     const co = await git(g, ["checkout", "-q", "--detach", rev]);
-    if (co.retcode !== 0) return { result: false, changes: {}, comment: failure(`git checkout ${rev}`, co) };
+    if (co.retcode !== 0) return applyFailed(failure(`git checkout ${rev}`, co));
   }
   const head = await gitOut(g, ["rev-parse", "HEAD"], "git rev-parse");
   return {
@@ -172,10 +171,6 @@ async function clone(
     changes: { new: url, revision: { old: null, new: head } },
     comment: `Repository ${url} cloned to ${g.target} at ${short(head)}`,
   };
-}
-
-function fail(comment: string): Plan {
-  return { changes: {}, comment, failed: true };
 }
 
 async function planLatest(params: Params, ctx: ModuleContext): Promise<Plan> {
@@ -192,7 +187,7 @@ async function planLatest(params: Params, ctx: ModuleContext): Promise<Plan> {
     checkout = await readCheckout(g, remote);
     ref = await remoteRef(g, url, rev);
   } catch (err) {
-    return fail(errText(err));
+    return failed(errText(err));
   }
   if (!checkout) {
     return {
@@ -214,7 +209,7 @@ async function planLatest(params: Params, ctx: ModuleContext): Promise<Plan> {
   const dirty = checkout.dirty.length > 0;
   if (moves || branchChange) {
     if (dirty && !forceReset) {
-      return fail(
+      return failed(
         `${g.target} has local modifications (${checkout.dirty.slice(0, 5).join("; ")}); ` +
           "refusing to update: commit or discard them, or set force_reset: true",
       );
@@ -302,7 +297,7 @@ async function planLatest(params: Params, ctx: ModuleContext): Promise<Plan> {
         }
         return { result: true, changes: done, comment: `Repository ${g.target} updated to ${short(now)}` };
       } catch (err) {
-        return { result: false, changes: {}, comment: errText(err) };
+        return applyFailed(errText(err));
       }
     },
   };
@@ -318,7 +313,7 @@ async function planCloned(params: Params, ctx: ModuleContext): Promise<Plan> {
     depthArgs(params);
     checkout = await readCheckout(g, "origin");
   } catch (err) {
-    return fail(errText(err));
+    return failed(errText(err));
   }
   if (!checkout) {
     return {
@@ -328,7 +323,7 @@ async function planCloned(params: Params, ctx: ModuleContext): Promise<Plan> {
     };
   }
   if (checkout.url !== url) {
-    return fail(`${g.target} is a clone of ${checkout.url ?? "(no origin)"}, not ${url}`);
+    return failed(`${g.target} is a clone of ${checkout.url ?? "(no origin)"}, not ${url}`);
   }
   if (branch && checkout.branch !== branch) {
     return {
@@ -336,14 +331,20 @@ async function planCloned(params: Params, ctx: ModuleContext): Promise<Plan> {
       comment: `Branch ${branch} would be checked out in ${g.target}`,
       apply: async () => {
         const r = await git(g, ["checkout", "-q", branch]);
-        if (r.retcode !== 0)
-          return { result: false, changes: {}, comment: failure(`git checkout ${branch}`, r) };
+        if (r.retcode !== 0) return applyFailed(failure(`git checkout ${branch}`, r));
         return { result: true, comment: `Branch ${branch} checked out in ${g.target}` };
       },
     };
   }
-  return { changes: {}, comment: `Repository ${url} is already cloned to ${g.target}` };
+  return unchanged(`Repository ${url} is already cloned to ${g.target}`);
 }
+
+const REMOTE_URL: ParamSpec = {
+  type: "string",
+  doc: "The remote repository URL (or a local path).",
+  required: true,
+  aliases: ["url", "repo"],
+};
 
 const COMMON: Record<string, ParamSpec> = {
   target: { type: "string", doc: "Absolute path of the working copy.", required: true },
@@ -358,12 +359,7 @@ const latest: StateFunction = {
     "Updates fast-forward; local modifications or local commits fail the state unless force_reset: true.",
   primary: "name",
   params: {
-    name: {
-      type: "string",
-      doc: "The remote repository URL (or a local path).",
-      required: true,
-      aliases: ["url", "repo"],
-    },
+    name: REMOTE_URL,
     ...COMMON,
     rev: {
       type: "string",
@@ -384,12 +380,7 @@ const cloned: StateFunction = {
   doc: "Makes sure target is a clone of the remote; never updates an existing clone (see git.latest).",
   primary: "name",
   params: {
-    name: {
-      type: "string",
-      doc: "The remote repository URL (or a local path).",
-      required: true,
-      aliases: ["url", "repo"],
-    },
+    name: REMOTE_URL,
     ...COMMON,
     branch: { type: "string", doc: "Branch to clone and keep checked out." },
   },

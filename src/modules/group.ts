@@ -5,7 +5,6 @@
  * that produce the wanted group; apply() runs exactly those commands.
  */
 import { run } from "../util/exec.js";
-import { type AccountDb, checkAccountName, groupByGid, readAccounts } from "./system/accounts.js";
 import {
   applying,
   bool,
@@ -17,7 +16,8 @@ import {
   StateError,
   strList,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
+import { type AccountDb, checkAccountName, groupByGid, readAccounts } from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
 
 function checkUsers(db: AccountDb, key: string, users: readonly string[]): void {

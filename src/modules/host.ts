@@ -21,7 +21,7 @@ import {
   strList,
   type TextLines,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
 interface HostLine {

@@ -19,7 +19,7 @@ import {
   StateError,
   splitText,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
 import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
 
 const LOCALE_GEN = "/etc/locale.gen";

@@ -4,12 +4,10 @@
  * A call is opaque like a command: a successful call always counts as a change (as in Salt), and
  * the function's return value is reported in the changes.
  */
+import { errText } from "../util/errors.js";
 import { resolveExec } from "./index.js";
+import { applyFailed, failed } from "./support.js";
 import type { ModuleFamily, Params, StateFunction } from "./types.js";
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /**
  * Builds the keyword Params for ctx.call: positional `args` are mapped onto the function's
@@ -51,16 +49,15 @@ const run: StateFunction = {
     const fun = String(params.name);
     // Resolving while planning makes a typo fail in test mode too, with a did-you-mean.
     const resolved = await resolveExec(fun);
-    if (!resolved.ok) return { changes: {}, comment: resolved.error, failed: true };
+    if (!resolved.ok) return failed(resolved.error);
     let args: Params;
     try {
       args = callParams(fun, resolved.fn.positional ?? [], params);
     } catch (err) {
-      return { changes: {}, comment: errText(err), failed: true };
+      return failed(errText(err));
     }
     const call = ctx.call;
-    if (!call)
-      return { changes: {}, comment: "module.run: function calls are not available here", failed: true };
+    if (!call) return failed("module.run: function calls are not available here");
     return {
       changes: { function: fun },
       comment: `Function ${fun} would be called`,
@@ -69,7 +66,7 @@ const run: StateFunction = {
           const ret = await call.call(ctx, fun, args);
           return { result: true, changes: { function: fun, ret }, comment: `Function ${fun} called` };
         } catch (err) {
-          return { result: false, changes: {}, comment: `Function ${fun} failed: ${errText(err)}` };
+          return applyFailed(`Function ${fun} failed: ${errText(err)}`);
         }
       },
     };

@@ -5,15 +5,24 @@
  * line), and the live mount (/proc/self/mounts) with the wanted device. A mounted filesystem is
  * never remounted unless its options differ and `remount: true` asks for it.
  */
-import { readFile, realpath } from "node:fs/promises";
+import { realpath } from "node:fs/promises";
 import { resolve } from "node:path";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, run } from "../util/exec.js";
-import { isENOENT, statOrUndefined, writeFileAtomic } from "../util/files.js";
+import { statOrUndefined, writeFileAtomic } from "../util/files.js";
 import { unifiedDiff } from "./diff.js";
-import { boolParam, errText, failure, listParam, optString } from "./providers/common.js";
+import {
+  applyFailed,
+  boolParam,
+  failed,
+  failure,
+  listParam,
+  optString,
+  readTextOrUndefined,
+  StateError,
+  unchanged,
+} from "./support.js";
 import type { ExecFunction, ModuleContext, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
-
-class MountError extends Error {}
 
 export interface FstabEntry {
   device: string;
@@ -124,17 +133,8 @@ export function missingOpts(wanted: readonly string[], live: readonly string[]):
   );
 }
 
-async function readText(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw err;
-  }
-}
-
 export async function liveMounts(): Promise<FstabEntry[]> {
-  const text = (await readText("/proc/self/mounts")) ?? "";
+  const text = (await readTextOrUndefined("/proc/self/mounts")) ?? "";
   return text
     .split("\n")
     .map(parseFstabLine)
@@ -164,9 +164,9 @@ async function planMounted(params: Params, ctx: ModuleContext): Promise<Plan> {
     const mountpoint = resolve(String(params.name));
     const device = optString(params.device);
     const fstype = optString(params.fstype);
-    if (!device) throw new MountError("device is required");
-    if (!fstype) throw new MountError("fstype is required");
-    if (/\s/.test(fstype)) throw new MountError("fstype must not contain whitespace");
+    if (!device) throw new StateError("device is required");
+    if (!fstype) throw new StateError("fstype is required");
+    if (/\s/.test(fstype)) throw new StateError("fstype must not contain whitespace");
     const opts = optsParam(params.opts);
     const want: FstabEntry = {
       device,
@@ -189,7 +189,7 @@ async function planMounted(params: Params, ctx: ModuleContext): Promise<Plan> {
     let newFstab: string | undefined;
     let diff = "";
     if (persist) {
-      const before = (await readText(config)) ?? "";
+      const before = (await readTextOrUndefined(config)) ?? "";
       const edited = editFstab(before, want);
       if (!edited.old || !sameEntry(edited.old, want)) {
         newFstab = edited.text;
@@ -204,15 +204,15 @@ async function planMounted(params: Params, ctx: ModuleContext): Promise<Plan> {
       if (!live) {
         const st = await statOrUndefined(mountpoint);
         if (!st && !mkmnt)
-          throw new MountError(`mount point ${mountpoint} does not exist (set mkmnt: true to create it)`);
-        if (st && !st.isDirectory()) throw new MountError(`mount point ${mountpoint} is not a directory`);
+          throw new StateError(`mount point ${mountpoint} does not exist (set mkmnt: true to create it)`);
+        if (st && !st.isDirectory()) throw new StateError(`mount point ${mountpoint} is not a directory`);
         action = "mount";
         changes.mount = true;
         notes.push(`${device} would be mounted on ${mountpoint}`);
       } else {
         const [a, b] = await Promise.all([canonicalDevice(live.device), canonicalDevice(device)]);
         if (a !== b && live.device !== device) {
-          throw new MountError(
+          throw new StateError(
             `${mountpoint} is mounted from ${live.device}, not ${device}; unmount it first`,
           );
         }
@@ -232,7 +232,7 @@ async function planMounted(params: Params, ctx: ModuleContext): Promise<Plan> {
     }
     if (Object.keys(changes).length === 0) {
       const comment = notes.length > 0 ? notes.join("; ") : `${mountpoint} is already as wanted`;
-      return { changes: {}, comment };
+      return unchanged(comment);
     }
     const plan: Plan = {
       changes,
@@ -272,14 +272,14 @@ async function planMounted(params: Params, ctx: ModuleContext): Promise<Plan> {
           }
           return { result: true, changes, comment: notes.join("; ").replace(/would be /g, "") };
         } catch (err) {
-          return { result: false, changes: {}, comment: errText(err) };
+          return applyFailed(errText(err));
         }
       },
     };
     if (diff) plan.diff = diff;
     return plan;
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
 }
 
@@ -300,7 +300,7 @@ async function planUnmounted(params: Params, ctx: ModuleContext): Promise<Plan> 
     let newFstab: string | undefined;
     let diff = "";
     if (persist) {
-      const before = (await readText(config)) ?? "";
+      const before = (await readTextOrUndefined(config)) ?? "";
       const kept = before.split("\n").filter((l) => parseFstabLine(l)?.mountpoint !== mountpoint);
       const after = kept.join("\n");
       if (after !== before) {
@@ -310,15 +310,14 @@ async function planUnmounted(params: Params, ctx: ModuleContext): Promise<Plan> 
         notes.push(`${config} entry would be removed`);
       }
     }
-    if (notes.length === 0) return { changes: {}, comment: `${mountpoint} is not mounted` };
+    if (notes.length === 0) return unchanged(`${mountpoint} is not mounted`);
     const plan: Plan = {
       changes,
       comment: notes.join("; "),
       apply: async () => {
         if (mounted) {
           const r = await run(["umount", "--", mountpoint], execOpts);
-          if (r.retcode !== 0)
-            return { result: false, changes: {}, comment: failure(`umount ${mountpoint}`, r) };
+          if (r.retcode !== 0) return applyFailed(failure(`umount ${mountpoint}`, r));
         }
         if (newFstab !== undefined) await writeFileAtomic(config, newFstab, { mode: 0o644 });
         return { result: true, changes, comment: notes.join("; ").replace(/would be /g, "") };
@@ -327,7 +326,7 @@ async function planUnmounted(params: Params, ctx: ModuleContext): Promise<Plan> 
     if (diff) plan.diff = diff;
     return plan;
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
 }
 

@@ -6,12 +6,20 @@
  * `pip install` and reads the list again.
  */
 import { join } from "node:path";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
-import { boolParam, errText, failure, listParam, optString } from "./providers/common.js";
+import {
+  applyFailed,
+  boolParam,
+  failed,
+  failure,
+  listParam,
+  optString,
+  StateError,
+  unchanged,
+} from "./support.js";
 import type { ModuleContext, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
-
-class PipError extends Error {}
 
 export interface Requirement {
   name: string;
@@ -28,13 +36,13 @@ export function normalizeName(name: string): string {
 /** "name[extra]>=1.0,<2" → name and specifiers; URLs and markers are not supported. */
 export function parseRequirement(text: string): Requirement {
   const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*?)\s*$/.exec(text);
-  if (!m) throw new PipError(`cannot parse requirement "${text}"`);
+  if (!m) throw new StateError(`cannot parse requirement "${text}"`);
   const specs: { op: string; version: string }[] = [];
   const rest = m[3]!;
   if (rest) {
     for (const part of rest.split(",")) {
       const s = /^\s*(===|~=|==|!=|>=|<=|>|<)\s*([A-Za-z0-9.*+!_-]+)\s*$/.exec(part);
-      if (!s) throw new PipError(`cannot parse version specifier "${part.trim()}" in "${text}"`);
+      if (!s) throw new StateError(`cannot parse version specifier "${part.trim()}" in "${text}"`);
       specs.push({ op: s[1]!, version: s[2]! });
     }
   }
@@ -105,10 +113,10 @@ export function satisfies(version: string, req: Requirement): boolean {
 async function pipArgv(binEnv: string | undefined): Promise<string[]> {
   if (!binEnv) return ["python3", "-m", "pip"];
   const st = await statOrUndefined(binEnv);
-  if (!st) throw new PipError(`bin_env ${binEnv} does not exist`);
+  if (!st) throw new StateError(`bin_env ${binEnv} does not exist`);
   if (st.isDirectory()) {
     const python = join(binEnv, "bin", "python");
-    if (!(await statOrUndefined(python))) throw new PipError(`bin_env ${binEnv} has no bin/python`);
+    if (!(await statOrUndefined(python))) throw new StateError(`bin_env ${binEnv} has no bin/python`);
     return [python, "-m", "pip"];
   }
   return [binEnv];
@@ -127,7 +135,7 @@ function pipOptions(params: Params, ctx: ModuleContext): ExecOptions {
 
 async function pipList(pip: string[], opts: ExecOptions): Promise<Map<string, string>> {
   const r = await run([...pip, "list", "--format=json"], opts);
-  if (r.retcode !== 0) throw new PipError(failure("pip list", r));
+  if (r.retcode !== 0) throw new StateError(failure("pip list", r));
   const out = new Map<string, string>();
   for (const p of JSON.parse(r.stdout) as { name: string; version: string }[])
     out.set(normalizeName(p.name), p.version);
@@ -200,7 +208,7 @@ function installPlan(
         }
         return { result: true, changes: done, comment: `${todo.map((r) => r.raw).join(", ")} installed` };
       } catch (err) {
-        return { result: false, changes: {}, comment: errText(err) };
+        return applyFailed(errText(err));
       }
     },
   };
@@ -213,7 +221,7 @@ async function planInstalled(params: Params, ctx: ModuleContext): Promise<Plan> 
     const opts = pipOptions(params, ctx);
     return installPlan(pip, opts, params, reqs, await pipList(pip, opts));
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
 }
 
@@ -224,8 +232,7 @@ async function planRemoved(params: Params, ctx: ModuleContext): Promise<Plan> {
     const opts = pipOptions(params, ctx);
     const before = await pipList(pip, opts);
     const present = reqs.filter((r) => before.has(r.key));
-    if (present.length === 0)
-      return { changes: {}, comment: `${reqs.map((r) => r.name).join(", ")} not installed` };
+    if (present.length === 0) return unchanged(`${reqs.map((r) => r.name).join(", ")} not installed`);
     const changes: Record<string, unknown> = {};
     for (const r of present) changes[r.name] = { old: before.get(r.key), new: "" };
     return {
@@ -233,12 +240,12 @@ async function planRemoved(params: Params, ctx: ModuleContext): Promise<Plan> {
       comment: `${present.map((r) => r.name).join(", ")} would be removed`,
       apply: async () => {
         const res = await run([...pip, "uninstall", "-y", "-q", "--", ...present.map((r) => r.name)], opts);
-        if (res.retcode !== 0) return { result: false, changes: {}, comment: failure("pip uninstall", res) };
+        if (res.retcode !== 0) return applyFailed(failure("pip uninstall", res));
         return { result: true, changes, comment: `${present.map((r) => r.name).join(", ")} removed` };
       },
     };
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
 }
 

@@ -7,8 +7,8 @@
  * the whole list, then reads the database again to report what really happened.
  */
 import { realpath, stat } from "node:fs/promises";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
-import { statOrUndefined } from "../util/files.js";
 import {
   APT_ENV,
   aptCachePolicyArgv,
@@ -34,7 +34,6 @@ import {
   parseBrewInfo,
   parseBrewList,
 } from "./providers/brew.js";
-import { boolParam, errText, failure, listParam, optString } from "./providers/common.js";
 import {
   parseRpmList,
   parseRpmQuery,
@@ -45,6 +44,17 @@ import {
   rpmRefreshArgv,
   rpmRemoveArgv,
 } from "./providers/dnf.js";
+import {
+  applyFailed,
+  boolParam,
+  failed,
+  failure,
+  listParam,
+  optString,
+  StateError,
+  unchanged,
+  which,
+} from "./support.js";
 import type {
   ExecFunction,
   ModuleContext,
@@ -54,8 +64,6 @@ import type {
   Plan,
   StateFunction,
 } from "./types.js";
-
-class PkgError extends Error {}
 
 export interface InstalledPkg {
   version: string;
@@ -78,7 +86,7 @@ export interface PkgBackend {
 
 async function mustRun(argv: readonly string[], opts: ExecOptions, what: string): Promise<string> {
   const res = await run(argv, opts);
-  if (res.retcode !== 0) throw new PkgError(failure(what, res));
+  if (res.retcode !== 0) throw new StateError(failure(what, res));
   return res.stdout;
 }
 
@@ -144,8 +152,8 @@ async function brewOptions(signal?: AbortSignal): Promise<ExecOptions> {
   const opts: ExecOptions = { env: { ...BREW_ENV } };
   if (signal) opts.signal = signal;
   if (process.getuid?.() === 0) {
-    const which = await run(["sh", "-c", 'command -v brew || echo ""']);
-    const bin = which.stdout.trim();
+    const found = await run(["sh", "-c", 'command -v brew || echo ""']);
+    const bin = found.stdout.trim();
     if (bin) {
       const st = await stat(await realpath(bin));
       const owner = await run(["id", "-nu", String(st.uid)]);
@@ -179,24 +187,12 @@ function brewBackend(signal?: AbortSignal): PkgBackend {
   };
 }
 
-async function onPath(bin: string): Promise<boolean> {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
-    if (!dir) continue;
-    try {
-      if (await statOrUndefined(`${dir}/${bin}`)) return true;
-    } catch {
-      // An unreadable PATH entry is not where the tool is.
-    }
-  }
-  return false;
-}
-
 /** The backend for this machine: the pkg_manager fact first, then a probe for known tools. */
 export async function pkgBackend(ctx: Pick<ModuleContext, "facts" | "signal">): Promise<PkgBackend> {
   let pm = optString(ctx.facts.pkg_manager);
   if (!pm) {
     for (const tool of ["apt-get", "dnf", "yum", "brew"]) {
-      if (await onPath(tool)) {
+      if ((await which(tool)) !== undefined) {
         pm = tool === "apt-get" ? "apt" : tool;
         break;
       }
@@ -211,7 +207,7 @@ export async function pkgBackend(ctx: Pick<ModuleContext, "facts" | "signal">): 
     case "brew":
       return brewBackend(ctx.signal);
     default:
-      throw new PkgError(
+      throw new StateError(
         pm ? `package manager "${pm}" is not supported (apt, dnf, yum, brew)` : "no package manager found",
       );
   }
@@ -222,7 +218,7 @@ export function desiredSpecs(params: Params): PkgSpec[] {
   const specs: PkgSpec[] = [];
   const pkgs = params.pkgs;
   if (pkgs !== undefined && pkgs !== null) {
-    if (!Array.isArray(pkgs)) throw new PkgError("pkgs must be a list");
+    if (!Array.isArray(pkgs)) throw new StateError("pkgs must be a list");
     for (const item of pkgs) {
       if (typeof item === "string" || typeof item === "number") {
         specs.push({ name: String(item) });
@@ -232,19 +228,19 @@ export function desiredSpecs(params: Params): PkgSpec[] {
           specs.push(v === undefined ? { name } : { name, version: v });
         }
       } else {
-        throw new PkgError("each pkgs entry must be a name or a {name: version} map");
+        throw new StateError("each pkgs entry must be a name or a {name: version} map");
       }
     }
   } else {
     const name = optString(params.name);
-    if (!name) throw new PkgError("name or pkgs is required");
+    if (!name) throw new StateError("name or pkgs is required");
     const v = optString(params.version);
     specs.push(v === undefined ? { name } : { name, version: v });
   }
   for (const s of specs) {
     // A leading dash would be read as an option by every package manager.
     if (!/^[A-Za-z0-9@._+:/-]+$/.test(s.name) || s.name.startsWith("-")) {
-      throw new PkgError(`invalid package name "${s.name}"`);
+      throw new StateError(`invalid package name "${s.name}"`);
     }
   }
   return specs;
@@ -264,25 +260,24 @@ function diffInstalled(before: Map<string, InstalledPkg>, after: Map<string, Ins
   return changes;
 }
 
-function planFail(comment: string): Plan {
-  return { changes: {}, comment, failed: true };
-}
-
 interface InstallPlanOpts {
   latest: boolean;
 }
 
+/** What both plans start from: the wanted packages, the backend and what it has installed. */
+async function inspect(
+  params: Params,
+  ctx: ModuleContext,
+): Promise<{ specs: PkgSpec[]; backend: PkgBackend; installed: Map<string, InstalledPkg> }> {
+  const specs = desiredSpecs(params);
+  const backend = await pkgBackend(ctx);
+  return { specs, backend, installed: await backend.installed() };
+}
+
 async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpts): Promise<Plan> {
-  let specs: PkgSpec[];
-  let backend: PkgBackend;
-  let installed: Map<string, InstalledPkg>;
-  try {
-    specs = desiredSpecs(params);
-    backend = await pkgBackend(ctx);
-    installed = await backend.installed();
-  } catch (err) {
-    return planFail(errText(err));
-  }
+  const current = await inspect(params, ctx).catch((err: unknown) => failed(errText(err)));
+  if ("comment" in current) return current;
+  const { specs, backend, installed } = current;
   const hold = params.hold === undefined || params.hold === null ? undefined : boolParam(params.hold, false);
   const refresh = boolParam(params.refresh, false);
   const toInstall: PkgSpec[] = [];
@@ -294,7 +289,7 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
     });
     candidates = await backend.candidates(needCandidate.map((s) => s.name));
   } catch (err) {
-    return planFail(errText(err));
+    return failed(errText(err));
   }
   const changes: Record<string, Change> = {};
   const missing: string[] = [];
@@ -328,11 +323,11 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
     changes[s.name] = { old: have, new: s.version ?? candidates.get(s.name) ?? "latest" };
   }
   if (missing.length > 0) {
-    return planFail(`No installation candidate for ${missing.join(", ")} (${backend.name})`);
+    return failed(`No installation candidate for ${missing.join(", ")} (${backend.name})`);
   }
   const toHold: string[] = [];
   if (hold !== undefined) {
-    if (!backend.hold) return planFail(`hold is not supported by ${backend.name}`);
+    if (!backend.hold) return failed(`hold is not supported by ${backend.name}`);
     for (const s of specs) {
       if ((installed.get(s.name)?.held ?? false) !== hold) {
         toHold.push(s.name);
@@ -346,7 +341,7 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
   const names = specs.map((s) => s.name);
   if (Object.keys(changes).length === 0) {
     const what = o.latest ? "already at the latest version" : "already installed";
-    return { changes: {}, comment: `${plural(names)} ${what}` };
+    return unchanged(`${plural(names)} ${what}`);
   }
   const verb = o.latest ? "installed or upgraded" : "installed";
   const summary = toInstall.length > 0 ? `${plural(toInstall.map((s) => s.name))} would be ${verb}` : "";
@@ -358,8 +353,7 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
       try {
         if (refresh) {
           const r = await backend.refresh();
-          if (r.retcode !== 0)
-            return { result: false, changes: {}, comment: failure("Refreshing the package database", r) };
+          if (r.retcode !== 0) return applyFailed(failure("Refreshing the package database", r));
         }
         let installFailure: string | undefined;
         if (toInstall.length > 0) {
@@ -414,7 +408,7 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
             .join("; "),
         };
       } catch (err) {
-        return { result: false, changes: {}, comment: errText(err) };
+        return applyFailed(errText(err));
       }
     },
   };
@@ -425,16 +419,9 @@ function plural(names: readonly string[]): string {
 }
 
 async function planRemove(params: Params, ctx: ModuleContext, purge: boolean): Promise<Plan> {
-  let specs: PkgSpec[];
-  let backend: PkgBackend;
-  let installed: Map<string, InstalledPkg>;
-  try {
-    specs = desiredSpecs(params);
-    backend = await pkgBackend(ctx);
-    installed = await backend.installed();
-  } catch (err) {
-    return planFail(errText(err));
-  }
+  const current = await inspect(params, ctx).catch((err: unknown) => failed(errText(err)));
+  if ("comment" in current) return current;
+  const { specs, backend, installed } = current;
   const present = specs.filter((s) => {
     const cur = installed.get(s.name);
     if (!cur) return false;
@@ -476,7 +463,7 @@ async function planRemove(params: Params, ctx: ModuleContext, purge: boolean): P
         }
         return { result: true, changes: done, comment: `${plural(names)} ${verb}` };
       } catch (err) {
-        return { result: false, changes: {}, comment: errText(err) };
+        return applyFailed(errText(err));
       }
     },
   };
@@ -579,7 +566,7 @@ const exec: Record<string, ExecFunction> = {
     params: {},
     run: async (_params, ctx) => {
       const r = await (await pkgBackend(ctx)).refresh();
-      if (r.retcode !== 0) throw new PkgError(failure("Refreshing the package database", r));
+      if (r.retcode !== 0) throw new StateError(failure("Refreshing the package database", r));
       return true;
     },
   },

@@ -6,13 +6,25 @@
  * signed-by (no network fetch of keys). yum/dnf: a .repo file in /etc/yum.repos.d.
  * The plan renders the wanted file content and compares it byte for byte with what is there.
  */
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
+import { errText } from "../util/errors.js";
 import { run } from "../util/exec.js";
-import { isENOENT, writeFileAtomic } from "../util/files.js";
+import { writeFileAtomic } from "../util/files.js";
 import { unifiedDiff } from "./diff.js";
 import { APT_ENV, aptUpdateArgv } from "./providers/apt.js";
-import { boolParam, errText, failure, listParam, optString } from "./providers/common.js";
 import { yumRepoFile } from "./providers/dnf.js";
+import {
+  applyFailed,
+  boolParam,
+  ensureNewline,
+  failed,
+  failure,
+  listParam,
+  optString,
+  readTextOrUndefined,
+  StateError,
+  unchanged,
+} from "./support.js";
 import type {
   ApplyOutcome,
   ModuleContext,
@@ -22,8 +34,6 @@ import type {
   Plan,
   StateFunction,
 } from "./types.js";
-
-class RepoError extends Error {}
 
 export interface AptSource {
   types: string[];
@@ -36,7 +46,7 @@ export interface AptSource {
 /** Parses "deb [arch=amd64 signed-by=/k.gpg] http://x bookworm main contrib". */
 export function parseOneLine(line: string): AptSource {
   const m = /^\s*(deb|deb-src)\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
-  if (!m) throw new RepoError(`"${line}" is not a deb/deb-src source line`);
+  if (!m) throw new StateError(`"${line}" is not a deb/deb-src source line`);
   const options: Record<string, string> = {};
   for (const kv of (m[2] ?? "").trim().split(/\s+/).filter(Boolean)) {
     const i = kv.indexOf("=");
@@ -98,15 +108,6 @@ function slug(text: string): string {
   );
 }
 
-async function readOrUndefined(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw err;
-  }
-}
-
 export type RepoKind = "apt" | "yum";
 
 export function repoKind(params: Params, facts: Record<string, unknown>): RepoKind {
@@ -127,10 +128,10 @@ interface WantedFile {
 export function wantedFiles(params: Params, kind: RepoKind): WantedFile[] {
   const name = String(params.name);
   if (kind === "yum") {
-    if (!/^[A-Za-z0-9._:-]+$/.test(name)) throw new RepoError(`invalid yum repo id "${name}"`);
+    if (!/^[A-Za-z0-9._:-]+$/.test(name)) throw new StateError(`invalid yum repo id "${name}"`);
     const baseurl = optString(params.baseurl);
     const mirrorlist = optString(params.mirrorlist);
-    if (!baseurl && !mirrorlist) throw new RepoError("a yum repo needs baseurl or mirrorlist");
+    if (!baseurl && !mirrorlist) throw new StateError("a yum repo needs baseurl or mirrorlist");
     const repo: Parameters<typeof yumRepoFile>[0] = {
       id: name,
       enabled: boolParam(params.enabled, true),
@@ -158,7 +159,7 @@ export function wantedFiles(params: Params, kind: RepoKind): WantedFile[] {
     const uris = listParam(params.uris);
     const suites = listParam(params.suites);
     if (uris.length === 0 || suites.length === 0) {
-      throw new RepoError("give a one-line source (name or line: deb ...), or uris and suites");
+      throw new StateError("give a one-line source (name or line: deb ...), or uris and suites");
     }
     source = {
       types: listParam(params.types ?? "deb"),
@@ -177,7 +178,7 @@ export function wantedFiles(params: Params, kind: RepoKind): WantedFile[] {
   let keyring = optString(params.keyring);
   if (keyText) {
     keyring ??= `/etc/apt/keyrings/${label}.${keyText.includes("BEGIN PGP") ? "asc" : "gpg"}`;
-    files.push({ path: keyring, content: keyText.endsWith("\n") ? keyText : `${keyText}\n`, mode: 0o644 });
+    files.push({ path: keyring, content: ensureNewline(keyText), mode: 0o644 });
   }
   if (keyring) source.options["signed-by"] = keyring;
   const file =
@@ -196,10 +197,6 @@ export function wantedFiles(params: Params, kind: RepoKind): WantedFile[] {
   return files;
 }
 
-function fail(comment: string): Plan {
-  return { changes: {}, comment, failed: true };
-}
-
 async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   let files: WantedFile[];
   const kind = repoKind(params, ctx.facts);
@@ -207,15 +204,14 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   try {
     files = wantedFiles(params, kind);
     for (const f of files) {
-      const before = await readOrUndefined(f.path);
+      const before = await readTextOrUndefined(f.path);
       if (before !== f.content) changed.push({ file: f, before });
     }
   } catch (err) {
-    return fail(errText(err));
+    return failed(errText(err));
   }
   const name = String(params.name);
-  if (changed.length === 0)
-    return { changes: {}, comment: `Repository ${name} is already configured (${files[0]!.path})` };
+  if (changed.length === 0) return unchanged(`Repository ${name} is already configured (${files[0]!.path})`);
   const changes: Record<string, unknown> = {};
   for (const c of changed) changes[c.file.path] = c.before === undefined ? "new" : "updated";
   const refresh = kind === "apt" && boolParam(params.refresh, false);
@@ -232,7 +228,7 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
         }
         return { result: true, changes, comment: `Repository ${name} configured in ${files[0]!.path}` };
       } catch (err) {
-        return { result: false, changes: {}, comment: errText(err) };
+        return applyFailed(errText(err));
       }
     },
   };
@@ -247,13 +243,12 @@ async function planAbsent(params: Params, ctx: ModuleContext): Promise<Plan> {
     const keyring = optString(params.keyring);
     if (keyring) paths.push(keyring);
     const present: string[] = [];
-    for (const p of paths) if ((await readOrUndefined(p)) !== undefined) present.push(p);
+    for (const p of paths) if ((await readTextOrUndefined(p)) !== undefined) present.push(p);
     paths = present;
   } catch (err) {
-    return fail(errText(err));
+    return failed(errText(err));
   }
-  if (paths.length === 0)
-    return { changes: {}, comment: `Repository ${String(params.name)} is not configured` };
+  if (paths.length === 0) return unchanged(`Repository ${String(params.name)} is not configured`);
   const changes = Object.fromEntries(paths.map((p) => [p, "removed"]));
   return {
     changes,

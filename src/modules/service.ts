@@ -8,9 +8,9 @@
  */
 import { lstat, mkdir, readdir, readlink, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
+import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { isENOENT, statOrUndefined } from "../util/files.js";
-import { boolParam, errText, failure, optString } from "./providers/common.js";
 import {
   parseIsActive,
   parseIsEnabled,
@@ -34,6 +34,7 @@ import {
   updateRcEnableArgvs,
   validServiceName,
 } from "./providers/sysvinit.js";
+import { boolParam, failed, failure, optString, StateError, unchanged, which } from "./support.js";
 import type {
   ApplyOutcome,
   ExecFunction,
@@ -44,8 +45,6 @@ import type {
   Plan,
   StateFunction,
 } from "./types.js";
-
-class ServiceError extends Error {}
 
 /** What the states need from an init system. */
 export interface ServiceBackend {
@@ -90,13 +89,6 @@ async function rcLinks(): Promise<Record<string, string[]>> {
   return links;
 }
 
-async function hasUpdateRc(): Promise<boolean> {
-  for (const dir of ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) {
-    if (await statOrUndefined(join(dir, "update-rc.d")).catch(() => undefined)) return true;
-  }
-  return false;
-}
-
 /** Without update-rc.d: edit the /etc/rc?.d links directly. */
 async function editRcLinks(name: string, enable: boolean): Promise<void> {
   for (const op of rcLinkOps(name, await rcLinks(), enable)) {
@@ -123,7 +115,7 @@ function sysvBackend(opts: ExecOptions): ServiceBackend {
     enabled: async (name) => sysvEnabled(name, await rcLinks()),
     action: (name, action) => run(sysvActionArgv(name, action), opts),
     setEnabled: async (name, enable) => {
-      if (await hasUpdateRc()) {
+      if ((await which("update-rc.d")) !== undefined) {
         let last: ExecResult = { retcode: 0, stdout: "", stderr: "" };
         for (const argv of enable ? updateRcEnableArgvs(name) : updateRcDisableArgvs(name)) {
           last = await run(argv, opts);
@@ -157,7 +149,7 @@ export async function serviceBackend(ctx: Pick<ModuleContext, "facts" | "signal"
 
 function checkName(params: Params): string {
   const name = String(params.name ?? "");
-  if (!validServiceName(name)) throw new ServiceError(`invalid service name "${name}"`);
+  if (!validServiceName(name)) throw new StateError(`invalid service name "${name}"`);
   return name;
 }
 
@@ -178,7 +170,7 @@ async function inspect(params: Params, ctx: ModuleContext): Promise<ServiceState
   const backend = await serviceBackend(ctx);
   if (!(await backend.exists(name))) {
     const where = backend.name === "systemd" ? "systemd has no such unit" : `no ${INIT_DIR}/${name} script`;
-    throw new ServiceError(`Service ${name} is not available (${where})`);
+    throw new StateError(`Service ${name} is not available (${where})`);
   }
   const [running, enabled] = await Promise.all([backend.running(name), backend.enabled(name)]);
   return { backend, name, running, enabled };
@@ -213,7 +205,7 @@ async function planService(params: Params, ctx: ModuleContext, want: Want): Prom
   try {
     s = await inspect(params, ctx);
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
   const { changes, parts } = describe(want, s);
   if (parts.length === 0) {
@@ -221,7 +213,7 @@ async function planService(params: Params, ctx: ModuleContext, want: Want): Prom
       want.running === undefined ? "" : s.running ? "running" : "dead",
       want.enabled === undefined ? "" : s.enabled ? "enabled" : "disabled",
     ].filter(Boolean);
-    return { changes: {}, comment: `Service ${s.name} is already ${state.join(" and ")}` };
+    return unchanged(`Service ${s.name} is already ${state.join(" and ")}`);
   }
   return {
     changes,
@@ -275,7 +267,7 @@ async function watchRunning(params: Params, ctx: ModuleContext): Promise<Plan> {
   try {
     s = await inspect(params, ctx);
   } catch (err) {
-    return { changes: {}, comment: errText(err), failed: true };
+    return failed(errText(err));
   }
   const enable =
     params.enable === undefined || params.enable === null ? undefined : boolParam(params.enable, true);
@@ -326,6 +318,11 @@ const INIT_DELAY: ParamSpec = {
   doc: "Seconds to keep checking the status after a start before calling it a failure.",
 };
 
+const ENABLE: ParamSpec = {
+  type: "boolean",
+  doc: "Also enable (true) or disable (false) the service at boot; unset leaves it.",
+};
+
 const running: StateFunction = {
   doc:
     "Makes sure a service is running, and with enable: true/false also enabled/disabled at boot. " +
@@ -333,10 +330,7 @@ const running: StateFunction = {
   primary: "name",
   params: {
     name: NAME,
-    enable: {
-      type: "boolean",
-      doc: "Also enable (true) or disable (false) the service at boot; unset leaves it.",
-    },
+    enable: ENABLE,
     reload: { type: "boolean", doc: "On a watch trigger, reload instead of restart.", default: false },
     init_delay: INIT_DELAY,
   },
@@ -353,10 +347,7 @@ const dead: StateFunction = {
   primary: "name",
   params: {
     name: NAME,
-    enable: {
-      type: "boolean",
-      doc: "Also enable (true) or disable (false) the service at boot; unset leaves it.",
-    },
+    enable: ENABLE,
     init_delay: INIT_DELAY,
   },
   plan: (params, ctx) => {
@@ -393,7 +384,7 @@ function actionFn(action: ServiceAction): ExecFunction {
     run: async (params, ctx) => {
       const name = checkName(params);
       const r = await (await serviceBackend(ctx)).action(name, action);
-      if (r.retcode !== 0) throw new ServiceError(failure(`${action} ${name}`, r));
+      if (r.retcode !== 0) throw new StateError(failure(`${action} ${name}`, r));
       return true;
     },
   };

@@ -6,15 +6,15 @@
  * place. apply() creates ~/.ssh (0700) and the file (0600) owned by the user when they are missing
  * and writes the text atomically.
  */
-import { chown, lstat, mkdir } from "node:fs/promises";
+import { chown, mkdir } from "node:fs/promises";
 import { dirname, isAbsolute, join, normalize } from "node:path";
-import { isENOENT, statOrUndefined } from "../util/files.js";
+import { statOrUndefined } from "../util/files.js";
 import { unifiedDiff } from "./diff.js";
-import { type PasswdEntry, readAccounts } from "./system/accounts.js";
 import {
   applying,
   guard,
   joinText,
+  lstatOrUndefined,
   readTextOrUndefined,
   replaceFile,
   reqStr,
@@ -23,7 +23,8 @@ import {
   str,
   strList,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
+import { type PasswdEntry, readAccounts } from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
 export interface AuthorizedKey {
@@ -131,15 +132,6 @@ async function target(params: Params): Promise<Target> {
     }
   }
   return { user, file };
-}
-
-async function lstatOrUndefined(path: string) {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw err;
-  }
 }
 
 function writePlan(

@@ -17,7 +17,7 @@ import {
   splitText,
   str,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
 export const DEFAULT_SYSCTL_CONFIG = "/etc/sysctl.d/99-zester.conf";

@@ -17,7 +17,7 @@ import {
   reqStr,
   StateError,
   unchanged,
-} from "./system/common.js";
+} from "./support.js";
 import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
 
 const ZONEINFO = "/usr/share/zoneinfo";

@@ -10,14 +10,6 @@ import { isAbsolute } from "node:path";
 import { run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
 import {
-  type AccountDb,
-  checkAccountName,
-  groupByGid,
-  type PasswdEntry,
-  readAccounts,
-  supplementaryGroups,
-} from "./system/accounts.js";
-import {
   applying,
   bool,
   checkRun,
@@ -30,7 +22,15 @@ import {
   strList,
   unchanged,
   which,
-} from "./system/common.js";
+} from "./support.js";
+import {
+  type AccountDb,
+  checkAccountName,
+  groupByGid,
+  type PasswdEntry,
+  readAccounts,
+  supplementaryGroups,
+} from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
 /** A value written into a colon-separated account file must not break its line. */

@@ -2,6 +2,7 @@
  * SysV init scripts: argv construction and the runlevel link logic. Pure functions (the directory
  * listings are passed in); src/modules/service.ts does the I/O.
  */
+import { escapeRe } from "../support.js";
 import type { ServiceAction } from "./systemd.js";
 
 export const INIT_DIR = "/etc/init.d";
@@ -79,8 +80,4 @@ export function rcLinkOps(name: string, links: Record<string, readonly string[]>
     ops.push({ create: { path: `rc${lvl}.d/${want}${seq}${name}`, target } });
   }
   return ops;
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -3,7 +3,7 @@
  * group states manage local accounts, so they compare against the files useradd/groupadd edit,
  * not against NSS (which would mix in LDAP users these tools cannot change).
  */
-import { readTextOrUndefined, StateError } from "./common.js";
+import { readTextOrUndefined, StateError } from "../support.js";
 
 export interface PasswdEntry {
   name: string;

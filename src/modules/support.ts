@@ -1,23 +1,21 @@
 /**
- * Helpers shared by the system state families (user, group, cron, host, ssh_auth, sysctl,
- * timezone, locale): parameter coercion, failed plans, text files kept line for line.
+ * Helpers every state family shares: failed plans, parameter readers, tool lookup, text files
+ * kept line for line and atomic replacement. Module-facing only; generic error text lives in
+ * src/util/errors.ts.
  */
 import { constants } from "node:fs";
-import { access, chown, readFile, writeFile } from "node:fs/promises";
+import { access, chown, lstat, readFile, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
-import type { ExecResult } from "../../util/exec.js";
-import { isENOENT, statOrUndefined, writeFileAtomic } from "../../util/files.js";
-import type { ApplyOutcome, Plan } from "../types.js";
+import { errnoText } from "../util/errors.js";
+import type { ExecResult } from "../util/exec.js";
+import { isENOENT, statOrUndefined, writeFileAtomic } from "../util/files.js";
+import type { ApplyOutcome, Plan } from "./types.js";
+
+// ---------------------------------------------------------------------------------------------
+// Errors and plans.
 
 /** An error whose message is already a complete, user-facing comment. */
 export class StateError extends Error {}
-
-export function errText(err: unknown): string {
-  if (err instanceof StateError) return err.message;
-  const e = err as NodeJS.ErrnoException;
-  if (e?.code && e.path) return `${e.code}: ${e.message.replace(/^[A-Z]+: /, "")}`;
-  return e instanceof Error ? e.message : String(err);
-}
 
 export function failed(comment: string): Plan {
   return { changes: {}, comment, failed: true };
@@ -27,24 +25,34 @@ export function unchanged(comment: string): Plan {
   return { changes: {}, comment };
 }
 
+/** An apply that ran but did not get the system where the plan said. */
+export function applyFailed(comment: string): ApplyOutcome {
+  return { result: false, changes: {}, comment };
+}
+
 /** Runs a plan computation, turning any thrown error into a failed plan with a clear comment. */
 export async function guard(fn: () => Promise<Plan>): Promise<Plan> {
   try {
     return await fn();
   } catch (err) {
-    return failed(errText(err));
+    return failed(errnoText(err));
   }
 }
 
-/** Wraps an apply so a failure while changing the system becomes a failed result, not an exception. */
+/**
+ * Wraps an apply so a failure while changing the system becomes a failed result, not an exception.
+ * `done` is the comment when the apply itself reports nothing (a plan's comment says what *would*
+ * happen).
+ */
 export function applying(
   fn: () => Promise<ApplyOutcome | undefined>,
+  done?: string,
 ): () => Promise<ApplyOutcome | undefined> {
   return async () => {
     try {
-      return await fn();
+      return (await fn()) ?? (done === undefined ? undefined : { comment: done });
     } catch (err) {
-      return { result: false, changes: {}, comment: `Failed while applying: ${errText(err)}` };
+      return applyFailed(`Failed while applying: ${errnoText(err)}`);
     }
   };
 }
@@ -55,6 +63,22 @@ export function checkRun(what: string, res: ExecResult): void {
   const msg = (res.stderr.trim() || res.stdout.trim() || `exit code ${res.retcode}`).replace(/\s+/g, " ");
   throw new StateError(`${what} failed: ${msg}`);
 }
+
+/** The last lines of a command's output, for failure comments that stay readable. */
+export function tail(text: string, lines = 8): string {
+  const all = text.trimEnd().split("\n");
+  return all.slice(-lines).join("\n");
+}
+
+/** A command result as a one-line failure reason. */
+export function failure(what: string, res: { retcode: number; stdout: string; stderr: string }): string {
+  const out = tail(res.stderr || res.stdout);
+  return `${what} failed (exit ${res.retcode})${out ? `: ${out}` : ""}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameter readers. The `params[key]` readers throw a StateError naming the key on a bad value;
+// the value readers (listParam, optString, boolParam) are lenient and never throw.
 
 export function str(params: Record<string, unknown>, key: string): string | undefined {
   const v = params[key];
@@ -103,6 +127,29 @@ export function nonNegInt(params: Record<string, unknown>, key: string): number 
   return Number(text);
 }
 
+/** A scalar or a list of scalars as a list of strings; null/undefined is empty. */
+export function listParam(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  return (Array.isArray(value) ? value : [value]).map((v) => String(v));
+}
+
+export function optString(value: unknown): string | undefined {
+  return value === undefined || value === null || value === "" ? undefined : String(value);
+}
+
+/** Salt accepts booleans written as strings in some trees ("True", "false"). */
+export function boolParam(value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value === "boolean") return value;
+  const s = String(value).toLowerCase();
+  if (["true", "yes", "1", "on"].includes(s)) return true;
+  if (["false", "no", "0", "off"].includes(s)) return false;
+  return fallback;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools.
+
 /** Finds an executable on PATH plus the sbin directories a non-login PATH may lack. */
 export async function which(bin: string): Promise<string | undefined> {
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/local/sbin", "/usr/sbin", "/sbin"];
@@ -125,6 +172,9 @@ export async function requireTool(bin: string, why: string): Promise<string> {
   return path;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Files and text.
+
 /** File text, or undefined when the file does not exist (any other error propagates). */
 export async function readTextOrUndefined(path: string): Promise<string | undefined> {
   try {
@@ -133,6 +183,25 @@ export async function readTextOrUndefined(path: string): Promise<string | undefi
     if (isENOENT(err)) return undefined;
     throw err;
   }
+}
+
+/** lstat() that returns undefined for ENOENT and throws for anything else. */
+export async function lstatOrUndefined(path: string) {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (isENOENT(err)) return undefined;
+    throw err;
+  }
+}
+
+export function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Text ending in a newline (unless empty), so a line appended after it stands alone. */
+export function ensureNewline(text: string): string {
+  return text === "" || text.endsWith("\n") ? text : `${text}\n`;
 }
 
 /** Lines of a text file, remembering whether the last one ended with a newline. */
@@ -148,7 +217,7 @@ export function splitText(text: string): TextLines {
   return { lines, eol };
 }
 
-export function joinText(t: TextLines): string {
+export function joinText(t: { readonly lines: readonly string[]; readonly eol: boolean }): string {
   if (t.lines.length === 0) return "";
   return t.lines.join("\n") + (t.eol ? "\n" : "");
 }
