@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { credsAuthenticator, type NatsConnection, connect as natsConnect } from "@nats-io/transport-node";
+import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
 
 /** Where `zester nats-auth init` output lives on an installed machine. */
@@ -119,7 +120,7 @@ export async function connect(opts: BusConnectOptions): Promise<NatsConnection> 
       maxReconnectAttempts: opts.maxReconnectAttempts ?? -1,
     });
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = errText(err);
     if (/does not support 'tls'/.test(msg)) {
       throw new Error(
         `NATS server at ${servers.join(",")} does not offer TLS; Zester refuses plaintext connections ` +

@@ -3,6 +3,7 @@
  * module is imported only when that command runs.
  */
 
+import { errText } from "../util/errors.js";
 import { suggestion } from "../util/suggest.js";
 import { UsageError } from "./errors.js";
 
@@ -77,7 +78,7 @@ export function reportError(err: unknown): number {
     process.stderr.write(`zester: ${err.message}\n`);
     return 1;
   }
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = errText(err);
   process.stderr.write(`zester: ${msg}\n`);
   if (process.env.ZESTER_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return 1;

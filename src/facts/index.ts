@@ -1,4 +1,5 @@
 import * as nodeOs from "node:os";
+import { errText } from "../util/errors.js";
 import { collectCpu } from "./cpu.js";
 import { CustomFactCache, collectCustom, DEFAULT_CUSTOM_FACTS_DIR } from "./custom.js";
 import { collectDefaultIp } from "./defaultip.js";
@@ -55,7 +56,7 @@ export async function collectFacts(opts: CollectFactsOptions = {}): Promise<Fact
     runCollectors(BUILTIN_COLLECTORS),
     collectCustom(dir, cache).then(
       (r) => r,
-      (err: unknown) => ({ facts: {}, errors: { custom: `${dir}: ${errorText(err)}` } }),
+      (err: unknown) => ({ facts: {}, errors: { custom: `${dir}: ${errText(err)}` } }),
     ),
   ]);
 
@@ -80,14 +81,10 @@ export async function runCollectors(
   settled.forEach((res, i) => {
     const name = collectors[i]![0];
     if (res.status === "rejected") {
-      errors[name] = errorText(res.reason);
+      errors[name] = errText(res.reason);
       return;
     }
     for (const [k, v] of Object.entries(res.value)) if (!(k in facts)) facts[k] = v;
   });
   return { facts, errors };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

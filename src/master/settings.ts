@@ -28,6 +28,7 @@ import type { PreparedSettings } from "../settings/pipeline.js";
 import { peelSecretIds, resolveSettingsDetailed } from "../settings/resolve.js";
 import { openExtractedSecrets, sanitizeSettingsTree } from "../settings/sanitize.js";
 import { readSettingsTree } from "../settings/source.js";
+import { errText } from "../util/errors.js";
 import { isENOENT } from "../util/files.js";
 import type { FleetView } from "./fleet-view.js";
 
@@ -39,10 +40,6 @@ export interface SettingsPublishSummary extends SettingsPublishResult {
   sealed: string[];
   /** False when the master has no curve key: settings went out, secrets did not. */
   secretsSealed: boolean;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function sameSecrets(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {

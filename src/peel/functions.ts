@@ -8,6 +8,7 @@ import type { Facts } from "../facts/index.js";
 import { loadAllFamilies, loadFamily } from "../modules/index.js";
 import type { ExecFunction, ModuleContext, StateFunction } from "../modules/types.js";
 import type { RunSummary, StateResult } from "../state/result.js";
+import { errText } from "../util/errors.js";
 import type { RunSettings, SettingsSource } from "./settings.js";
 
 export interface PeelCall {
@@ -124,7 +125,7 @@ async function withSettings(
   try {
     s = await ctx.settings();
   } catch (err) {
-    return fail(`settings could not be resolved: ${err instanceof Error ? err.message : String(err)}`);
+    return fail(`settings could not be resolved: ${errText(err)}`);
   }
   const out = await body(s);
   out.settings_source = s.source;
@@ -425,7 +426,7 @@ export async function runPeelFunction(call: PeelCall, ctx: PeelFunctionContext):
     return await execCall(call, ctx);
   } catch (err) {
     if (ctx.signal.aborted) return fail("canceled");
-    return fail(err instanceof Error ? err.message : String(err));
+    return fail(errText(err));
   }
 }
 

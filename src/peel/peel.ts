@@ -27,6 +27,7 @@ import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelReturn, StateRevision } from "../jobs/wire.js";
 import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../settings/keys.js";
+import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
 import { stableFactsKey } from "./facts-diff.js";
 import {
@@ -127,10 +128,6 @@ interface Buckets {
 
 /** Job ids end up in subjects and KV keys: one token, nothing exotic. */
 const JID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export class Peel extends EventEmitter {
   readonly id: string;
