@@ -48,3 +48,19 @@ orphan:
     expect(await readdir(dir)).toEqual(["site.zy"]);
   });
 });
+
+describe("facts for fact-free families", () => {
+  it("collects facts when a guard calls a function, even on cmd states", async () => {
+    const out = join(dir, "ran");
+    await writeFile(
+      join(dir, "g.zy"),
+      `guarded:\n  cmd.run:\n    - name: touch ${out}\n    - onlyif:\n      - fun: facts.get\n        key: os\n`,
+    );
+    const rep = await applyTarget(
+      { kind: "sls", refs: ["g"] },
+      { statesDir: dir, facts: async () => ({ os: "linux" }) },
+    );
+    expect(rep.results[0]).toMatchObject({ id: "guarded", result: true, changed: true, skipped: false });
+    expect(await readdir(dir)).toContain("ran");
+  });
+});

@@ -1,9 +1,12 @@
 import { readdir, readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { isMap, isScalar, LineCounter, parseDocument, type YAMLMap } from "yaml";
+import type { YAMLMap } from "yaml";
 import { run } from "../util/exec.js";
 import { isENOENT } from "../util/files.js";
 import { suggestion } from "../util/suggest.js";
+
+const requireLazy = createRequire(import.meta.url);
 
 export const DEFAULT_CUSTOM_FACTS_DIR = "/etc/zester/facts";
 /** Without an `interval`, a command fact is re-run at most once a minute. */
@@ -43,6 +46,9 @@ export interface ParsedFactsFile {
 
 /** Parses one facts file. Every problem is reported as `file:line:col: message`; good entries survive bad ones. */
 export function parseFactsFile(text: string, file: string): ParsedFactsFile {
+  // Loaded only when a custom facts file exists: most machines have none, and the YAML parser
+  // costs ~20 ms of start-up for every `zester local` run.
+  const { isMap, isScalar, LineCounter, parseDocument } = requireLazy("yaml") as typeof import("yaml");
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   const at = (offset: number | undefined) => {

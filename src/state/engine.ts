@@ -131,8 +131,16 @@ async function compileWith(session: Session, target: Target): Promise<Program> {
   return program;
 }
 
-/** Families whose states never look at facts; anything else gets facts collected up front. */
-const FACT_FREE_FAMILIES: ReadonlySet<string> = new Set(["test"]);
+/**
+ * Families whose states never read `ctx.facts` (templates they render collect facts lazily);
+ * anything else, or a `{fun: ...}` guard, gets facts collected up front.
+ */
+const FACT_FREE_FAMILIES: ReadonlySet<string> = new Set(["test", "file", "cmd"]);
+
+function needsFacts(s: Program["states"][number]): boolean {
+  if (!FACT_FREE_FAMILIES.has(s.fun.split(".")[0]!)) return true;
+  return [...s.onlyif, ...s.unless].some((g) => "fun" in g);
+}
 
 /** Compiles then runs; throws CompileError (nothing executed) when the tree has errors. */
 export async function applyTarget(target: Target, opts: EngineOptions): Promise<RunReport> {
@@ -141,8 +149,7 @@ export async function applyTarget(target: Target, opts: EngineOptions): Promise<
   const program = await compileWith(session, target);
   let facts = program.facts;
   if (!facts) {
-    const needs = program.states.some((s) => !FACT_FREE_FAMILIES.has(s.fun.split(".")[0]!));
-    facts = needs ? await session.facts() : {};
+    facts = program.states.some(needsFacts) ? await session.facts() : {};
   }
   const runOpts: Parameters<typeof runProgram>[1] = {
     facts,
