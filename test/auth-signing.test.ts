@@ -1,5 +1,6 @@
 import { createUser } from "@nats-io/nkeys";
 import { describe, expect, it } from "vitest";
+import { ed25519Sign, ed25519Verify } from "../src/auth/ed25519.js";
 import type { UnsignedCommand } from "../src/auth/signing.js";
 import { canonicalJson, keyPairFromCreds, signCommand, verifyCommand } from "../src/auth/signing.js";
 
@@ -67,5 +68,28 @@ describe("command signing", () => {
     const creds = `-----BEGIN NATS USER JWT-----\neyJ0eXAi.x.y\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`;
     expect(keyPairFromCreds(creds).getPublicKey()).toBe(master.getPublicKey());
     expect(() => keyPairFromCreds("nothing here")).toThrow(/no user nkey seed/);
+  });
+});
+
+describe("node:crypto Ed25519 for nkeys", () => {
+  it("produces the very signatures nkeys does, and each verifies the other's", () => {
+    const kp = createUser();
+    for (const text of ["", "zester", "x".repeat(5000)]) {
+      const data = new TextEncoder().encode(text);
+      const ours = ed25519Sign(kp, data);
+      expect(Buffer.from(ours).toString("hex")).toBe(Buffer.from(kp.sign(data)).toString("hex"));
+      expect(kp.verify(data, ours)).toBe(true);
+      expect(ed25519Verify(kp.getPublicKey(), data, kp.sign(data))).toBe(true);
+    }
+  });
+
+  it("rejects a wrong key, altered data, a truncated signature and a malformed public key", () => {
+    const kp = createUser();
+    const data = new TextEncoder().encode("payload");
+    const sig = ed25519Sign(kp, data);
+    expect(ed25519Verify(createUser().getPublicKey(), data, sig)).toBe(false);
+    expect(ed25519Verify(kp.getPublicKey(), new TextEncoder().encode("payloaD"), sig)).toBe(false);
+    expect(ed25519Verify(kp.getPublicKey(), data, sig.subarray(0, 63))).toBe(false);
+    expect(ed25519Verify("UNOTAKEY", data, sig)).toBe(false);
   });
 });
