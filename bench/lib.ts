@@ -76,20 +76,27 @@ export function timeCommand(
   });
 }
 
-/** Warm-up runs are discarded; `prepare` runs before every measured run, untimed. */
+/**
+ * Warm-up runs are discarded; `prepare` runs before every measured run, untimed. With a
+ * `budgetMs`, a slow tool (a peer taking a minute a run) stops after the run that crosses it,
+ * and skips warm-up once one warm-up alone took longer than the budget.
+ */
 export async function repeat(
   runs: number,
   warmup: number,
   once: () => Promise<Sample>,
   prepare?: () => Promise<void>,
+  budgetMs = Number.POSITIVE_INFINITY,
 ): Promise<Stats> {
-  for (let i = 0; i < warmup; i++) {
+  const t0 = performance.now();
+  for (let i = 0; i < warmup && performance.now() - t0 < budgetMs; i++) {
     if (prepare) await prepare();
     await once();
   }
+  const t1 = performance.now();
   const ms: number[] = [];
   const rss: number[] = [];
-  for (let i = 0; i < runs; i++) {
+  for (let i = 0; i < runs && (i === 0 || performance.now() - t1 < budgetMs); i++) {
     if (prepare) await prepare();
     const s = await once();
     ms.push(s.ms);

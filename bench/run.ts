@@ -15,6 +15,8 @@ const SCENARIOS: Record<string, () => Promise<(o: ScenarioOptions) => Promise<Sc
   "local-apply": async () => (await import("./scenarios/local-apply.js")).localApply,
   "requisite-chain": async () => (await import("./scenarios/requisite-chain.js")).requisiteChain,
   targeting: async () => (await import("./scenarios/targeting.js")).targeting,
+  "fan-out": async () => (await import("./scenarios/fan-out.js")).fanOut,
+  footprint: async () => (await import("./scenarios/footprint.js")).footprint,
 };
 
 async function main(argv: string[]): Promise<number> {

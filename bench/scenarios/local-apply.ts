@@ -19,6 +19,8 @@ import {
 } from "../lib.js";
 
 const FILES = 200;
+/** Per tool and workload: peers that take a minute a run get fewer runs (the table says how many). */
+const BUDGET_MS = 60_000;
 const DIRS = 20;
 
 function content(i: number): string {
@@ -155,14 +157,14 @@ function puppetManifest(root: string, kind: "files" | "templated" | "guarded"): 
     return out.join("\n");
   }
   if (kind === "templated") {
-    return `range(0, 49).each |$n| {
+    return `50.each |$n| {
   file { "${root}/tpl_\${n}.conf":
     ensure => file,
-    content => inline_epp('<% range(0, 19).each |$i| { %>item <%= $i %> of file <%= $n %> = <%= $i * $n %>\n<% } %>', { 'n' => $n }),
+    content => inline_epp('<% 20.each |$i| { %>item <%= $i %> of file <%= $n %> = <%= $i * $n %>\n<% } %>', { 'n' => $n }),
   }
 }`;
   }
-  return `range(0, 49).each |$i| {
+  return `50.each |$i| {
   exec { "touch ${root}/guard_\${i}": path => ['/usr/bin', '/bin'], creates => "${root}/guard_\${i}" }
 }`;
 }
@@ -240,7 +242,8 @@ export async function localApply(opts: ScenarioOptions): Promise<ScenarioResult>
   const baseline = await repeat(opts.runs, opts.warmup, () => timeCommand([process.execPath, "-e", "0"]));
   const rows: (string | number)[][] = [];
   const cell = (s: Stats) =>
-    `${fmtMs(s.median)} (×${(s.median / baseline.median).toFixed(1)}, ±${(s.spread * 100).toFixed(0)}%)`;
+    `${fmtMs(s.median)} (×${(s.median / baseline.median).toFixed(1)}, ±${(s.spread * 100).toFixed(0)}%` +
+    `${s.n < opts.runs ? `, ${s.n} run${s.n === 1 ? "" : "s"}` : ""})`;
   const rss = (s: Stats) => (s.rssKiB === undefined ? "n/a" : `${(s.rssKiB / 1024).toFixed(0)} MiB`);
   for (const tool of tools) {
     const work = await mkdtemp(join(tmpdir(), "zester-bench-"));
@@ -250,29 +253,51 @@ export async function localApply(opts: ScenarioOptions): Promise<ScenarioResult>
         await rm(root, { recursive: true, force: true });
         await mkdir(root, { recursive: true });
       };
+      // A peer that fails a workload (missing module, sandbox limits) gets the reason in its cell.
+      let secondStats: Stats | undefined;
+      const measure = async (run: () => Promise<Stats>, keep = false): Promise<string> => {
+        try {
+          const st = await run();
+          if (keep) secondStats = st;
+          return cell(st);
+        } catch (err) {
+          const lines = (err as Error).message.split("\n").filter((l) => /error/i.test(l));
+          return `failed: ${(lines.at(-1) ?? (err as Error).message.split("\n")[0] ?? "").slice(0, 120)}`;
+        }
+      };
       const argv = await tool.setup(work, root, "files");
-      const first = await repeat(opts.runs, opts.warmup, () => timeCommand(argv), fresh);
-      await fresh();
-      await timeCommand(argv);
-      const second = await repeat(opts.runs, opts.warmup, () => timeCommand(argv));
+      const first = await measure(() =>
+        repeat(opts.runs, opts.warmup, () => timeCommand(argv), fresh, BUDGET_MS),
+      );
+      const second = await measure(async () => {
+        await fresh();
+        await timeCommand(argv);
+        return repeat(opts.runs, opts.warmup, () => timeCommand(argv), undefined, BUDGET_MS);
+      }, true);
       const drift = async () => {
         for (let i = 0; i < 10; i++) await writeFile(join(root, `file_${i * 7}.conf`), "drifted\n");
       };
-      const repaired = await repeat(opts.runs, opts.warmup, () => timeCommand(argv), drift);
+      const repaired = await measure(() =>
+        repeat(opts.runs, opts.warmup, () => timeCommand(argv), drift, BUDGET_MS),
+      );
       const tplArgv = await tool.setup(work, root, "templated");
-      const templated = await repeat(opts.runs, opts.warmup, () => timeCommand(tplArgv), fresh);
+      const templated = await measure(() =>
+        repeat(opts.runs, opts.warmup, () => timeCommand(tplArgv), fresh, BUDGET_MS),
+      );
       const guardArgv = await tool.setup(work, root, "guarded");
-      await fresh();
-      await timeCommand(guardArgv);
-      const guarded = await repeat(opts.runs, opts.warmup, () => timeCommand(guardArgv));
+      const guarded = await measure(async () => {
+        await fresh();
+        await timeCommand(guardArgv);
+        return repeat(opts.runs, opts.warmup, () => timeCommand(guardArgv), undefined, BUDGET_MS);
+      });
       rows.push([
         tool.name,
-        cell(first),
-        cell(second),
-        cell(repaired),
-        cell(templated),
-        cell(guarded),
-        rss(second),
+        first,
+        second,
+        repaired,
+        templated,
+        guarded,
+        secondStats ? rss(secondStats) : "n/a",
       ]);
     } finally {
       await rm(work, { recursive: true, force: true });

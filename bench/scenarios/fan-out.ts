@@ -1,0 +1,761 @@
+/**
+ * fan-out: one job to every peel of a simulated fleet, the way the CLI runs it (request on
+ * `zester.dispatch`, then KV watches on `jobs` and `job-returns`), over a real TLS + operator-JWT
+ * nats-server, with the master and the fleet in child processes so their memory can be read from
+ * /proc. Baseline, measured in the same run against a fresh server: the same N connections
+ * (same creds, same TLS) answering N addressed requests on their command subjects, with no
+ * JetStream, signing or Zester code on the path.
+ *
+ * Sizes: 100, 1,000 and 5,000 peels, capped by ZESTER_BENCH_MAX_PEELS (default 1,000; see
+ * bench/README.md for what 5,000 costs on 2 cores).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { KvWatchEntry } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../../src/auth/auth-dir.js";
+import { decode, encode } from "../../src/bus/codec.js";
+import { connect } from "../../src/bus/connect.js";
+import { subjects } from "../../src/bus/names.js";
+import { JobStore } from "../../src/jobs/store.js";
+import type { DispatchReply, DispatchRequest, JobRecord, PeelReturn } from "../../src/jobs/wire.js";
+import { statOrUndefined } from "../../src/util/files.js";
+import { fleetPeelId } from "../fleet-host.js";
+import { fmtMs, type ScenarioOptions, type ScenarioResult, stats, table } from "../lib.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Compiled to dist/bench/scenarios/; the repository root is three levels up. */
+export const repoRoot = resolve(here, "..", "..", "..");
+export const distBin = (name: string) => join(repoRoot, "dist", "bin", `${name}.js`);
+const FLEET_HOST = join(repoRoot, "dist", "bench", "fleet-host.js");
+
+const SIZES = [100, 1_000, 5_000];
+export const DEFAULT_MAX_PEELS = 1_000;
+const PREFIX = "bench";
+
+// ---- child processes --------------------------------------------------------------------------
+
+/** /proc/<pid>/status figures in KiB: current and peak resident set. */
+export interface Memory {
+  rssKiB: number;
+  hwmKiB: number;
+}
+
+export async function procMemory(pid: number): Promise<Memory> {
+  const text = await readFile(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, "m").exec(text)?.[1] ?? NaN);
+  return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM") };
+}
+
+export function fmtMiB(kib: number): string {
+  return Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : "n/a";
+}
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number;
+  output(): string;
+  /** Resolves with the first output line matching `re` (already printed lines count). */
+  waitFor(re: RegExp, ms: number): Promise<string>;
+  /** Resolves with the next JSON event line `{"event": name}` on stdout. */
+  event(name: string, ms: number): Promise<Record<string, unknown>>;
+  send(line: string): void;
+  /**
+   * SIGTERM (or, with "stdin", only the end of stdin: fleet hosts then stop their peels
+   * cleanly), then SIGKILL once `graceMs` has passed.
+   */
+  stop(graceMs?: number, how?: "signal" | "stdin"): Promise<void>;
+}
+
+/**
+ * Every child the benchmark starts, so all of them die on every exit path: stopAll() in
+ * `finally`, a process `exit` hook for crashes, and the children's stdin pipe (fleet hosts stop
+ * when it closes).
+ */
+export class Children {
+  private readonly all = new Set<Child>();
+  private readonly procs = new Set<ChildProcess>();
+  private readonly onExit = () => {
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+  };
+
+  constructor() {
+    process.on("exit", this.onExit);
+  }
+
+  /**
+   * Starts argv through `sh` so the open-files limit can be raised first (each peel connection
+   * is a descriptor, and so is each of its clients on the server side); `exec` keeps the pid.
+   */
+  spawn(name: string, argv: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Child {
+    const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"';
+    const proc = spawn("sh", ["-c", script, "sh", ...argv], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: opts.env ?? process.env,
+    });
+    this.procs.add(proc);
+    let out = "";
+    const lineWaiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+    const eventWaiters: { name: string; resolve: (e: Record<string, unknown>) => void }[] = [];
+    const events: Record<string, unknown>[] = [];
+    let exited: string | undefined;
+    const failWaiters: ((err: Error) => void)[] = [];
+    const onLine = (line: string, stdout: boolean) => {
+      for (const w of [...lineWaiters]) {
+        if (w.re.test(line)) {
+          lineWaiters.splice(lineWaiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+      if (!stdout || !line.startsWith("{")) return;
+      let ev: Record<string, unknown>;
+      try {
+        ev = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      const w = eventWaiters.find((x) => x.name === ev.event);
+      if (w) {
+        eventWaiters.splice(eventWaiters.indexOf(w), 1);
+        w.resolve(ev);
+      } else events.push(ev);
+    };
+    const reader = (stdout: boolean) => {
+      let partial = "";
+      return (b: Buffer) => {
+        const s = b.toString("utf8");
+        out += s;
+        if (out.length > 200_000) out = out.slice(-100_000);
+        partial += s;
+        const lines = partial.split("\n");
+        partial = lines.pop() ?? "";
+        for (const l of lines) onLine(l, stdout);
+      };
+    };
+    proc.stdout.on("data", reader(true));
+    proc.stderr.on("data", reader(false));
+    proc.stdin.on("error", () => {});
+    const exitedP = new Promise<void>((res) => {
+      proc.on("exit", (code, sig) => {
+        exited = `exited (${sig ?? code})`;
+        for (const f of failWaiters.splice(0)) f(new Error(`${name} ${exited}:\n${out.slice(-3000)}`));
+        res();
+      });
+      proc.on("error", (err) => {
+        exited = `could not start: ${err.message}`;
+        for (const f of failWaiters.splice(0)) f(new Error(`${name} ${exited}`));
+        res();
+      });
+    });
+    const waitWith = <T>(register: (resolve: (v: T) => void) => void, what: string, ms: number) =>
+      new Promise<T>((res, rej) => {
+        if (exited) {
+          rej(new Error(`${name} ${exited} before ${what}:\n${out.slice(-3000)}`));
+          return;
+        }
+        const timer = setTimeout(
+          () => rej(new Error(`${name}: no ${what} within ${ms} ms:\n${out.slice(-3000)}`)),
+          ms,
+        );
+        failWaiters.push((err) => {
+          clearTimeout(timer);
+          rej(err);
+        });
+        register((v) => {
+          clearTimeout(timer);
+          res(v);
+        });
+      });
+
+    const child: Child = {
+      name,
+      pid: proc.pid ?? -1,
+      output: () => out,
+      waitFor: (re, ms) => {
+        const seen = out.split("\n").find((l) => re.test(l));
+        if (seen !== undefined) return Promise.resolve(seen);
+        return waitWith<string>((r) => lineWaiters.push({ re, resolve: r }), `line matching ${re}`, ms);
+      },
+      event: (ev, ms) => {
+        const i = events.findIndex((e) => e.event === ev);
+        if (i >= 0) return Promise.resolve(events.splice(i, 1)[0]!);
+        return waitWith<Record<string, unknown>>(
+          (r) => eventWaiters.push({ name: ev, resolve: r }),
+          `"${ev}" event`,
+          ms,
+        );
+      },
+      send: (line) => {
+        if (!exited) proc.stdin.write(`${line}\n`);
+      },
+      stop: async (graceMs = 10_000, how = "signal") => {
+        if (!exited) {
+          proc.stdin.end();
+          if (how === "signal") proc.kill("SIGTERM");
+          const t = setTimeout(() => proc.kill("SIGKILL"), graceMs);
+          await exitedP;
+          clearTimeout(t);
+        }
+        this.procs.delete(proc);
+        this.all.delete(child);
+      },
+    };
+    this.all.add(child);
+    return child;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.allSettled([...this.all].map((c) => c.stop(5_000)));
+    process.off("exit", this.onExit);
+  }
+}
+
+// ---- nats-server ------------------------------------------------------------------------------
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.on("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === "object" ? res(addr.port) : rej(new Error("no port"))));
+    });
+  });
+}
+
+export interface BenchAuth {
+  dir: string;
+  port: number;
+  url: string;
+  caFile: string;
+}
+
+/** An auth dir (trust chain, CA, server config) for one server port, as `zester nats-auth init` writes it. */
+export async function benchAuth(dir: string): Promise<BenchAuth> {
+  const port = await freePort();
+  await initAuthDir({ dir, port, listenHost: "127.0.0.1" });
+  return { dir, port, url: `tls://127.0.0.1:${port}`, caFile: join(dir, "nats-ca.crt") };
+}
+
+/** Starts nats-server on the auth dir's config with an empty JetStream store. */
+export async function startServer(children: Children, auth: BenchAuth): Promise<Child> {
+  const js = join(auth.dir, AUTH_FILES.jetstreamDir);
+  await rm(js, { recursive: true, force: true });
+  await mkdir(js, { recursive: true, mode: 0o700 });
+  const server = children.spawn("nats-server", [
+    "nats-server",
+    "-c",
+    join(auth.dir, AUTH_FILES.serverConfig),
+  ]);
+  await server.waitFor(/Server is ready/, 20_000);
+  return server;
+}
+
+/** Issues creds for peels 0..n-1 that do not have them yet (kept across sizes). */
+async function ensurePeelCreds(authDir: string, n: number): Promise<void> {
+  const todo: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = fleetPeelId(PREFIX, i);
+    if (!(await statOrUndefined(peelCredsPath(authDir, id)))) todo.push(id);
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) await issuePeelCredsFile(authDir, todo[next++]!);
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+// ---- measurements -----------------------------------------------------------------------------
+
+interface FanOutSample {
+  /** From the dispatch request until the last return was seen. */
+  allMs: number;
+  /** p99 over peels of (return seen - dispatch sent), within this one job. */
+  peelP99Ms: number;
+  /** Until the job record left `running` (zester jobs only). */
+  doneMs?: number;
+  /** Until the master answered the dispatch request (zester jobs only). */
+  replyMs?: number;
+  firstMs: number;
+  failed: number;
+}
+
+function p99(values: number[]): number {
+  return stats(values).p99;
+}
+
+/** A payload the size of a signed command, so the baseline moves as many bytes. */
+function commandSizedPayload(): Uint8Array {
+  return encode({
+    jid: "2Bm2zyb7uUPCNDUYCDHeYGb0fwz",
+    fun: "test.ping",
+    args: [],
+    kwargs: {},
+    test: false,
+    peel: "bench-00000",
+    ts: Date.now(),
+    timeout_s: 120,
+    master: "U".padEnd(56, "A"),
+    sig: "s".repeat(86),
+  });
+}
+
+async function busFanOut(nc: NatsConnection, ids: string[], timeoutMs: number): Promise<FanOutSample> {
+  const inbox = `_INBOX.bench.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  const payload = commandSizedPayload();
+  const arrivals: number[] = [];
+  let t0 = 0;
+  const done = new Promise<void>((res, rej) => {
+    const timer = setTimeout(
+      () => rej(new Error(`bus fan-out: ${arrivals.length}/${ids.length} replies in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    nc.subscribe(inbox, {
+      max: ids.length,
+      callback: () => {
+        arrivals.push(performance.now() - t0);
+        if (arrivals.length === ids.length) {
+          clearTimeout(timer);
+          res();
+        }
+      },
+    });
+  });
+  await nc.flush();
+  t0 = performance.now();
+  for (const id of ids) nc.publish(subjects.cmd(id), payload, { reply: inbox });
+  await done;
+  return {
+    allMs: Math.max(...arrivals),
+    firstMs: Math.min(...arrivals),
+    peelP99Ms: p99(arrivals),
+    failed: 0,
+  };
+}
+
+/** One job to '*', followed as `zester '*' <fun>` follows it. */
+async function zesterJob(
+  nc: NatsConnection,
+  store: JobStore,
+  fun: string,
+  n: number,
+  timeoutS: number,
+): Promise<FanOutSample> {
+  const req: DispatchRequest = { target: "*", fun, args: [], kwargs: {}, test: false, timeout_s: timeoutS };
+  const t0 = performance.now();
+  const msg = await nc.request(subjects.dispatch, encode(req), { timeout: 30_000 });
+  const replyMs = performance.now() - t0;
+  const reply = decode<DispatchReply>(msg.data);
+  if (reply.error !== undefined || reply.jid === undefined) throw new Error(`dispatch: ${reply.error}`);
+  if (reply.peels?.length !== n) throw new Error(`dispatch resolved ${reply.peels?.length} peels, not ${n}`);
+  const jid = reply.jid;
+  const arrivals = new Map<string, number>();
+  let failed = 0;
+  let allMs = 0;
+  let doneMs: number | undefined;
+  const returnsWatch = await store.returns.watch({ key: `${jid}.*` });
+  const jobWatch = await store.jobs.watch({ key: jid });
+  try {
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(
+        () =>
+          rej(new Error(`${fun}: ${arrivals.size}/${n} returns, record finished: ${doneMs !== undefined}`)),
+        (timeoutS + 30) * 1000,
+      );
+      // A job that ended with peels in timeout or unreachable is measured as it is: once the
+      // record is final, only the returns it counts are still waited for.
+      let expected = n;
+      const check = () => {
+        if (doneMs !== undefined && arrivals.size >= expected) {
+          clearTimeout(timer);
+          res();
+        }
+      };
+      const follow = (it: AsyncIterable<KvWatchEntry>, fn: (e: KvWatchEntry) => void) =>
+        void (async () => {
+          for await (const e of it) if (e.operation === "PUT") fn(e);
+        })().catch(rej);
+      follow(returnsWatch, (e) => {
+        const peel = e.key.slice(jid.length + 1);
+        if (arrivals.has(peel)) return;
+        const at = performance.now() - t0;
+        arrivals.set(peel, at);
+        allMs = Math.max(allMs, at);
+        if (!decode<PeelReturn>(e.value).success) failed++;
+        check();
+      });
+      follow(jobWatch, (e) => {
+        const rec = decode<JobRecord>(e.value);
+        if (rec.status === "running" || doneMs !== undefined) return;
+        doneMs = performance.now() - t0;
+        expected = Object.values(rec.peels).filter((st) => st === "success" || st === "failed").length;
+        if (rec.status !== "complete") {
+          const bad = Object.entries(rec.peels).filter(([, s]) => s !== "success");
+          process.stderr.write(
+            `bench: ${fun} job ${jid} ${rec.status}; e.g. ${JSON.stringify(bad.slice(0, 3))}\n`,
+          );
+        }
+        check();
+      });
+    });
+  } finally {
+    returnsWatch.stop();
+    jobWatch.stop();
+  }
+  const seen = [...arrivals.values()];
+  return {
+    allMs,
+    firstMs: Math.min(...seen),
+    peelP99Ms: p99(seen),
+    doneMs: doneMs!,
+    replyMs,
+    failed: failed + (n - arrivals.size),
+  };
+}
+
+async function measure(
+  runs: number,
+  warmup: number,
+  once: () => Promise<FanOutSample>,
+): Promise<FanOutSample[]> {
+  for (let i = 0; i < warmup; i++) await once();
+  const out: FanOutSample[] = [];
+  for (let i = 0; i < runs; i++) out.push(await once());
+  return out;
+}
+
+async function waitUntil<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+interface SizeResult {
+  n: number;
+  bus: FanOutSample[];
+  ping: FanOutSample[];
+  apply: FanOutSample[];
+  mem: {
+    serverBus: Memory;
+    serverZester: Memory;
+    hostBus: Memory;
+    hostPeels: Memory;
+    master: Memory;
+  };
+  startMs: { bus: number; peels: number; sync: number };
+  /** nats-server "Slow Consumer" warnings: a client that stalled long enough to be cut off. */
+  slow: { bus: number; zester: number };
+  runs: number;
+  /** Set when the Zester phase broke off: the rows measured before it are kept. */
+  error?: string;
+}
+
+function slowConsumers(server: Child): number {
+  return server.output().match(/slow consumer/gi)?.length ?? 0;
+}
+
+/** The last lines each process printed, for a failure message. */
+function tails(children: Child[]): string {
+  return children.map((c) => `--- ${c.name} (pid ${c.pid}):\n${c.output().slice(-2500)}`).join("\n");
+}
+
+export function maxPeelsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.ZESTER_BENCH_MAX_PEELS;
+  if (raw === undefined || raw === "") return DEFAULT_MAX_PEELS;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`ZESTER_BENCH_MAX_PEELS must be a positive integer, not ${raw}`);
+  return n;
+}
+
+function hostArgs(mode: "bus" | "peels", auth: BenchAuth, work: string, n: number): string[] {
+  // Thousands of connections and peels in one heap: give it room, not a default-sized heap.
+  return [
+    process.execPath,
+    "--max-old-space-size=8192",
+    FLEET_HOST,
+    "--mode",
+    mode,
+    "--url",
+    auth.url,
+    "--auth-dir",
+    auth.dir,
+    "--creds-dir",
+    dirname(peelCredsPath(auth.dir, fleetPeelId(PREFIX, 0))),
+    "--work",
+    work,
+    "--count",
+    String(n),
+    "--prefix",
+    PREFIX,
+  ];
+}
+
+async function runSize(
+  n: number,
+  opts: ScenarioOptions,
+  auth: BenchAuth,
+  work: string,
+  children: Children,
+): Promise<SizeResult> {
+  const log = (m: string) => process.stderr.write(`bench: fan-out ${n}: ${m}\n`);
+  const ids = Array.from({ length: n }, (_, i) => fleetPeelId(PREFIX, i));
+  // Big fleets are slow per job; fewer runs keep a 5,000-peel pass within minutes.
+  const runs = n >= 5_000 ? Math.min(opts.runs, 3) : opts.runs;
+  const warmup = n >= 5_000 ? Math.min(opts.warmup, 1) : opts.warmup;
+  const startTimeout = 120_000 + n * 200;
+  const jobTimeoutS = 60 + Math.ceil(n / 20);
+
+  log("issuing peel creds");
+  await ensurePeelCreds(auth.dir, n);
+
+  // Baseline: bare connections on a fresh server.
+  log("baseline: bare connections");
+  let server = await startServer(children, auth);
+  const busHost = children.spawn("fleet-host(bus)", hostArgs("bus", auth, work, n));
+  const busReady = await busHost.event("ready", startTimeout);
+  const bnc = await connect({
+    servers: auth.url,
+    credsFile: join(auth.dir, AUTH_FILES.masterCreds),
+    caFile: auth.caFile,
+  });
+  let bus: FanOutSample[];
+  try {
+    bus = await measure(runs, warmup, () => busFanOut(bnc, ids, 60_000));
+  } finally {
+    await bnc.close();
+  }
+  const hostBus = await procMemory(busHost.pid);
+  const serverBus = await procMemory(server.pid);
+  const slowBus = slowConsumers(server);
+  await busHost.stop(30_000, "stdin");
+  await server.stop();
+
+  // Zester: master and peels on another fresh server.
+  log("zester: master and peels");
+  await rm(join(work, "peels"), { recursive: true, force: true });
+  server = await startServer(children, auth);
+  const statesDir = join(work, "states");
+  const master = children.spawn("zester-master", [
+    process.execPath,
+    distBin("zester-master"),
+    "--id",
+    "bench-master",
+    "--nats-url",
+    auth.url,
+    "--auth-dir",
+    auth.dir,
+    "--states-dir",
+    statesDir,
+  ]);
+  await master.waitFor(/running \(signing key/, 30_000);
+  const host = children.spawn("fleet-host(peels)", hostArgs("peels", auth, work, n));
+  const ready = await host.event("ready", startTimeout);
+  log(`${n} peels connected in ${fmtMs(Number(ready.ms))}`);
+  const admin = await connect({
+    servers: auth.url,
+    credsFile: join(auth.dir, AUTH_FILES.adminCreds),
+    caFile: auth.caFile,
+  });
+  let ping: FanOutSample[] = [];
+  let apply: FanOutSample[] = [];
+  let syncMs = Number.NaN;
+  let error: string | undefined;
+  try {
+    const store = await JobStore.open(admin);
+    await waitUntil(`the master to know all ${n} peels`, startTimeout, async () => {
+      const m = await admin.request(subjects.targetResolve, encode({ target: "*" }), { timeout: 10_000 });
+      return (decode<{ peels?: string[] }>(m.data).peels?.length ?? 0) === n ? true : undefined;
+    });
+    host.send("states");
+    const synced = await host.event("states", startTimeout);
+    syncMs = Number(synced.ms);
+    log(`state tree rev ${String(synced.rev)} on every peel`);
+    log("test.ping");
+    ping = await measure(runs, warmup, () => zesterJob(admin, store, "test.ping", n, jobTimeoutS));
+    log(`state.apply (server slow-consumer warnings so far: ${slowConsumers(server)})`);
+    apply = await measure(runs, warmup, () => zesterJob(admin, store, "state.apply", n, jobTimeoutS));
+  } catch (err) {
+    // A size that breaks is a result too: keep the baseline and say what happened.
+    error = (err as Error).message.split("\n")[0];
+    process.stderr.write(
+      `bench: fan-out ${n} failed: ${error}; process output:\n${tails([server, master, host])}\n`,
+    );
+  }
+  try {
+    const mem = {
+      serverBus,
+      hostBus,
+      serverZester: await procMemory(server.pid),
+      hostPeels: await procMemory(host.pid),
+      master: await procMemory(master.pid),
+    };
+    return {
+      n,
+      bus,
+      ping,
+      apply,
+      mem,
+      startMs: { bus: Number(busReady.ms), peels: Number(ready.ms), sync: syncMs },
+      slow: { bus: slowBus, zester: slowConsumers(server) },
+      runs,
+      ...(error !== undefined ? { error } : {}),
+    };
+  } finally {
+    await admin.close().catch(() => {});
+    await host.stop(60_000, "stdin");
+    await master.stop();
+    await server.stop();
+  }
+}
+
+function render(results: SizeResult[]): string {
+  const rows: (string | number)[][] = [];
+  for (const r of results) {
+    const base = stats(r.bus.map((s) => s.allMs));
+    const line = (label: string, samples: FanOutSample[]) => {
+      if (samples.length === 0) {
+        rows.push([
+          r.n.toLocaleString("en"),
+          label,
+          "-",
+          "-",
+          `not measured: ${(r.error ?? "?").replace(/\|/g, "\\|")}`,
+          "-",
+          "-",
+          "-",
+          "-",
+          "-",
+          0,
+        ]);
+        return;
+      }
+      const all = stats(samples.map((s) => s.allMs));
+      const done = samples.every((s) => s.doneMs !== undefined)
+        ? fmtMs(stats(samples.map((s) => s.doneMs!)).median)
+        : "-";
+      const failed = samples.reduce((a, s) => a + s.failed, 0);
+      const reply = samples.every((s) => s.replyMs !== undefined)
+        ? fmtMs(stats(samples.map((s) => s.replyMs!)).median)
+        : "-";
+      rows.push([
+        r.n.toLocaleString("en"),
+        label,
+        reply,
+        fmtMs(stats(samples.map((s) => s.firstMs)).median),
+        fmtMs(all.median),
+        fmtMs(all.p99),
+        (all.median / base.median).toFixed(1),
+        fmtMs(stats(samples.map((s) => s.peelP99Ms)).median),
+        done,
+        failed,
+        r.runs,
+      ]);
+    };
+    line("baseline: bare request/reply", r.bus);
+    line("`test.ping`", r.ping);
+    line("`state.apply` (one `test.nop`)", r.apply);
+  }
+  const memRows = results.map((r) => [
+    r.n.toLocaleString("en"),
+    `${fmtMiB(r.mem.serverBus.rssKiB)} / ${fmtMiB(r.mem.serverZester.rssKiB)}`,
+    `${fmtMiB(r.mem.hostBus.hwmKiB)} / ${fmtMiB(r.mem.hostPeels.hwmKiB)}`,
+    `${((r.mem.hostPeels.hwmKiB - r.mem.hostBus.hwmKiB) / r.n).toFixed(0)} KiB`,
+    `${fmtMiB(r.mem.master.rssKiB)} (peak ${fmtMiB(r.mem.master.hwmKiB)})`,
+    `${fmtMs(r.startMs.bus)} / ${fmtMs(r.startMs.peels)}`,
+    fmtMs(r.startMs.sync),
+    `${r.slow.bus} / ${r.slow.zester}`,
+  ]);
+  return [
+    table(
+      [
+        "peels",
+        "job to `*`",
+        "dispatch reply",
+        "first return",
+        "all returns: median",
+        "p99 (over runs)",
+        "× baseline",
+        "per-peel return p99 (median over runs)",
+        "job record finished",
+        "failed or missing returns",
+        "runs",
+      ],
+      rows,
+    ),
+    "",
+    "Times run from the dispatch request to the moment the last return is seen through the " +
+      "`job-returns` watch, as `zester '*' …` sees it; `job record finished` is when the master " +
+      "closes the record. The baseline is the same N connections (same peel creds and TLS) " +
+      "answering N addressed requests on their command subjects, on a fresh server, in this run.",
+    "",
+    table(
+      [
+        "peels",
+        "nats-server RSS (baseline / zester)",
+        "fleet host peak RSS (bare conns / peels)",
+        "extra per peel",
+        "master RSS",
+        "fleet start (bare / peels)",
+        "state tree sync",
+        "server slow-consumer warnings (bare / zester)",
+      ],
+      memRows,
+    ),
+    "",
+    "Memory from /proc/<pid>/status after the jobs. `extra per peel` is what a Peel costs on top " +
+      "of its bare TLS connection in the same process. One fleet host process carries every peel, " +
+      "so its figures are not a real per-node footprint (see the footprint scenario).",
+  ].join("\n");
+}
+
+/** ZESTER_BENCH_PEELS (comma list) picks exact sizes; otherwise the default sizes up to the cap. */
+export function fleetSizesFromEnv(env: NodeJS.ProcessEnv = process.env): number[] {
+  const max = maxPeelsFromEnv(env);
+  const raw = env.ZESTER_BENCH_PEELS;
+  if (raw !== undefined && raw.trim() !== "") {
+    const picked = raw.split(",").map((s) => Number(s.trim()));
+    if (picked.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new Error(`ZESTER_BENCH_PEELS must be a comma list of positive integers, not ${raw}`);
+    }
+    return picked;
+  }
+  const sizes = SIZES.filter((n) => n <= max);
+  return sizes.length > 0 ? sizes : [max];
+}
+
+export async function fanOut(opts: ScenarioOptions): Promise<ScenarioResult> {
+  const sizes = fleetSizesFromEnv();
+  const work = await mkdtemp(join(tmpdir(), "zester-bench-fanout-"));
+  const children = new Children();
+  try {
+    const auth = await benchAuth(join(work, "auth"));
+    const statesDir = join(work, "states");
+    await mkdir(statesDir, { recursive: true });
+    await writeFile(join(statesDir, "top.zy"), "base:\n  '*':\n    - bench\n");
+    await writeFile(join(statesDir, "bench.zy"), "bench-nop:\n  test.nop: []\n");
+    const results: SizeResult[] = [];
+    for (const n of sizes) results.push(await runSize(n, opts, auth, work, children));
+    const skipped = SIZES.filter((n) => n > Math.max(...sizes));
+    const note =
+      skipped.length > 0
+        ? `\n\nNot run: ${skipped.map((n) => n.toLocaleString("en")).join(", ")} peels ` +
+          `(raise ZESTER_BENCH_MAX_PEELS to include them).`
+        : "";
+    return {
+      title: `Job fan-out to ${sizes.map((n) => n.toLocaleString("en")).join(" / ")} peels`,
+      markdown: render(results) + note,
+    };
+  } finally {
+    await children.stopAll();
+    await rm(work, { recursive: true, force: true });
+  }
+}
