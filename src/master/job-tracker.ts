@@ -186,9 +186,12 @@ export class JobTracker {
   private async onDeadline(): Promise<void> {
     if (this.finishing) return;
     // A return whose message we missed (reconnect) may still be in KV: take it over a timeout.
+    // One listing for the whole job: a get per silent peel would take minutes on a big fleet
+    // (and forever while the connection is down).
+    const stored = await this.deps.store.returnsOf(this.jid).catch(() => new Map<string, PeelReturn>());
     for (const [peel, st] of Object.entries(this.record.peels)) {
       if (isPeelSettled(st)) continue;
-      const ret = await this.deps.store.getReturn(this.jid, peel).catch(() => undefined);
+      const ret = stored.get(peel);
       if (ret) this.record.peels[peel] = ret.success ? "success" : "failed";
       else if (st === "acked" || this.deps.isOnline(peel)) this.record.peels[peel] = "timeout";
       else this.record.peels[peel] = "unreachable";
