@@ -57,6 +57,18 @@ function publicKeyOf(nkey: string): KeyObject {
   return key;
 }
 
+const publicNkeys = new WeakMap<KeyPair, string>();
+
+/** `kp.getPublicKey()` recomputes the key from the seed in JavaScript every call; this does it once. */
+export function publicNkeyOf(kp: KeyPair): string {
+  let pub = publicNkeys.get(kp);
+  if (pub === undefined) {
+    pub = kp.getPublicKey();
+    publicNkeys.set(kp, pub);
+  }
+  return pub;
+}
+
 export function ed25519Sign(kp: KeyPair, data: Uint8Array): Uint8Array {
   return sign(null, data, privateKeyOf(kp));
 }

@@ -7,7 +7,7 @@
  */
 import { fromSeed, type KeyPair } from "@nats-io/nkeys";
 import type { Command } from "../jobs/wire.js";
-import { ed25519Sign, ed25519Verify } from "./ed25519.js";
+import { ed25519Sign, ed25519Verify, publicNkeyOf } from "./ed25519.js";
 
 /** How far a command's timestamp may be from the peel's clock. */
 export const DEFAULT_MAX_SKEW_MS = 120_000;
@@ -36,7 +36,7 @@ function signedBytes(cmd: Omit<Command, "sig">): Uint8Array {
 export type UnsignedCommand = Omit<Command, "sig" | "master">;
 
 export function signCommand(signer: KeyPair, cmd: UnsignedCommand): Command {
-  const withKey = { ...cmd, master: signer.getPublicKey() };
+  const withKey = { ...cmd, master: publicNkeyOf(signer) };
   const sig = Buffer.from(ed25519Sign(signer, signedBytes(withKey))).toString("base64url");
   return { ...withKey, sig };
 }

@@ -56,7 +56,11 @@ export class JobTracker {
     private readonly onFinished: (jid: string) => void,
   ) {
     this.record = record;
+    this.unsettled = Object.values(record.peels).filter((st) => !isPeelSettled(st)).length;
   }
+
+  /** Peels not settled yet, kept as a count: checking every peel on each ack is quadratic. */
+  private unsettled: number;
 
   get jid(): string {
     return this.record.jid;
@@ -167,9 +171,12 @@ export class JobTracker {
   }
 
   private setPeel(peel: string, status: PeelJobStatus): void {
-    if (this.record.peels[peel] === status) return;
+    const before = this.record.peels[peel];
+    if (before === status) return;
     this.record.peels[peel] = status;
-    if (Object.values(this.record.peels).every(isPeelSettled)) {
+    const wasSettled = before !== undefined && isPeelSettled(before);
+    if (wasSettled !== isPeelSettled(status)) this.unsettled += wasSettled ? 1 : -1;
+    if (this.unsettled === 0) {
       void this.finish();
       return;
     }

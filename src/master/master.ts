@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { publicNkeyOf } from "../auth/ed25519.js";
 import { keyPairFromCreds } from "../auth/signing.js";
 import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { encode } from "../bus/codec.js";
@@ -121,7 +122,7 @@ export class Master {
   /** Public nkey commands are signed with: peels must list it among their trusted masters. */
   get publicKey(): string {
     if (!this.signer) throw new Error("master is not started");
-    return this.signer.getPublicKey();
+    return publicNkeyOf(this.signer);
   }
 
   /** True while this master holds the state-publisher lease. */
@@ -404,7 +405,7 @@ export class Master {
     if (!this.heartbeats || !this.signer) return;
     const hb: MasterHeartbeat = {
       master: this.id,
-      nkey: this.signer.getPublicKey(),
+      nkey: publicNkeyOf(this.signer),
       ts: new Date().toISOString(),
     };
     await this.heartbeats
