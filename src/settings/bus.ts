@@ -10,6 +10,7 @@
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { publicNkeyOf } from "../auth/ed25519.js";
 import { openKv } from "../bus/bootstrap.js";
 import {
   blobKey,
@@ -192,7 +193,7 @@ export async function readSealedSecrets(
   if (cur === null || cur.operation !== "PUT") return undefined;
   try {
     const env = JSON.parse(dec.decode(cur.value)) as { from?: unknown; to?: unknown; data?: unknown };
-    if (env.from !== masterCurve.getPublicKey() || env.to !== peelCurvePub || typeof env.data !== "string") {
+    if (env.from !== publicNkeyOf(masterCurve) || env.to !== peelCurvePub || typeof env.data !== "string") {
       return undefined;
     }
     const opened = masterCurve.open(new Uint8Array(Buffer.from(env.data, "base64")), peelCurvePub);

@@ -9,6 +9,7 @@
  *   both keys, a peel accepts only what a trusted master sealed, and only the recipient can open it.
  */
 import { createCurve, type KeyPair } from "@nats-io/nkeys";
+import { publicNkeyOf } from "../auth/ed25519.js";
 import { SecretError } from "./errors.js";
 import { assertCurvePublicKey, isCurvePublicKey } from "./keys.js";
 
@@ -93,7 +94,7 @@ export function sealForPeel(
   const envelope: PeelSecretsEnvelope = {
     v: 1,
     alg: "xkv1",
-    from: masterCurve.getPublicKey(),
+    from: publicNkeyOf(masterCurve),
     to: peelCurvePub,
     data: Buffer.from(sealed).toString("base64"),
   };
