@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { decode } from "@nats-io/jwt";
 import { fromPublic } from "@nats-io/nkeys";
 import { assertPeelId } from "../bus/names.js";
-import { CA_FILES, ensureCaAndServerCert } from "../ca/ca.js";
+import { CA_FILES } from "../ca/files.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 import { type AccountSigner, createTrustHierarchy, issueRoleCreds, issueUserCreds } from "./hierarchy.js";
 import { permissionsFor, type Role } from "./permissions.js";
@@ -127,7 +127,7 @@ export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult
   );
   await secret(AUTH_FILES.adminCreds, await issueRoleCreds(zesterSigner, "admin"));
 
-  const ca = await ensureCaAndServerCert(dir, opts.hosts ?? []);
+  const ca = await (await import("../ca/ca.js")).ensureCaAndServerCert(dir, opts.hosts ?? []);
   written.push(...ca.written);
 
   await mkdir(join(dir, AUTH_FILES.resolverDir), { recursive: true, mode: 0o700 });

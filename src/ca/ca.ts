@@ -13,6 +13,7 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
+import { CA_FILES } from "./files.js";
 
 type X509Crypto = NonNullable<Parameters<typeof x509.X509CertificateGenerator.create>[1]>;
 type CryptoKey = webcrypto.CryptoKey;
@@ -23,12 +24,7 @@ const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
 const DAY_MS = 24 * 3600 * 1000;
 
-export const CA_FILES = {
-  caCert: "nats-ca.crt",
-  caKey: "nats-ca.key",
-  serverCert: "nats-server.crt",
-  serverKey: "nats-server.key",
-} as const;
+export { CA_FILES } from "./files.js";
 
 /** Names every local client can use, added to each server certificate. */
 export const DEFAULT_SERVER_HOSTS = ["localhost", "127.0.0.1", "::1"];

@@ -14,7 +14,7 @@ import type { KeyPair } from "@nats-io/nkeys";
 import type { Facts } from "../facts/index.js";
 import { type FetchedSettingsTree, fetchSettingsTree, getOwnSecrets } from "../settings/bus.js";
 import { NoSnapshotError } from "../settings/errors.js";
-import { maskSecrets, resolvePeelSettings, secretMasker } from "../settings/index.js";
+import { maskSecrets, secretMasker } from "../settings/placeholders.js";
 import { loadSnapshot, saveSnapshot } from "../settings/snapshot.js";
 import { isENOENT, writeFileAtomic } from "../util/files.js";
 
@@ -120,6 +120,9 @@ export class PeelSettings {
       return this.fromSnapshot(`cannot fetch settings: ${(err as Error).message}`);
     }
     this.tree = tree;
+    // The resolver pulls in the YAML parser, templates and targeting: loaded at the first run,
+    // not by an idle peel.
+    const { resolvePeelSettings } = await import("../settings/pipeline.js");
     const res = await resolvePeelSettings({
       files: tree.files,
       facts: await this.opts.facts(),
