@@ -2,7 +2,7 @@
  * `zester-peel --enroll-url`: a machine with nothing but the master's URL and CA enrolls, waits
  * for the operator, writes its creds and runs; restarted, it reuses them instead of enrolling.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { connect } from "../src/bus/connect.js";
 import { main } from "../src/cli/main.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { EnrollmentService } from "../src/enroll/service.js";
+import { requireBuilt } from "./support/built.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -29,12 +30,7 @@ let work: string;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  try {
-    execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
-  } catch {
-    // tsc still emits when other parts of the tree have type errors mid-edit.
-  }
-  if (!existsSync(BIN)) throw new Error(`build did not produce ${BIN}`);
+  requireBuilt(BIN);
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-enroll-daemon-"));
   master = await connect({

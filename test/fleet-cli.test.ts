@@ -12,6 +12,7 @@ import { openKv } from "../src/bus/bootstrap.js";
 import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix } from "../src/bus/names.js";
 import { Peel } from "../src/peel/peel.js";
+import { requireBuilt } from "./support/built.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -85,13 +86,8 @@ async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Pro
 type Run = { peel_id: string; success: boolean; status: string; error: string | null; return?: unknown };
 
 beforeAll(async () => {
-  await new Promise<void>((ok, fail) =>
-    execFile("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, timeout: 240_000 }, (err, stdout) => {
-      // Other parts of the tree may have type errors while being written; only a missing build fails.
-      if (err && !stdout) fail(err);
-      else ok();
-    }),
-  );
+  requireBuilt(ZESTER);
+  requireBuilt(ZESTER_MASTER);
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-fleet-cli-"));
   const states = join(work, "states");

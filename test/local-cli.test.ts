@@ -1,9 +1,10 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requireBuilt } from "./support/built.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester.js");
@@ -13,14 +14,7 @@ let tmp: string;
 let settingsFile: string;
 
 beforeAll(async () => {
-  // Build as a user would get it; other parts of the tree may have type errors mid-edit, so
-  // only the emitted entry point is required here.
-  try {
-    execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
-  } catch {
-    // tsc still emits on type errors.
-  }
-  if (!existsSync(BIN)) throw new Error(`build did not produce ${BIN}`);
+  requireBuilt(BIN);
   tmp = await mkdtemp(join(tmpdir(), "zester-local-"));
   settingsFile = join(tmp, "settings.yaml");
   await writeFile(settingsFile, `paths:\n  root: ${tmp}\nsite:\n  name: Example\n  users: [ann, bob]\n`);

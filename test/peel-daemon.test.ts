@@ -1,5 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,6 +13,7 @@ import { subjects } from "../src/bus/names.js";
 import { main } from "../src/cli/main.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
 import type { PeelReturn } from "../src/jobs/wire.js";
+import { requireBuilt } from "./support/built.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -25,12 +25,7 @@ let work: string;
 let child: ChildProcess | undefined;
 
 beforeAll(async () => {
-  try {
-    execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
-  } catch {
-    // tsc still emits when other parts of the tree have type errors mid-edit.
-  }
-  if (!existsSync(BIN)) throw new Error(`build did not produce ${BIN}`);
+  requireBuilt(BIN);
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-peel-daemon-"));
   master = await connect({

@@ -1,5 +1,4 @@
-import { execFile, execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decryptValue } from "../src/settings/crypto.js";
 import { loadMasterCurve, loadMasterCurvePub, MASTER_CURVE_FILES } from "../src/settings/keys.js";
 import { openExtractedSecrets, sanitizeSettingsTree } from "../src/settings/sanitize.js";
+import { requireBuilt } from "./support/built.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester.js");
@@ -15,12 +15,7 @@ const BIN = join(ROOT, "dist/bin/zester.js");
 let tmp: string;
 
 beforeAll(async () => {
-  try {
-    execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
-  } catch {
-    // tsc still emits when files elsewhere in the tree have type errors mid-edit.
-  }
-  if (!existsSync(BIN)) throw new Error(`build did not produce ${BIN}`);
+  requireBuilt(BIN);
   tmp = await mkdtemp(join(tmpdir(), "zester-settings-cli-"));
 }, 180_000);
 
