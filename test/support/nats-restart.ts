@@ -6,12 +6,11 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AUTH_FILES, initAuthDir } from "../../src/auth/auth-dir.js";
 import { CA_FILES } from "../../src/ca/ca.js";
-import { freePort } from "./nats.js";
+import { freePort, probeInfo } from "./nats.js";
 
 export interface RestartableNats {
   url: string;
@@ -23,23 +22,6 @@ export interface RestartableNats {
   restart(): Promise<void>;
   /** Stops the server and removes the auth dir. */
   stop(): Promise<void>;
-}
-
-function probe(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ port, host: "127.0.0.1" });
-    let buf = "";
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(1000, () => done(false));
-    sock.on("data", (d) => {
-      buf += d.toString("utf8");
-      if (buf.includes("\r\n")) done(buf.startsWith("INFO "));
-    });
-    sock.on("error", () => done(false));
-  });
 }
 
 export async function startRestartableNats(): Promise<RestartableNats> {
@@ -76,7 +58,7 @@ export async function startRestartableNats(): Promise<RestartableNats> {
       out += d.toString("utf8");
     });
     const deadline = Date.now() + 15_000;
-    while (!(await probe(port))) {
+    while (!(await probeInfo(port))) {
       if (gone || Date.now() > deadline) throw new Error(`nats-server did not start:\n${out}`);
       await new Promise((r) => setTimeout(r, 50));
     }

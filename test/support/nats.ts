@@ -50,7 +50,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Resolves once the server answers a TCP connection with its INFO line. */
-function probeInfo(port: number): Promise<boolean> {
+export function probeInfo(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = createConnection({ port, host: "127.0.0.1" });
     let buf = "";
