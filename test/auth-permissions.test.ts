@@ -64,14 +64,10 @@ async function asPeel(id: string, inboxPrefix = peelInboxPrefix(id)): Promise<Na
 
 beforeAll(async () => {
   nats = await startNats();
-  master = track(
-    await connect({ servers: nats.url, caFile: nats.caFile, credsFile: await nats.credsFile("master") }),
-  );
+  master = track(await nats.connectAs("master"));
   await bootstrap(master);
   peel = await asPeel("web-01");
-  admin = track(
-    await connect({ servers: nats.url, caFile: nats.caFile, credsFile: await nats.credsFile("admin") }),
-  );
+  admin = track(await nats.connectAs("admin"));
 });
 afterAll(async () => {
   for (const nc of [peel, admin, master]) await nc?.close().catch(() => {});

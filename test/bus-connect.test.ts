@@ -52,11 +52,7 @@ describe("bus connect (real nats-server)", () => {
     const { info, protocol } = await negotiateTls(nats.port, await readFile(nats.caFile, "utf8"));
     expect(info.tls_required).toBe(true);
     expect(protocol).toBe("TLSv1.3");
-    const nc = await connect({
-      servers: nats.url,
-      caFile: nats.caFile,
-      credsFile: await nats.credsFile("master"),
-    });
+    const nc = await nats.connectAs("master");
     try {
       expect(nc.info?.tls_required).toBe(true);
       expect(nc.info?.jetstream).toBe(true);
@@ -162,11 +158,7 @@ describe("bus connect (real nats-server)", () => {
   });
 
   it("bootstrap creates every bucket and stream, and a second run changes nothing", async () => {
-    const nc = await connect({
-      servers: nats.url,
-      caFile: nats.caFile,
-      credsFile: await nats.credsFile("master"),
-    });
+    const nc = await nats.connectAs("master");
     try {
       const first = await bootstrap(nc);
       const all = [...BUCKET_NAMES.map((b) => `KV_${b}`), ...STREAM_NAMES];

@@ -8,7 +8,6 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
-import { connect } from "../src/bus/connect.js";
 import {
   blobKey,
   FileTreeIntegrityError,
@@ -70,7 +69,7 @@ async function fetchAll(): Promise<Record<string, string>> {
 
 beforeAll(async () => {
   nats = await startNats();
-  nc = await connect({ servers: nats.url, credsFile: await nats.credsFile("master"), caFile: nats.caFile });
+  nc = await nats.connectAs("master");
   await bootstrap(nc);
   kv = await openKv(nc, "reactor-files");
 }, 60_000);

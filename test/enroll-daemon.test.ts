@@ -11,7 +11,6 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES } from "../src/auth/auth-dir.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { connect } from "../src/bus/connect.js";
 import { main } from "../src/cli/main.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { EnrollmentService } from "../src/enroll/service.js";
@@ -33,13 +32,9 @@ beforeAll(async () => {
   requireBuilt(BIN);
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-enroll-daemon-"));
-  master = await connect({
-    servers: nats.url,
-    caFile: nats.caFile,
-    credsFile: await nats.credsFile("master"),
-  });
+  master = await nats.connectAs("master");
   await bootstrap(master);
-  admin = await connect({ servers: nats.url, caFile: nats.caFile, credsFile: await nats.credsFile("admin") });
+  admin = await nats.connectAs("admin");
   svc = new EnrollmentService({
     nc: master,
     authDir: nats.authDir,

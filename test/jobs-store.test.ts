@@ -2,7 +2,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrap } from "../src/bus/bootstrap.js";
-import { connect } from "../src/bus/connect.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
 import { JobConflictError, JobStore, settledJobStatus } from "../src/jobs/store.js";
 import type { JobRecord, PeelReturn } from "../src/jobs/wire.js";
@@ -31,7 +30,7 @@ function record(jid: string, over: Partial<JobRecord> = {}): JobRecord {
 
 beforeAll(async () => {
   nats = await startNats();
-  nc = await connect({ servers: nats.url, credsFile: await nats.credsFile("master"), caFile: nats.caFile });
+  nc = await nats.connectAs("master");
   await bootstrap(nc);
   store = await JobStore.open(nc);
 }, 30_000);

@@ -134,7 +134,7 @@ beforeAll(async () => {
     keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8")).getPublicKey(),
   ]);
   await startMaster({ id: "master-a" });
-  admin = await connect({ servers: nats.url, credsFile: await nats.credsFile("admin"), caFile: nats.caFile });
+  admin = await nats.connectAs("admin");
   store = await JobStore.open(admin);
   await startPeel("web-01", "web");
   await startPeel("web-02", "web");

@@ -2,7 +2,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "../src/bus/connect.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { enrollPeel } from "../src/enroll/client.js";
 import { Master } from "../src/master/master.js";
@@ -37,11 +36,7 @@ afterAll(async () => {
 describe("a master with --enroll-listen", () => {
   it("enrolls a new machine with a one-time token; the peel joins the fleet with its own key", async () => {
     expect(master.enrollPort).toBeGreaterThan(0);
-    const admin = await connect({
-      servers: nats.url,
-      credsFile: await nats.credsFile("admin"),
-      caFile: nats.caFile,
-    });
+    const admin = await nats.connectAs("admin");
     try {
       const tok = await enrollAdmin(admin, "token", { ttl_s: 600, peel: "new-01" });
       expect(tok.ok).toBe(true);

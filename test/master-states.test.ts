@@ -12,7 +12,6 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
-import { connect } from "../src/bus/connect.js";
 import type { StateManifest, StateRevision } from "../src/jobs/wire.js";
 import {
   blobKey,
@@ -69,12 +68,8 @@ async function blobKeys(): Promise<string[]> {
 beforeAll(async () => {
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-states-"));
-  admin = await connect({ servers: nats.url, credsFile: await nats.credsFile("admin"), caFile: nats.caFile });
-  masterNc = await connect({
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
-  });
+  admin = await nats.connectAs("admin");
+  masterNc = await nats.connectAs("master");
 }, 30_000);
 
 afterAll(async () => {

@@ -8,7 +8,6 @@ import { AUTH_FILES, loadTrustedMasters } from "../src/auth/auth-dir.js";
 import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
-import { connect } from "../src/bus/connect.js";
 import { subjects } from "../src/bus/names.js";
 import { main } from "../src/cli/main.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
@@ -28,11 +27,7 @@ beforeAll(async () => {
   requireBuilt(BIN);
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-peel-daemon-"));
-  master = await connect({
-    servers: nats.url,
-    caFile: nats.caFile,
-    credsFile: await nats.credsFile("master"),
-  });
+  master = await nats.connectAs("master");
   await bootstrap(master);
 }, 120_000);
 

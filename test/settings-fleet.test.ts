@@ -148,12 +148,8 @@ beforeAll(async () => {
     log: (m) => logs.push(`master: ${m}`),
   });
   await master.start();
-  masterNc = await connect({
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
-  });
-  admin = await connect({ servers: nats.url, credsFile: await nats.credsFile("admin"), caFile: nats.caFile });
+  masterNc = await nats.connectAs("master");
+  admin = await nats.connectAs("admin");
   store = await JobStore.open(admin);
 
   for (const id of ["web-01", "web-02"]) {

@@ -1,7 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { connect } from "../src/bus/connect.js";
 import { fetchSettingsTree, publishSettingsTree, SettingsIntegrityError } from "../src/settings/bus.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
@@ -10,7 +9,7 @@ let nc: NatsConnection;
 
 beforeAll(async () => {
   nats = await startNats();
-  nc = await connect({ servers: nats.url, credsFile: await nats.credsFile("master"), caFile: nats.caFile });
+  nc = await nats.connectAs("master");
   await bootstrap(nc);
 });
 afterAll(async () => {

@@ -9,8 +9,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../../src/auth/auth-dir.js";
 import type { Role } from "../../src/auth/permissions.js";
+import { connect } from "../../src/bus/connect.js";
+import { peelInboxPrefix } from "../../src/bus/names.js";
 import { CA_FILES } from "../../src/ca/ca.js";
 import { statOrUndefined } from "../../src/util/files.js";
 
@@ -22,6 +25,8 @@ export interface StartedNats {
   caFile: string;
   /** Creds for a role, or least-privilege creds for a peel id (issued on first use). */
   credsFile(who: Role | string): Promise<string>;
+  /** A TLS connection with that role's or peel's creds (peels get their own inbox prefix). */
+  connectAs(who: Role | string): Promise<NatsConnection>;
   /** Everything the server printed so far (for assertions and failure messages). */
   output(): string;
   stop(): Promise<void>;
@@ -137,6 +142,14 @@ export async function startNats(): Promise<StartedNats> {
     const port = await freePort();
     await initAuthDir({ dir: authDir, port, listenHost: "127.0.0.1" });
     const proc = await launch(["-c", join(authDir, AUTH_FILES.serverConfig)], port, authDir);
+    const credsFile = async (who: Role | string): Promise<string> => {
+      if (who === "master") return join(authDir, AUTH_FILES.masterCreds);
+      if (who === "admin") return join(authDir, AUTH_FILES.adminCreds);
+      const path = peelCredsPath(authDir, who);
+      if (await statOrUndefined(path)) return path;
+      return issuePeelCredsFile(authDir, who);
+    };
+
     return {
       url: `tls://127.0.0.1:${port}`,
       port,
@@ -144,13 +157,17 @@ export async function startNats(): Promise<StartedNats> {
       caFile: join(authDir, CA_FILES.caCert),
       output: proc.output,
       stop: proc.stop,
-      async credsFile(who) {
-        if (who === "master") return join(authDir, AUTH_FILES.masterCreds);
-        if (who === "admin") return join(authDir, AUTH_FILES.adminCreds);
-        const path = peelCredsPath(authDir, who);
-        if (await statOrUndefined(path)) return path;
-        return issuePeelCredsFile(authDir, who);
+      async connectAs(who) {
+        const creds = await credsFile(who);
+        const peel = who !== "master" && who !== "admin";
+        return connect({
+          servers: `tls://127.0.0.1:${port}`,
+          caFile: join(authDir, CA_FILES.caCert),
+          credsFile: creds,
+          ...(peel ? { inboxPrefix: peelInboxPrefix(who) } : {}),
+        });
       },
+      credsFile,
     };
   } catch (err) {
     await rm(authDir, { recursive: true, force: true });
