@@ -145,7 +145,17 @@ describe("auth dir", () => {
     const op = decodeJwt<{ system_account: string; signing_keys: string[] }>(
       (await readFile(join(dir, AUTH_FILES.operatorJwt), "utf8")).trim(),
     );
-    const sys = decodeJwt((await readFile(join(dir, AUTH_FILES.systemAccountJwt), "utf8")).trim());
+    const sys = decodeJwt<{ limits: Record<string, unknown> }>(
+      (await readFile(join(dir, AUTH_FILES.systemAccountJwt), "utf8")).trim(),
+    );
+    // The system account must never get JetStream; its other limits are explicit like ZESTER's.
+    expect(sys.nats.limits).toMatchObject({
+      mem_storage: 0,
+      disk_storage: 0,
+      streams: 0,
+      consumer: 0,
+      conn: -1,
+    });
     const acct = decodeJwt<{ limits: Record<string, unknown>; signing_keys: string[] }>(
       (await readFile(join(dir, AUTH_FILES.accountJwt), "utf8")).trim(),
     );

@@ -57,17 +57,10 @@ export function zesterAccountLimits(): OperatorLimits {
   };
 }
 
-/** The system account must not have JetStream. */
+/** The system account: the same limits, but it must not have JetStream. */
 export function systemAccountLimits(): OperatorLimits {
   return {
-    subs: -1,
-    data: -1,
-    payload: -1,
-    imports: -1,
-    exports: -1,
-    wildcards: true,
-    conn: -1,
-    leaf: -1,
+    ...zesterAccountLimits(),
     mem_storage: 0,
     disk_storage: 0,
     streams: 0,
