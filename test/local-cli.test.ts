@@ -83,32 +83,25 @@ describe("zester local", () => {
 
   it("state.apply: test mode changes nothing, then a real run converges, then nothing to do", async () => {
     const motd = join(tmp, "motd");
-    const dry = await zester(
-      "state.apply",
-      "web",
-      "--settings-file",
-      settingsFile,
-      "--id",
-      "cli-web1",
-      "test=true",
-      "--format",
-      "json",
-    );
+    const applyWeb = (...extra: string[]) =>
+      zester(
+        "state.apply",
+        "web",
+        "--settings-file",
+        settingsFile,
+        "--id",
+        "cli-web1",
+        ...extra,
+        "--format",
+        "json",
+      );
+    const dry = await applyWeb("test=true");
     expect(dry.code).toBe(0);
     const dryResults = json(dry)[0]!.results as Record<string, unknown>[];
     expect(dryResults.find((x) => x.id === "web_motd")).toMatchObject({ pending: true, changed: false });
     expect(existsSync(motd)).toBe(false);
 
-    const real = await zester(
-      "state.apply",
-      "web",
-      "--settings-file",
-      settingsFile,
-      "--id",
-      "cli-web1",
-      "--format",
-      "json",
-    );
+    const real = await applyWeb();
     expect(real.code).toBe(0);
     const [peel] = json(real);
     expect(peel).toMatchObject({ peel_id: "cli-web1", success: true, status: "success" });
@@ -121,16 +114,7 @@ describe("zester local", () => {
     expect(await readFile(motd, "utf8")).toBe("Welcome to Example\n");
     expect((await stat(motd)).mode & 0o777).toBe(0o640);
 
-    const again = await zester(
-      "state.apply",
-      "web",
-      "--settings-file",
-      settingsFile,
-      "--id",
-      "cli-web1",
-      "--format",
-      "json",
-    );
+    const again = await applyWeb();
     const second = json(again)[0]!.results as Record<string, unknown>[];
     expect(second.find((x) => x.id === "web_motd")!.changed).toBe(false);
     expect(second.find((x) => x.id === "web_notify")).toMatchObject({
