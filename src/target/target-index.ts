@@ -41,12 +41,14 @@ interface Posting {
 }
 
 /**
- * Every peel address, sorted, for `S@`: a prefix is a contiguous range, so a lookup is a binary
- * search plus a walk over the matching slots. IPv4 entries pack `address * 2^SLOT_BITS + slot`
- * into one float so a native typed-array sort orders them.
+ * Every peel address, sorted, for `S@`: a prefix is a contiguous range, so a lookup is two binary
+ * searches plus a walk over the matching slots. IPv4 is kept as parallel integer arrays: the walk
+ * is the hot loop, and integer loads keep it on V8's fast path (a float-packed version ran 5x
+ * slower whenever it deoptimised).
  */
 interface AddressTable {
-  v4: Float64Array;
+  v4: Uint32Array;
+  v4Slots: Int32Array;
   v6: { ip: bigint; slot: number }[];
 }
 
@@ -347,17 +349,31 @@ export class TargetIndex {
       }
     }
     v6.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
-    this.addrTable = { v4: Float64Array.from(v4).sort(), v6 };
+    // Packing `address * 2^SLOT_BITS + slot` into one float lets a native typed-array sort order
+    // the pairs; they are unpacked once here, never in the lookup.
+    const packed = Float64Array.from(v4).sort();
+    const addrs = new Uint32Array(packed.length);
+    const slots = new Int32Array(packed.length);
+    for (let i = 0; i < packed.length; i++) {
+      const slot = packed[i]! % 2 ** SLOT_BITS;
+      slots[i] = slot;
+      addrs[i] = (packed[i]! - slot) / 2 ** SLOT_BITS;
+    }
+    this.addrTable = { v4: addrs, v4Slots: slots, v6 };
     return this.addrTable;
   }
 
   private cidrRange(cidr: Cidr, out: Bitset): void {
     const table = this.addressTable();
     if (cidr.family === 4) {
-      const lo = cidr.network * 2 ** SLOT_BITS;
-      const hi = (cidr.network + (~cidr.mask >>> 0) + 1) * 2 ** SLOT_BITS;
       const v = table.v4;
-      for (let i = lowerBound(v, lo); i < v.length && v[i]! < hi; i++) out.add(v[i]! % 2 ** SLOT_BITS);
+      const slots = table.v4Slots;
+      const end = lowerBound(v, cidr.network + (~cidr.mask >>> 0) + 1);
+      const words = out.words;
+      for (let i = lowerBound(v, cidr.network); i < end; i++) {
+        const s = slots[i]!;
+        words[s >>> 5]! |= 1 << (s & 31);
+      }
       return;
     }
     const hi = cidr.network | (~cidr.mask & ((1n << 128n) - 1n));
