@@ -83,32 +83,43 @@ export async function footprint(opts: ScenarioOptions): Promise<ScenarioResult> 
       "--states-dir",
       join(work, "no-states"),
     ]);
-    const peel = children.spawn("zester-peel", [
-      node,
-      distBin("zester-peel"),
-      "--id",
-      peelId,
-      "--nats-url",
-      auth.url,
-      "--auth-dir",
-      auth.dir,
-      "--cache-dir",
-      join(work, "peel-cache"),
-      "--facts-dir",
-      join(work, "facts"),
-    ]);
+    const startPeel = (id: string, jit: "lean" | "full") =>
+      children.spawn(
+        `zester-peel (${jit})`,
+        [
+          node,
+          distBin("zester-peel"),
+          "--id",
+          id,
+          "--nats-url",
+          auth.url,
+          "--auth-dir",
+          auth.dir,
+          "--cache-dir",
+          join(work, `peel-cache-${jit}`),
+          "--facts-dir",
+          join(work, "facts"),
+        ],
+        { env: { ...process.env, ZESTER_PEEL_JIT: jit } },
+      );
+    const peel = startPeel(peelId, "lean");
+    const fullPeelId = `${peelId}-full`;
+    await issuePeelCredsFile(auth.dir, fullPeelId);
+    const fullPeel = startPeel(fullPeelId, "full");
     await Promise.all([
       bareClient.event("ready", 30_000),
       master.waitFor(/running \(signing key/, 30_000),
       peel.waitFor(/connected to /, 30_000),
+      fullPeel.waitFor(/connected to /, 30_000),
     ]);
     await new Promise((r) => setTimeout(r, IDLE_MS));
     const mem: [string, Memory][] = [
       ["baseline: idle `node`", await procMemory(bareNode.pid)],
       ["baseline: bare NATS client, one TLS connection", await procMemory(bareClient.pid)],
-      ["`zester-peel`", await procMemory(peel.pid)],
+      ["`zester-peel` (default: `ZESTER_PEEL_JIT=lean`)", await procMemory(peel.pid)],
+      ["`zester-peel` with `ZESTER_PEEL_JIT=full` (V8 defaults)", await procMemory(fullPeel.pid)],
       ["`zester-master` (no peels, empty states dir)", await procMemory(master.pid)],
-      ["nats-server (these four clients)", await procMemory(server.pid)],
+      ["nats-server (these five clients)", await procMemory(server.pid)],
     ];
 
     const base = startup[0]![1];
@@ -125,8 +136,8 @@ export async function footprint(opts: ScenarioOptions): Promise<ScenarioResult> 
       label,
       fmtMiB(m.rssKiB),
       fmtMiB(m.hwmKiB),
-      i === 4 ? "-" : (m.rssKiB / nodeRss).toFixed(1),
-      i === 4 ? "-" : (m.rssKiB / clientRss).toFixed(1),
+      i === 5 ? "-" : (m.rssKiB / nodeRss).toFixed(1),
+      i === 5 ? "-" : (m.rssKiB / clientRss).toFixed(1),
     ]);
     const markdown = [
       table(["start-up", "median", "p99", "× `node -e 0`", "peak RSS"], startupRows),
@@ -137,7 +148,9 @@ export async function footprint(opts: ScenarioOptions): Promise<ScenarioResult> 
       "",
       "Read from /proc/<pid>/status of processes started together against one TLS, operator-JWT " +
         "nats-server and left idle for 15 s. The peel has published facts and a heartbeat; the " +
-        "master has bootstrapped the buckets and watches facts and heartbeats.",
+        "master has bootstrapped the buckets and watches facts and heartbeats. `lean` (the peel's " +
+        "default) runs V8 with a 1 MiB young generation, `--optimize-for-size` and no optimising " +
+        "compiler; `full` keeps V8's defaults.",
     ].join("\n");
     return { title: "Footprint: start-up and idle memory", markdown };
   } finally {

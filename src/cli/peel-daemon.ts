@@ -25,6 +25,10 @@ Enrollment (a new machine without creds; see docs/enrollment.md):
   --enroll-token T   one-time token from \`zester enroll token\` (default: $ZESTER_ENROLL_TOKEN)
   --enroll-ca FILE   CA of the master's HTTPS certificate (default <auth-dir>/nats-ca.crt, else system)
   --enroll-replace   this machine replaces an earlier enrollment of the same id (rebuilt machine)
+
+Environment:
+  ZESTER_PEEL_JIT    lean (default): small young generation and no optimising compiler, for a
+                     low idle footprint; full: V8's defaults, faster on compile-heavy state trees
 `;
 
 interface DaemonOptions {
