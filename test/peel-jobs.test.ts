@@ -224,6 +224,20 @@ describe("peel over real NATS", () => {
     expect(Object.keys(store.jids)).toContain(cmd.jid);
   });
 
+  it("records read-only job ids too (written behind the call): a replayed test.ping is refused after a restart", async () => {
+    const { peel } = await startPeel("replay-02");
+    const cmd = command("replay-02", "test.ping");
+    expect((await (await send(cmd)).ret).return).toBe(true);
+    await peel.stop();
+    const store = JSON.parse(await readFile(join(work, "cache-replay-02", "jids.json"), "utf8"));
+    expect(Object.keys(store.jids)).toContain(cmd.jid);
+    const again = await startPeel("replay-02");
+    const refused = nextEvent<{ reason: string }>(again.peel, "refused");
+    await send(cmd);
+    expect((await refused).reason).toMatch(/replayed/);
+    expect(await returnInKv(String(cmd.jid), "replay-02")).toBeDefined();
+  });
+
   it("answers busy when the queue is full, and cancels running and queued jobs", async () => {
     const { peel } = await startPeel("busy-01", { queueLimit: 1 });
     const a = await send(command("busy-01", "cmd.run", ["sleep 30"]));

@@ -67,6 +67,11 @@ export class JidStore {
     return { fresh: true, persisted };
   }
 
+  /** Settles when every write started so far has finished (failed ones included). */
+  idle(): Promise<void> {
+    return this.writing;
+  }
+
   private prune(now: number): void {
     for (const [jid, at] of this.seen) if (now - at > this.retentionMs) this.seen.delete(jid);
   }
