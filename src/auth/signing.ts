@@ -29,8 +29,10 @@ export function canonicalJson(value: unknown): string {
 const enc = new TextEncoder();
 
 function signedBytes(cmd: Omit<Command, "sig">): Uint8Array {
-  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master } = cmd;
-  return enc.encode(canonicalJson({ jid, fun, args, kwargs, test, peel, ts, timeout_s, master }));
+  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev } = cmd;
+  // Absent fields are left out of the canonical form, so commands without states_rev sign the
+  // same bytes as before it existed.
+  return enc.encode(canonicalJson({ jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev }));
 }
 
 export type UnsignedCommand = Omit<Command, "sig" | "master">;
@@ -57,7 +59,12 @@ export function verifyCommand(cmd: Partial<Command>, opts: VerifyOptions): Verdi
   if (typeof cmd.master !== "string" || !opts.trusted.has(cmd.master)) {
     return { ok: false, reason: `signed by an untrusted key ${String(cmd.master)}` };
   }
-  if (typeof cmd.jid !== "string" || typeof cmd.fun !== "string" || typeof cmd.ts !== "number") {
+  if (
+    typeof cmd.jid !== "string" ||
+    typeof cmd.fun !== "string" ||
+    typeof cmd.ts !== "number" ||
+    (cmd.states_rev !== undefined && !(Number.isSafeInteger(cmd.states_rev) && cmd.states_rev >= 0))
+  ) {
     return { ok: false, reason: "malformed command" };
   }
   const valid = ed25519Verify(cmd.master, signedBytes(cmd as Command), Buffer.from(cmd.sig, "base64url"));

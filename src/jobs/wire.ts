@@ -63,6 +63,11 @@ export interface Command {
   timeout_s: number;
   /** Public nkey of the signing master (must be in the peel's trusted set). */
   master: string;
+  /**
+   * The state tree revision the master published for this job: a peel holding an older one
+   * syncs before it reads the tree, so a job never runs the tree from before an edit.
+   */
+  states_rev?: number;
   /** base64url signature. */
   sig: string;
 }
@@ -113,6 +118,8 @@ export interface JobRecord {
   /** Master instance that owns the job. */
   master: string;
   user?: string;
+  /** State tree revision published for the job (jobs that read the tree). */
+  states_rev?: number;
 }
 
 /** `jobs` KV `active.<jid>`: tiny index entry while a job runs. */

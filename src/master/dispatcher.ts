@@ -10,6 +10,7 @@ import { subjects } from "../bus/names.js";
 import { isKsuid, newKsuid } from "../jobs/ksuid.js";
 import { isJobFinished, isPeelSettled, type JobStore, settledJobStatus } from "../jobs/store.js";
 import type { DispatchReply, DispatchRequest, JobRecord, PeelJobStatus } from "../jobs/wire.js";
+import { isKnownFamily } from "../modules/index.js";
 import { TargetSyntaxError } from "../target/index.js";
 import type { FleetView } from "./fleet-view.js";
 import { type JobDoneEvent, JobTracker, publishCancel } from "./job-tracker.js";
@@ -42,6 +43,19 @@ export interface KillReply {
 
 const FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** Families whose functions never read the state tree or settings: no publish before them. */
+const TREE_FREE = new Set(["test", "facts", "grains", "sys", "settings", "pillar", "job"]);
+
+/**
+ * Whether a job may read the state tree or settings: `state.*`, and any state or execution
+ * function of a module family (a `file.managed` with a `salt://` source, a `cmd.script`).
+ * Read-only families stay fast: a `test.ping` to the fleet never waits for a publish.
+ */
+export function usesStateTree(fun: string): boolean {
+  const family = fun.slice(0, fun.indexOf("."));
+  return family === "state" || (isKnownFamily(family) && !TREE_FREE.has(family));
+}
+
 export interface DispatcherDeps {
   nc: NatsConnection;
   store: JobStore;
@@ -52,6 +66,11 @@ export interface DispatcherDeps {
   defaultTimeoutS: number;
   /** Whether a master (by id) is alive, for taking over kills of orphaned jobs. */
   isMasterAlive(id: string): Promise<boolean>;
+  /**
+   * Brings the published state and settings trees up to date before a job that reads them is
+   * signed; resolves with the state revision the peels must run (undefined: do not pin one).
+   */
+  freshTrees?(): Promise<number | undefined>;
   log(msg: string): void;
 }
 
@@ -103,6 +122,7 @@ export class Dispatcher {
       respond(msg, { error: `no peels match ${req.target}` });
       return;
     }
+    const statesRev = usesStateTree(req.fun) ? await this.deps.freshTrees?.() : undefined;
     const statuses: Record<string, PeelJobStatus> = {};
     for (const p of peels) statuses[p] = "pending";
     const record: JobRecord = {
@@ -118,6 +138,7 @@ export class Dispatcher {
       created_at: new Date().toISOString(),
       master: this.deps.masterId,
       ...(typeof req.user === "string" ? { user: req.user } : {}),
+      ...(statesRev !== undefined ? { states_rev: statesRev } : {}),
     };
     const tracker = new JobTracker(
       record,

@@ -103,6 +103,7 @@ export class JobTracker {
         peel,
         ts: Date.now(),
         timeout_s: r.timeout_s,
+        ...(r.states_rev !== undefined ? { states_rev: r.states_rev } : {}),
       });
       this.deps.nc.publish(subjects.cmd(peel), encode(cmd));
     }

@@ -12,13 +12,14 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node"
 import { publicNkeyOf } from "../auth/ed25519.js";
 import { keyPairFromCreds } from "../auth/signing.js";
 import { bootstrap, openKv } from "../bus/bootstrap.js";
-import { encode } from "../bus/codec.js";
+import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
 import type { EnrollmentService } from "../enroll/service.js";
 import { JobStore } from "../jobs/store.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
+import { errText } from "../util/errors.js";
 import { isENOENT } from "../util/files.js";
 import { Dispatcher, KILL_SUBJECT, MASTER_QUEUE } from "./dispatcher.js";
 import { FleetView } from "./fleet-view.js";
@@ -36,6 +37,8 @@ export const DEFAULT_STATES_DIR = "/srv/zester/states";
 export const STATES_PUBLISH_SUBJECT = subjects.admin("states.publish");
 export const STATE_PUBLISHER_LEASE = "state-publisher";
 const ORPHAN_SWEEP_MS = 30_000;
+/** Bound on publishing before a job; the CLI waits 15 s for the dispatch reply. */
+const FRESH_TREES_MS = 8_000;
 const MASTER_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
 export interface MasterConfig {
@@ -192,6 +195,7 @@ export class Master {
         unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
         defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
         isMasterAlive: (id) => this.isMasterAlive(id),
+        freshTrees: () => this.freshTrees(),
         log: this.log,
       });
       const d = this.dispatcher;
@@ -355,6 +359,57 @@ export class Master {
         },
       }),
     );
+  }
+
+  /**
+   * Publishes (or has the lease holder publish) both trees, so a job dispatched right after an
+   * edit runs the edit, as an operator coming from Salt's on-demand file server expects. Never
+   * fails the job: past FRESH_TREES_MS, or on error, the job goes out with what is live, and
+   * the log says why. Resolves with the live state revision to pin (undefined: none).
+   */
+  async freshTrees(): Promise<number | undefined> {
+    const settings = this.freshTree("settings", () => this.publishSettings(), SETTINGS_PUBLISH_SUBJECT);
+    const states = await this.freshTree("states", () => this.publishStates(), STATES_PUBLISH_SUBJECT);
+    await settings;
+    return states !== undefined && states > 0 ? states : undefined;
+  }
+
+  private async freshTree(
+    what: string,
+    publishHere: () => Promise<{ rev: number } | undefined>,
+    subject: string,
+  ): Promise<number | undefined> {
+    const nc = this.nc;
+    const attempt = async (): Promise<number | undefined> => {
+      const mine = await publishHere();
+      if (mine) return mine.rev;
+      if (!nc) return undefined;
+      // Another master holds the lease: every master hears this, only the holder answers.
+      const reply = decode<{ rev?: number; error?: string }>(
+        (await nc.request(subject, encode({}), { timeout: FRESH_TREES_MS })).data,
+      );
+      if (reply.error !== undefined) throw new Error(reply.error);
+      return reply.rev;
+    };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        attempt(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${FRESH_TREES_MS} ms`)),
+            FRESH_TREES_MS,
+          );
+        }),
+      ]);
+    } catch (err) {
+      this.log(
+        `warning: could not publish the ${what} tree before a job (${errText(err)}); the job uses the live one`,
+      );
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Every master hears the request; only the lease holder publishes and answers. */

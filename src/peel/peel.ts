@@ -156,6 +156,7 @@ export class Peel extends EventEmitter {
   private factsChain: Promise<unknown> = Promise.resolve();
   private syncWanted: StateRevision | undefined;
   private syncing: Promise<void> | undefined;
+  private lastSyncError: string | undefined;
   /** Returns still being stored/published, awaited by stop() before the connection drains. */
   private readonly finishing = new Set<Promise<unknown>>();
 
@@ -461,6 +462,21 @@ export class Peel extends EventEmitter {
     })();
   }
 
+  /**
+   * Makes sure the cache holds the revision a job was signed with (or a newer one): the revision
+   * watch may not have delivered it yet when the command arrives right after a publish.
+   */
+  private async reachRevision(wanted: number): Promise<void> {
+    if ((await this.states.currentRev()) === wanted) return;
+    if (this.kv && this.busUp) await this.syncStates();
+    const now = await this.states.currentRev();
+    if (now !== undefined && now >= wanted) return;
+    const why = !this.busUp ? "not connected to NATS" : (this.lastSyncError ?? "the sync did not reach it");
+    throw new Error(
+      `this job needs state tree revision ${wanted}, this peel has ${now ?? "none"} (${why}); nothing was applied`,
+    );
+  }
+
   private async syncOnce(rev: StateRevision): Promise<void> {
     const kv = this.kv;
     if (!kv) return;
@@ -470,12 +486,14 @@ export class Peel extends EventEmitter {
     };
     try {
       const r: SyncResult = await this.states.sync(source, rev);
+      this.lastSyncError = undefined;
       if (r.changed) {
         this.log.info(`state tree now at revision ${r.rev} (${r.fetched} fetched, ${r.reused} reused)`);
         void this.beat().catch(() => {});
       }
       this.emit("states", r);
     } catch (err) {
+      this.lastSyncError = `revision ${String(rev.rev)} rejected: ${errText(err)}`;
       this.log.error(`rejected state revision ${String(rev.rev)}: ${errText(err)}; keeping the current tree`);
       this.emit("states-rejected", { rev: rev.rev, reason: errText(err) });
     }
@@ -537,7 +555,10 @@ export class Peel extends EventEmitter {
       test: c.test === true,
     };
     this.log.info(`job ${c.jid}: ${c.fun}`);
-    await this.dispatch(c.jid, call, "job", readOnly);
+    await this.dispatch(c.jid, call, "job", {
+      readOnly,
+      ...(typeof c.states_rev === "number" ? { statesRev: c.states_rev } : {}),
+    });
   }
 
   /**
@@ -548,10 +569,10 @@ export class Peel extends EventEmitter {
     jid: string,
     call: PeelCall,
     origin: "job" | "schedule",
-    known?: boolean,
+    known: { readOnly?: boolean; statesRev?: number } = {},
   ): Promise<PeelReturn> {
     const startedAt = new Date().toISOString();
-    const readOnly = known ?? (await isReadOnlyFunction(call.fun).catch(() => true));
+    const readOnly = known.readOnly ?? (await isReadOnlyFunction(call.fun).catch(() => true));
     return new Promise<PeelReturn>((resolve) => {
       const finish = async (o: FunctionOutcome, started = startedAt) => {
         const p = this.finish(jid, call.fun, origin, started, o);
@@ -564,7 +585,7 @@ export class Peel extends EventEmitter {
       };
       const task = async (signal: AbortSignal) => {
         const started = new Date().toISOString();
-        const outcome = await runPeelFunction(call, this.functionContext(signal));
+        const outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev));
         await finish(outcome, started);
       };
       if (readOnly) {
@@ -663,10 +684,13 @@ export class Peel extends EventEmitter {
     }
   }
 
-  private functionContext(signal: AbortSignal): PeelFunctionContext {
+  private functionContext(signal: AbortSignal, statesRev?: number): PeelFunctionContext {
     return {
       peelId: this.id,
-      statesDir: () => this.states.currentDir(),
+      statesDir: async () => {
+        if (statesRev !== undefined) await this.reachRevision(statesRev);
+        return this.states.currentDir();
+      },
       emptyStatesDir: join(this.cacheDir, "empty"),
       facts: () => this.currentFacts(),
       settings: () => this.settings.resolve(),
