@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   master: () => import("./master-daemon.js"),
   "peel-daemon": () => import("./peel-daemon.js"),
   settings: () => import("./settings.js"),
+  states: () => import("./states.js"),
   enroll: () => import("./enroll.js"),
 };
 
@@ -44,6 +45,7 @@ Usage:
   zester ca issue nats-server --dir DIR --host H...      server certificate
   zester peel creds <peel-id> --dir DIR                  least-privilege creds for one peel
   zester settings encrypt|keygen|check                   sealed secrets for settings (value on stdin)
+  zester states publish | settings publish               publish that tree now, not at the next tick
 
 Options: --help on any command, --version.
 `;

@@ -1,9 +1,11 @@
 /**
- * `zester settings ...`: offline tooling for the settings tree. Secret values are read from
- * stdin only: a value on the command line would end up in shell history and `ps` output.
+ * `zester settings ...`: offline tooling for the settings tree, and `publish`, which asks the
+ * masters to publish it now. Secret values are read from stdin only: a value on the command line
+ * would end up in shell history and `ps` output.
  */
 import { Command } from "commander";
 import { DEFAULT_AUTH_DIR } from "../bus/connect.js";
+import type { SettingsPublishSummary } from "../master/settings.js";
 import { encryptValue } from "../settings/crypto.js";
 import {
   assertCurvePublicKey,
@@ -14,8 +16,10 @@ import {
 import { openExtractedSecrets, sanitizeSettingsTree } from "../settings/sanitize.js";
 import { DEFAULT_SETTINGS_DIR, readSettingsTree } from "../settings/source.js";
 import { ENCRYPTED_TAG } from "../settings/yaml-tag.js";
+import { addConnectOptions } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { runProgram } from "./nats-auth.js";
+import type { PublishOpts } from "./states.js";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -24,7 +28,10 @@ async function readStdin(): Promise<string> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const program = new Command("zester settings").description("settings tree tooling: secrets and checks");
+  const program = new Command("zester settings").description(
+    "settings tree tooling: secrets, checks, publishing",
+  );
+  let code = 0;
 
   program
     .command("encrypt")
@@ -75,5 +82,20 @@ export async function run(argv: string[]): Promise<number> {
       );
     });
 
-  return runProgram(program, argv);
+  addConnectOptions(
+    program
+      .command("publish")
+      .description("ask the masters to publish the settings tree (and re-seal secrets) now")
+      .option("--timeout <s>", "seconds to wait for the publishing master", "30")
+      .option("--format <fmt>", "text, json or yaml", "text"),
+  ).action(async (opts: PublishOpts) => {
+    // Loaded here: the offline subcommands should not pay for the NATS client at start-up.
+    const [p, { parseFormat }] = await Promise.all([import("./states.js"), import("./job.js")]);
+    const format = parseFormat(opts.format);
+    const reply = await p.requestPublish<SettingsPublishSummary>(p.SETTINGS_PUBLISH_SUBJECT, opts);
+    code = p.printPublishReply(reply, format, p.describeSettingsPublish, p.settingsPublishWarnings);
+  });
+
+  const rc = await runProgram(program, argv);
+  return rc !== 0 ? rc : code;
 }
