@@ -266,4 +266,13 @@ describe("readSettingsTree", () => {
     await symlink(outside, join(dir, "loop"));
     await expect(readSettingsTree(dir)).rejects.toThrow(/symlink to a directory/);
   });
+
+  it("reports a dangling symlink as such, never as a missing settings dir (ENOENT)", async () => {
+    const dir = await tree({ "top.zy": "base: {}\n" });
+    await symlink(join(dir, "gone.zy"), join(dir, "dangling.zy"));
+    const err = await readSettingsTree(dir).catch((e: NodeJS.ErrnoException) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as NodeJS.ErrnoException).code).toBeUndefined();
+    expect((err as Error).message).toMatch(/dangling\.zy is a symlink to a missing file/);
+  });
 });

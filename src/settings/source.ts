@@ -69,7 +69,12 @@ export async function readSettingsTree(dir: string): Promise<Record<string, stri
       let isDir = e.isDirectory();
       let isFile = e.isFile();
       if (e.isSymbolicLink()) {
-        const st = await stat(join(root, child));
+        const st = await stat(join(root, child)).catch((err: unknown) => {
+          // Not ENOENT to the caller: that would read as "the settings dir is missing" and
+          // publish an empty tree.
+          if (isENOENT(err)) throw new Error(`${join(root, child)} is a symlink to a missing file`);
+          throw err;
+        });
         if (st.isDirectory()) {
           // A linked directory could loop back into the tree; files may link, directories not.
           throw new Error(
