@@ -225,6 +225,20 @@ describe("zester '<target>' <function>", () => {
 });
 
 describe("zester job and zester peel", () => {
+  it("job show names the state tree revision a state job was pinned to", async () => {
+    const a = await zester("web-01", "state.highstate", "--test", "--async");
+    expect(a.code, a.stderr).toBe(0);
+    const jid = a.stdout.trim();
+    await until("the state job to finish", async () => {
+      const s = await zester("job", "show", jid, "--format", "json");
+      return s.code === 0 && json<{ status: string }>(s).status !== "running";
+    });
+    const rec = json<{ states_rev?: number }>(await zester("job", "show", jid, "--format", "json"));
+    expect(rec.states_rev).toBeGreaterThanOrEqual(1);
+    const text = await zester("job", "show", jid);
+    expect(text.stdout).toMatch(new RegExp(`^States: +revision ${rec.states_rev}$`, "m"));
+  });
+
   it("--async prints the jid; job show, list and active read it back", async () => {
     const a = await zester("L@web-01,web-02", "test.ping", "--async");
     expect(a.code).toBe(0);
@@ -252,6 +266,8 @@ describe("zester job and zester peel", () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/Status: +complete/);
     expect(text.stdout).toContain("web-02:\n    True");
+    // A test.ping reads no state tree, so no revision is pinned or shown.
+    expect(text.stdout).not.toMatch(/^States:/m);
 
     const list = json<{ jid: string }[]>(await zester("job", "list", "--format", "json", "--limit", "50"));
     expect(list.map((j) => j.jid)).toContain(jid);

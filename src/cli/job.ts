@@ -159,6 +159,7 @@ export async function run(argv: string[]): Promise<number> {
       ["Finished", record.finished_at],
       ["Master", record.master],
       ["User", record.user],
+      ["States", record.states_rev !== undefined ? `revision ${record.states_rev}` : undefined],
     ];
     const lines = head.filter(([, v]) => v !== undefined).map(([k, v]) => `${`${k}:`.padEnd(11)}${v}`);
     const peelIds = Object.keys(record.peels).sort();
