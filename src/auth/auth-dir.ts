@@ -163,8 +163,19 @@ export async function loadAccountSigner(dir: string): Promise<AccountSigner> {
         (err as Error).message,
     );
   }
-  return { accountPublicKey: decode(jwt).sub, signingSeed };
+  let sub = accountSubjects.get(jwt);
+  if (sub === undefined) {
+    sub = decode(jwt).sub;
+    accountSubjects.set(jwt, sub);
+  }
+  return { accountPublicKey: sub, signingSeed };
 }
+
+/**
+ * Account JWT → its subject. decode() checks the JWT's signature in JavaScript (~6 ms), which
+ * issuing creds for a fleet would otherwise pay on every peel; the files are still read each time.
+ */
+const accountSubjects = new Map<string, string>();
 
 export function peelCredsPath(dir: string, peelId: string): string {
   return join(dir, AUTH_FILES.peelCredsDir, `${assertPeelId(peelId)}.creds`);

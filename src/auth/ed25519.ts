@@ -4,8 +4,17 @@
  * would stall for seconds on a thousand-peel job. OpenSSL does the same in well under 0.1 ms, and
  * Ed25519 is deterministic, so the signatures are byte-identical to the nkeys ones.
  */
-import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from "node:crypto";
-import { fromPublic, type KeyPair } from "@nats-io/nkeys";
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  sign,
+  verify,
+} from "node:crypto";
+import { fromPublic, fromSeed, type KeyPair, Prefix } from "@nats-io/nkeys";
+// Not re-exported by the package's entry point; the tests pin its output against nkeys' own keys.
+import { Codec } from "@nats-io/nkeys/lib/codec.js";
 
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 // DER headers that wrap a raw 32-byte Ed25519 seed (PKCS#8) or public key (SPKI).
@@ -27,6 +36,11 @@ function base32Decode(text: string): Buffer {
     }
   }
   return Buffer.from(out);
+}
+
+/** The nkey text form of a raw public key (nkeys' own codec: prefix byte, payload, CRC-16). */
+function encodePublic(role: Prefix, raw: Uint8Array): string {
+  return new TextDecoder().decode(Codec.encode(role, raw));
 }
 
 const privateKeys = new WeakMap<KeyPair, KeyObject>();
@@ -79,4 +93,83 @@ export function ed25519Verify(publicNkey: string, data: Uint8Array, signature: U
   } catch {
     return false;
   }
+}
+
+const fastPairs = new WeakSet<KeyPair>();
+
+/**
+ * `kp` with sign(), getPublicKey() and getPrivateKey() done by node:crypto, once each for the
+ * keys; nkeys would redo the Ed25519 key derivation in JavaScript on every call, and
+ * @nats-io/jwt calls getPublicKey() several times per token. Results are byte-identical, so
+ * JWTs and creds do not change. Public-only and curve keys are returned as they are.
+ */
+export function fastKeyPair(kp: KeyPair): KeyPair {
+  return wrap(kp);
+}
+
+function wrap(kp: KeyPair, known?: { privateKey: KeyObject; rawPublic: Buffer }): KeyPair {
+  if (fastPairs.has(kp)) return kp;
+  if (known) privateKeys.set(kp, known.privateKey);
+  let seed: Uint8Array;
+  let role: Prefix;
+  try {
+    const decoded = Codec.decodeSeed(kp.getSeed());
+    seed = decoded.buf;
+    role = decoded.prefix;
+  } catch {
+    return kp;
+  }
+  if (role === Prefix.Curve) return kp;
+  let pub: Buffer | undefined = known?.rawPublic;
+  const rawPublic = (): Buffer => {
+    pub ??= createPublicKey(privateKeyOf(kp))
+      .export({ format: "der", type: "spki" })
+      .subarray(SPKI_ED25519.length);
+    return pub;
+  };
+  let publicNkey: string | undefined;
+  const fast: KeyPair = {
+    getPublicKey() {
+      kp.getSeed(); // throws once the pair is cleared, as nkeys does
+      publicNkey ??= encodePublic(role, rawPublic());
+      return publicNkey;
+    },
+    getPrivateKey() {
+      kp.getSeed();
+      // nkeys' private key: the 64-byte tweetnacl secret key (seed + public key).
+      return Codec.encode(Prefix.Private, Buffer.concat([seed, rawPublic()]));
+    },
+    getSeed: () => kp.getSeed(),
+    sign(input: Uint8Array) {
+      kp.getSeed();
+      return ed25519Sign(kp, input);
+    },
+    verify: (input, sig) => kp.verify(input, sig),
+    clear() {
+      seed.fill(0);
+      kp.clear();
+    },
+    seal: (input, recipient, nonce) => kp.seal(input, recipient, nonce),
+    open: (message, sender) => kp.open(message, sender),
+  };
+  fastPairs.add(fast);
+  return fast;
+}
+
+/**
+ * A fresh Ed25519 nkey (already a fastKeyPair) with its seed from node:crypto. Generating the key
+ * object directly is ~10x cheaper than importing a seed (OpenSSL 3 decodes PKCS#8 slowly), and
+ * gives the public key for free. fromSeed re-parses the encoded seed, so nkeys itself checks the
+ * prefix and checksum written here.
+ */
+export function createEd25519KeyPair(role: Prefix.User | Prefix.Account | Prefix.Operator): KeyPair {
+  const { privateKey } = generateKeyPairSync("ed25519");
+  const jwk = privateKey.export({ format: "jwk" });
+  const raw = Buffer.from(jwk.d ?? "", "base64url");
+  const rawPublic = Buffer.from(jwk.x ?? "", "base64url");
+  if (raw.length !== 32 || rawPublic.length !== 32)
+    throw new Error("node:crypto returned a malformed Ed25519 key");
+  const kp = fromSeed(Codec.encodeSeed(role, raw));
+  raw.fill(0);
+  return wrap(kp, { privateKey, rawPublic });
 }

@@ -15,7 +15,8 @@ import {
   type OperatorLimits,
   type User,
 } from "@nats-io/jwt";
-import { createAccount, createOperator, createUser, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { fromSeed, type KeyPair, Prefix } from "@nats-io/nkeys";
+import { createEd25519KeyPair, fastKeyPair } from "./ed25519.js";
 import { type PermissionSubject, permissionsFor, type RolePermissions } from "./permissions.js";
 
 export const OPERATOR_NAME = "zester";
@@ -87,8 +88,8 @@ async function makeAccount(
   operatorSigner: KeyPair,
   limits: OperatorLimits,
 ): Promise<AccountMaterial> {
-  const akp = createAccount();
-  const signing = createAccount();
+  const akp = createEd25519KeyPair(Prefix.Account);
+  const signing = createEd25519KeyPair(Prefix.Account);
   const jwt = await encodeAccount(
     name,
     akp,
@@ -100,8 +101,8 @@ async function makeAccount(
 
 /** Generates a fresh operator, system account and ZESTER account. */
 export async function createTrustHierarchy(): Promise<TrustHierarchy> {
-  const okp = createOperator();
-  const osk = createOperator();
+  const okp = createEd25519KeyPair(Prefix.Operator);
+  const osk = createEd25519KeyPair(Prefix.Operator);
   const system = await makeAccount(SYSTEM_ACCOUNT_NAME, osk, systemAccountLimits());
   const zester = await makeAccount(ZESTER_ACCOUNT_NAME, osk, zesterAccountLimits());
   const jwt = await encodeOperator(
@@ -132,6 +133,15 @@ export function toUserClaims(p: RolePermissions): Partial<User> {
   return claims;
 }
 
+// The last account signing key used: a master or `zester peel creds` issues with the same one over
+// and over, and importing a seed into node:crypto costs ~0.3 ms (most of what is left per token).
+let lastSigner: { seed: string; kp: KeyPair } | undefined;
+
+function signingKeyPair(seed: string): KeyPair {
+  if (lastSigner?.seed !== seed) lastSigner = { seed, kp: fastKeyPair(keyPairFromSeed(seed)) };
+  return lastSigner.kp;
+}
+
 /**
  * Signs a user JWT for a user key; `user` may be a public key alone, so a peel that enrolls
  * keeps its seed to itself.
@@ -142,8 +152,10 @@ export function issueUserJwt(
   user: KeyPair | string,
   permissions: RolePermissions | undefined,
 ): Promise<string> {
-  return encodeUser(name, user, signer.accountPublicKey, permissions ? toUserClaims(permissions) : {}, {
-    signer: keyPairFromSeed(signer.signingSeed),
+  // fastKeyPair: tweetnacl would spend ~20 ms of key derivations and signing on each token.
+  const ukp = typeof user === "string" ? user : fastKeyPair(user);
+  return encodeUser(name, ukp, signer.accountPublicKey, permissions ? toUserClaims(permissions) : {}, {
+    signer: signingKeyPair(signer.signingSeed),
     algorithm: Algorithms.v2,
   });
 }
@@ -154,7 +166,7 @@ export async function issueUserCreds(
   name: string,
   permissions: RolePermissions | undefined,
 ): Promise<string> {
-  const ukp = createUser();
+  const ukp = createEd25519KeyPair(Prefix.User);
   const jwt = await issueUserJwt(signer, name, ukp, permissions);
   return dec.decode(fmtCreds(jwt, ukp));
 }
