@@ -6,7 +6,8 @@
  *
  * Events (for tests and embedding): "connected", "disconnected", "refused" {jid?, reason},
  * "ack" Ack, "return" PeelReturn, "facts" {rev}, "heartbeat" PeelHeartbeat, "states" SyncResult,
- * "states-rejected" {rev, reason}, "canceled" {jid}.
+ * "states-rejected" {rev, reason}, "canceled" {jid}, "outbox" {jid} (a return kept for later),
+ * "outbox-flushed" {count, bad, left} (kept returns stored after a (re)connection).
  *
  * Secrets: every PeelReturn and log line passes through the settings masker before it leaves
  * the peel, so an opened secret never reaches KV, a subscriber or a log as plaintext.
@@ -38,6 +39,7 @@ import {
   runPeelFunction,
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
+import { DEFAULT_OUTBOX_LIMIT, ReturnOutbox } from "./outbox.js";
 import { JobQueue } from "./queue.js";
 import { PeelSettings } from "./settings.js";
 import { StateTreeCache, type SyncResult } from "./state-cache.js";
@@ -78,6 +80,10 @@ export interface PeelConfig {
   masterCurvePub?: string | readonly string[];
   /** A settings fetch slower than this falls back to the snapshot (default 5 s). */
   settingsFetchTimeoutMs?: number;
+  /** Returns kept in the outbox while they cannot be stored; the oldest are dropped beyond it. */
+  outboxLimit?: number;
+  /** Pause between outbox flush attempts while returns wait and the peel is connected. */
+  outboxRetryMs?: number;
 }
 
 /** Kept for callers of the first peel API: the settings fields are now part of PeelReturn. */
@@ -105,6 +111,7 @@ async function closeWithin(nc: NatsConnection, ms: number): Promise<void> {
 export const DEFAULT_QUEUE_LIMIT = 32;
 export const DEFAULT_PEEL_CACHE_ROOT = "/var/lib/zester/peel";
 export const DEFAULT_SETTINGS_FETCH_TIMEOUT_MS = 5_000;
+export const DEFAULT_OUTBOX_RETRY_MS = 30_000;
 
 /** Default logger: one line per message on stderr, tagged with the peel id. */
 export function stderrLogger(id: string): PeelLogger {
@@ -159,6 +166,10 @@ export class Peel extends EventEmitter {
   private lastSyncError: string | undefined;
   /** Returns still being stored/published, awaited by stop() before the connection drains. */
   private readonly finishing = new Set<Promise<unknown>>();
+  /** Returns that could not be stored, kept on disk until a connection takes them. */
+  private readonly outbox: ReturnOutbox;
+  private outboxFlush: Promise<void> | undefined;
+  private outboxAgain = false;
 
   constructor(readonly cfg: PeelConfig) {
     super();
@@ -174,6 +185,11 @@ export class Peel extends EventEmitter {
     this.queue = new JobQueue(cfg.queueLimit ?? DEFAULT_QUEUE_LIMIT);
     this.jids = new JidStore(join(this.cacheDir, "jids.json"));
     this.states = new StateTreeCache(join(this.cacheDir, "states"));
+    this.outbox = new ReturnOutbox(join(this.cacheDir, "outbox"), {
+      peel: this.id,
+      log: this.log,
+      limit: cfg.outboxLimit ?? DEFAULT_OUTBOX_LIMIT,
+    });
   }
 
   /** This peel's curve public key (published as the `curve_pub` fact); set by start(). */
@@ -204,6 +220,8 @@ export class Peel extends EventEmitter {
     this.trusted =
       this.cfg.trustedMasters ?? (await loadTrustedMasters(this.cfg.authDir ?? DEFAULT_AUTH_DIR));
     await this.jids.load();
+    const kept = await this.outbox.init();
+    if (kept > 0) this.log.info(`outbox: ${kept} return(s) from before the restart wait for a connection`);
     this.curve = await ensurePeelCurveKey(this.cacheDir);
     this.settingsStore = new PeelSettings({
       peelId: this.id,
@@ -223,6 +241,12 @@ export class Peel extends EventEmitter {
     const beatEvery = this.cfg.heartbeatMs ?? PEEL_HEARTBEAT_INTERVAL_MS;
     this.timers.push(setInterval(() => void this.refreshFacts().catch(() => {}), factsEvery));
     this.timers.push(setInterval(() => void this.beat().catch(() => {}), beatEvery));
+    // A flush stops at the first failed put (JetStream not ready yet, a timeout): try again later.
+    this.timers.push(
+      setInterval(() => {
+        if (this.outbox.pending) void this.flushOutbox();
+      }, this.cfg.outboxRetryMs ?? DEFAULT_OUTBOX_RETRY_MS),
+    );
     await this.tryConnect();
   }
 
@@ -266,7 +290,10 @@ export class Peel extends EventEmitter {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     await this.queue.close("peel stopping");
+    // Returns of the jobs just ended are stored or in the outbox once `finishing` settles; a flush
+    // in progress stops between entries and leaves the rest on disk for the next start.
     await Promise.allSettled([...this.finishing]);
+    await this.outboxFlush?.catch(() => {});
     await this.syncing?.catch(() => {});
     await this.factsChain.catch(() => {});
     await this.jids.idle();
@@ -333,6 +360,7 @@ export class Peel extends EventEmitter {
     await this.watchRevision(states);
     this.log.info(`connected to ${nc.getServer()}`);
     this.emit("connected");
+    if (this.outbox.pending) void this.flushOutbox();
     await Promise.allSettled([this.beat(), this.refreshFacts({ force: true })]);
   }
 
@@ -348,6 +376,7 @@ export class Peel extends EventEmitter {
         void this.beat().catch(() => {});
         void this.refreshFacts().catch(() => {});
         void this.syncStates().catch(() => {});
+        if (this.outbox.pending) void this.flushOutbox();
       } else if (s.type === "error") {
         this.log.error(`NATS: ${String((s as { error?: unknown }).error ?? s.type)}`);
       }
@@ -638,19 +667,79 @@ export class Peel extends EventEmitter {
     const ret = this.settingsStore ? this.settingsStore.masked(raw) : raw;
     const kv = this.kv;
     const nc = this.nc;
-    // While disconnected a put would only wait for its timeout; the return is logged below.
+    // While disconnected a put would only wait for its timeout: the outbox keeps the return.
     if (kv && nc && this.busUp) {
       // KV first: a master that hears the return may read the stored copy right away.
       try {
         await kv.returns.put(`${jid}.${this.id}`, encode(ret));
       } catch (err) {
         this.log.error(`cannot store the return of job ${jid}: ${errText(err)}`);
+        await this.keepReturn(ret);
       }
       if (origin === "job") nc.publish(subjects.jobReturn(jid, this.id), encode(ret));
+    } else {
+      await this.keepReturn(ret);
     }
     this.log.info(`job ${jid}: ${fun} ${ret.success ? "succeeded" : `failed: ${firstLine(ret.error)}`}`);
     this.emit("return", ret);
     return ret;
+  }
+
+  /** Puts a (masked) return in the outbox; a failure here is the one case a return is lost. */
+  private async keepReturn(ret: PeelReturn): Promise<void> {
+    try {
+      await this.outbox.add(ret);
+      this.log.warn(`job ${ret.jid}: return kept in the outbox until NATS takes it`);
+      this.emit("outbox", { jid: ret.jid });
+    } catch (err) {
+      this.log.error(`job ${ret.jid}: the return is lost, the outbox cannot keep it: ${errText(err)}`);
+    }
+  }
+
+  /**
+   * Stores kept returns in jid (time) order: KV first, then, for jobs, the return subject so a
+   * master still following the job hears it. Flushes never overlap; a request during one runs
+   * another pass after it (a reconnect while the previous attempt was failing).
+   */
+  private flushOutbox(): Promise<void> {
+    if (this.outboxFlush) {
+      this.outboxAgain = true;
+      return this.outboxFlush;
+    }
+    const run = (async () => {
+      do {
+        this.outboxAgain = false;
+        if (this.stopping || !this.connected || !this.busUp) return;
+        const r = await this.outbox.flush(
+          async (ret) => {
+            const kv = this.kv;
+            const nc = this.nc;
+            if (!kv || !nc || !this.busUp) throw new Error("not connected to NATS");
+            await kv.returns.put(`${ret.jid}.${this.id}`, encode(ret));
+            if (ret.origin === "job") nc.publish(subjects.jobReturn(ret.jid, this.id), encode(ret));
+          },
+          () => this.stopping,
+        );
+        if (r.sent > 0 || r.bad > 0) {
+          this.log.info(
+            `outbox: stored ${r.sent} kept return(s)${r.bad > 0 ? `, ${r.bad} unreadable moved aside` : ""}` +
+              (r.left > 0 ? `; ${r.left} still waiting` : ""),
+          );
+          this.emit("outbox-flushed", { count: r.sent, bad: r.bad, left: r.left });
+        }
+        if (r.error !== undefined && !this.stopping) {
+          this.log.warn(
+            `outbox: ${r.left} return(s) still waiting (${r.error}); retrying on reconnect or in ${this.cfg.outboxRetryMs ?? DEFAULT_OUTBOX_RETRY_MS} ms`,
+          );
+        }
+      } while (this.outboxAgain && !this.stopping);
+    })()
+      .catch((err: unknown) => this.log.error(`outbox flush failed: ${errText(err)}`))
+      .finally(() => {
+        this.outboxFlush = undefined;
+      });
+    this.outboxFlush = run;
+    return run;
   }
 
   private onCancel(msg: Msg): void {
@@ -702,7 +791,8 @@ export class Peel extends EventEmitter {
 
   /**
    * Applies states from the local cache, with or without a connection (the scheduler's entry
-   * point). Goes through the same queue as jobs; stores the return when connected.
+   * point). Goes through the same queue as jobs; the return is stored, through the outbox when
+   * the peel is disconnected.
    */
   applyLocal(opts: { sls?: string[]; test?: boolean } = {}): Promise<PeelReturn> {
     const call: PeelCall = {

@@ -20,6 +20,10 @@ export interface RestartableNats {
   output(): string;
   /** Stops the server (SIGTERM, then SIGKILL) and starts it again with the same files. */
   restart(): Promise<void>;
+  /** Stops the server and leaves it down (an outage to work through) until start(). */
+  halt(): Promise<void>;
+  /** Starts a halted server again with the same files. */
+  start(): Promise<void>;
   /** Stops the server and removes the auth dir. */
   stop(): Promise<void>;
 }
@@ -65,7 +69,7 @@ export async function startRestartableNats(): Promise<RestartableNats> {
   };
   const halt = async () => {
     const c = child;
-    if (!c || c.exitCode !== null) return;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     c.kill("SIGTERM");
     const timer = setTimeout(() => c.kill("SIGKILL"), 5000);
     await exited;
@@ -89,6 +93,8 @@ export async function startRestartableNats(): Promise<RestartableNats> {
       await halt();
       await start();
     },
+    halt,
+    start,
     async stop() {
       await halt();
       process.off("exit", killOnExit);
