@@ -74,6 +74,22 @@ describe("zester-peel daemon", () => {
     expect(r.err).toMatch(/nats:\/\/ is plaintext/);
   });
 
+  it("checks the enforcement options before connecting", async () => {
+    const base = ["peel-daemon", "--id", "d-03", "--nats-url", "tls://127.0.0.1:1"];
+    const cases: [string[], RegExp][] = [
+      [["--enforce-every", "5s"], /--enforce-every must be at least 10s/],
+      [["--enforce-every", "soon"], /--enforce-every: bad duration "soon" \(use e\.g\. 30m, 1h\)/],
+      [["--enforce-every", "30m", "--enforce-splay", "x"], /--enforce-splay: bad duration "x"/],
+      [["--enforce-every", "30m", "--enforce-sls", " , "], /--enforce-sls needs at least one sls name/],
+      [["--enforce-test", "--enforce-sls", "web"], /--enforce-sls, --enforce-test needs --enforce-every/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await captured([...base, ...args]);
+      expect(r.code, args.join(" ")).toBe(1);
+      expect(r.err, args.join(" ")).toMatch(re);
+    }
+  });
+
   it("runs a peel that answers commands and stops cleanly on SIGTERM", async () => {
     const id = "daemon-01";
     child = spawn(

@@ -4,6 +4,8 @@
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { EnforceSchedule } from "../peel/scheduler.js";
+import { parseInterval } from "../util/duration.js";
 import { UsageError } from "./errors.js";
 
 const USAGE = `Usage: zester-peel --id ID --nats-url tls://HOST:4222 --creds FILE [options]
@@ -17,6 +19,12 @@ Options:
   --auth-dir DIR     holds trusted-masters.pub and nats-ca.crt (default /etc/zester/auth)
   --cache-dir DIR    state tree cache and job id store (default /var/lib/zester/peel/<id>)
   --facts-dir DIR    custom facts (default $ZESTER_FACTS_DIR or /etc/zester/facts)
+
+Enforcement (applies the cached state tree on a timer, also while NATS is unreachable):
+  --enforce-every D  e.g. 30m, 1h (at least 10s; default: off, states run only when asked)
+  --enforce-splay D  random extra delay per run (default: a tenth of the interval, at most 5m)
+  --enforce-sls A,B  apply these sls instead of the highstate (top.zy)
+  --enforce-test     report drift only (test mode), change nothing
 
 Enrollment (a new machine without creds; see docs/enrollment.md):
   --enroll-url URL   master enrollment API, https:// only (default: $ZESTER_ENROLL_URL). When the
@@ -43,11 +51,15 @@ interface DaemonOptions {
   enrollToken?: string;
   enrollCa?: string;
   enrollReplace: boolean;
+  enforceEvery?: string;
+  enforceSplay?: string;
+  enforceSls?: string;
+  enforceTest: boolean;
   help: boolean;
 }
 
 function parseArgs(argv: string[]): DaemonOptions {
-  const o: DaemonOptions = { help: false, enrollReplace: false };
+  const o: DaemonOptions = { help: false, enrollReplace: false, enforceTest: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--help" || a === "-h") {
@@ -56,6 +68,10 @@ function parseArgs(argv: string[]): DaemonOptions {
     }
     if (a === "--enroll-replace") {
       o.enrollReplace = true;
+      continue;
+    }
+    if (a === "--enforce-test") {
+      o.enforceTest = true;
       continue;
     }
     const eq = a.indexOf("=");
@@ -97,6 +113,15 @@ function parseArgs(argv: string[]): DaemonOptions {
       case "--enroll-ca":
         o.enrollCa = value();
         break;
+      case "--enforce-every":
+        o.enforceEvery = value();
+        break;
+      case "--enforce-splay":
+        o.enforceSplay = value();
+        break;
+      case "--enforce-sls":
+        o.enforceSls = value();
+        break;
       default:
         throw new UsageError(`unknown argument ${a}\n${USAGE}`);
     }
@@ -120,6 +145,7 @@ export async function run(argv: string[]): Promise<number> {
   // Refuse nats:// and bad ids before anything touches the disk or the network.
   assertTlsUrls(url);
   if (!isValidPeelId(id)) throw new UsageError(`invalid peel id ${JSON.stringify(id)}`);
+  const enforce = enforceSchedule(o);
   const enrollUrl = o.enrollUrl ?? (process.env.ZESTER_ENROLL_URL || undefined);
   if (enrollUrl !== undefined) {
     const { assertHttpsUrl } = await import("../enroll/client.js");
@@ -181,6 +207,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(caFile !== undefined ? { caFile } : {}),
     ...(enrolled.trustedMasters !== undefined ? { trustedMasters: enrolled.trustedMasters } : {}),
     ...(o.factsDir !== undefined ? { customFactsDir: o.factsDir } : {}),
+    ...(enforce !== undefined ? { enforce } : {}),
   });
 
   try {
@@ -195,6 +222,47 @@ export async function run(argv: string[]): Promise<number> {
   }
   logger.info("stopped");
   return 0;
+}
+
+/** Shortest accepted enforcement interval: a full state run every few seconds is a mistake. */
+const MIN_ENFORCE_MS = 10_000;
+
+function enforceSchedule(o: DaemonOptions): EnforceSchedule | undefined {
+  if (o.enforceEvery === undefined) {
+    const stray = [
+      o.enforceSplay !== undefined && "--enforce-splay",
+      o.enforceSls !== undefined && "--enforce-sls",
+      o.enforceTest && "--enforce-test",
+    ].filter(Boolean);
+    if (stray.length > 0) throw new UsageError(`${stray.join(", ")} needs --enforce-every`);
+    return undefined;
+  }
+  const everyMs = parseInterval(o.enforceEvery);
+  if (everyMs === undefined) {
+    throw new UsageError(
+      `--enforce-every: bad duration ${JSON.stringify(o.enforceEvery)} (use e.g. 30m, 1h)`,
+    );
+  }
+  if (everyMs < MIN_ENFORCE_MS) throw new UsageError("--enforce-every must be at least 10s");
+  const schedule: EnforceSchedule = { everyMs, test: o.enforceTest };
+  if (o.enforceSplay !== undefined) {
+    const splayMs = parseInterval(o.enforceSplay);
+    if (splayMs === undefined) {
+      throw new UsageError(
+        `--enforce-splay: bad duration ${JSON.stringify(o.enforceSplay)} (use e.g. 30s, 5m)`,
+      );
+    }
+    schedule.splayMs = splayMs;
+  }
+  if (o.enforceSls !== undefined) {
+    const sls = o.enforceSls
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x !== "");
+    if (sls.length === 0) throw new UsageError("--enforce-sls needs at least one sls name");
+    schedule.sls = sls;
+  }
+  return schedule;
 }
 
 interface EnrolledTrust {

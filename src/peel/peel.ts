@@ -7,7 +7,8 @@
  * Events (for tests and embedding): "connected", "disconnected", "refused" {jid?, reason},
  * "ack" Ack, "return" PeelReturn, "facts" {rev}, "heartbeat" PeelHeartbeat, "states" SyncResult,
  * "states-rejected" {rev, reason}, "canceled" {jid}, "outbox" {jid} (a return kept for later),
- * "outbox-flushed" {count, bad, left} (kept returns stored after a (re)connection).
+ * "outbox-flushed" {count, bad, left} (kept returns stored after a (re)connection), "scheduled"
+ * PeelReturn (an enforcement run finished).
  *
  * Secrets: every PeelReturn and log line passes through the settings masker before it leaves
  * the peel, so an opened secret never reaches KV, a subscriber or a log as plaintext.
@@ -41,6 +42,7 @@ import {
 import { JidStore } from "./jid-store.js";
 import { DEFAULT_OUTBOX_LIMIT, ReturnOutbox } from "./outbox.js";
 import { JobQueue } from "./queue.js";
+import { type EnforceSchedule, EnforceScheduler } from "./scheduler.js";
 import { PeelSettings } from "./settings.js";
 import { StateTreeCache, type SyncResult } from "./state-cache.js";
 
@@ -84,6 +86,8 @@ export interface PeelConfig {
   outboxLimit?: number;
   /** Pause between outbox flush attempts while returns wait and the peel is connected. */
   outboxRetryMs?: number;
+  /** Applies the cached tree on a timer, connected or not; off when undefined. */
+  enforce?: EnforceSchedule;
 }
 
 /** Kept for callers of the first peel API: the settings fields are now part of PeelReturn. */
@@ -170,6 +174,7 @@ export class Peel extends EventEmitter {
   private readonly outbox: ReturnOutbox;
   private outboxFlush: Promise<void> | undefined;
   private outboxAgain = false;
+  private scheduler: EnforceScheduler | undefined;
 
   constructor(readonly cfg: PeelConfig) {
     super();
@@ -247,6 +252,16 @@ export class Peel extends EventEmitter {
         if (this.outbox.pending) void this.flushOutbox();
       }, this.cfg.outboxRetryMs ?? DEFAULT_OUTBOX_RETRY_MS),
     );
+    if (this.cfg.enforce) {
+      const e = this.cfg.enforce;
+      this.scheduler = new EnforceScheduler(
+        e,
+        () => this.applyLocal({ ...(e.sls ? { sls: e.sls } : {}), test: e.test === true }),
+        this.log,
+        (ret) => this.emit("scheduled", ret),
+      );
+      this.scheduler.start();
+    }
     await this.tryConnect();
   }
 
@@ -283,6 +298,7 @@ export class Peel extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.scheduler?.halt();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -293,6 +309,7 @@ export class Peel extends EventEmitter {
     // Returns of the jobs just ended are stored or in the outbox once `finishing` settles; a flush
     // in progress stops between entries and leaves the rest on disk for the next start.
     await Promise.allSettled([...this.finishing]);
+    await this.scheduler?.idle();
     await this.outboxFlush?.catch(() => {});
     await this.syncing?.catch(() => {});
     await this.factsChain.catch(() => {});

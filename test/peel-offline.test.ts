@@ -1,13 +1,14 @@
 /**
- * Returns that cannot reach `job-returns` (no connection, failed put) wait in the peel's outbox
- * and are stored when the connection comes back, also across a peel restart. The nats-server is
- * really stopped and started again: the peel must live through a control-plane outage.
+ * A peel through a control-plane outage. Returns that cannot reach `job-returns` (no connection,
+ * failed put) wait in the peel's outbox and are stored when the connection comes back, also
+ * across a peel restart; the enforcement schedule keeps applying the cached tree while the bus is
+ * down. The nats-server is really stopped and started again.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES, issuePeelCredsFile, peelCredsPath } from "../src/auth/auth-dir.js";
@@ -20,6 +21,7 @@ import { newKsuid } from "../src/jobs/ksuid.js";
 import type { PeelReturn, StateManifest, StateRevision } from "../src/jobs/wire.js";
 import { ReturnOutbox } from "../src/peel/outbox.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
+import { EnforceScheduler } from "../src/peel/scheduler.js";
 import { statOrUndefined } from "../src/util/files.js";
 import { probeInfo } from "./support/nats.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
@@ -360,3 +362,126 @@ describe("peel return outbox (real nats-server, stopped and started)", () => {
     expect(warned).toEqual([expect.stringMatching(new RegExp(`dropped the oldest 1 \\(${rets[0]!.jid}\\)`))]);
   });
 });
+
+describe("enforcement schedule (the cached tree, applied on a timer, with or without NATS)", () => {
+  const drifted = () => join(work, "enforced", "motd");
+
+  it("corrects drift while the server is down, and its returns reach job-returns afterwards", async () => {
+    await ensureUp();
+    await publishTree(7, {
+      "top.zy": "base:\n  '*':\n    - motd\n",
+      "motd.zy": `motd:\n  file.managed:\n    - name: ${drifted()}\n    - content: "managed by zester"\n    - makedirs: true\n`,
+    });
+    const { peel, lines } = await newPeel("sched-01", { enforce: { everyMs: 300, splayMs: 0 } });
+    const synced = nextEvent(peel, "states");
+    await peel.start();
+    await peel.waitConnected(10_000);
+    await synced;
+    // The first run while connected stores its return directly and leaves a settings snapshot.
+    const first = await nextEvent<PeelReturn>(peel, "scheduled");
+    expect(first).toMatchObject({ origin: "schedule", fun: "state.highstate", success: true });
+    expect(await readFile(drifted(), "utf8")).toBe("managed by zester\n");
+    await until("the first scheduled return in job-returns", async () => returnInKv(first.jid, "sched-01"));
+
+    await serverDown(peel);
+    await writeFile(drifted(), "someone edited this by hand\n");
+    const fixed = await until("the scheduler to correct the drift offline", async () => {
+      const r = await nextEvent<PeelReturn>(peel, "scheduled", 5_000);
+      return (r.summary?.changed ?? 0) > 0 ? r : undefined;
+    });
+    expect(fixed.success).toBe(true);
+    expect(await readFile(drifted(), "utf8")).toBe("managed by zester\n");
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^INFO enforcement run: 1 states, 1 changed, 0 failed$/),
+    );
+    expect(await outboxNames(peel)).toContain(`${fixed.jid}.json`);
+
+    await serverUp();
+    await until("the offline run's return in job-returns", async () =>
+      (await returnInKv(fixed.jid, "sched-01"))?.summary?.changed === 1 ? true : undefined,
+    );
+    await peel.stop();
+    peels.splice(peels.indexOf(peel), 1);
+  }, 60_000);
+
+  it("in test mode it reports drift and changes nothing", async () => {
+    await ensureUp();
+    const target = join(work, "enforced", "issue");
+    await publishTree(8, {
+      "top.zy": "base:\n  '*': []\n",
+      "issue.zy": `issue:\n  file.managed:\n    - name: ${target}\n    - content: "managed"\n    - makedirs: true\n`,
+    });
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, "drift left alone\n");
+    const { peel, lines } = await newPeel("sched-02", {
+      enforce: { everyMs: 300, splayMs: 0, test: true, sls: ["issue"] },
+    });
+    const synced = nextEvent(peel, "states");
+    await peel.start();
+    await peel.waitConnected(10_000);
+    await synced;
+    const r = await until("a drift report", async () => {
+      const ret = await nextEvent<PeelReturn>(peel, "scheduled", 5_000);
+      return ret.summary ? ret : undefined;
+    });
+    expect(r).toMatchObject({ fun: "state.apply", success: true, summary: { changed: 0 } });
+    expect(r.results).toEqual([expect.objectContaining({ id: "issue", pending: true })]);
+    expect(await readFile(target, "utf8")).toBe("drift left alone\n");
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^INFO drift check: 1 states, 1 would change, 0 failed$/),
+    );
+    await peel.stop();
+    peels.splice(peels.indexOf(peel), 1);
+  }, 60_000);
+
+  it("skips a tick while the previous run is still going, and stop() waits for it", async () => {
+    const warned: string[] = [];
+    let runs = 0;
+    let release: () => void = () => {};
+    const scheduler = new EnforceScheduler(
+      { everyMs: 20, splayMs: 0 },
+      async () => {
+        runs++;
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return {
+          jid: newKsuid(),
+          peel: "x",
+          fun: "state.highstate",
+          success: true,
+          origin: "schedule",
+          started_at: "",
+          finished_at: "",
+        };
+      },
+      { info: () => {}, warn: (m) => warned.push(m), error: () => {} },
+    );
+    scheduler.start();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(runs).toBe(1);
+    expect(warned.length).toBeGreaterThan(2);
+    expect(warned[0]).toMatch(/skipped: the previous one is still running/);
+    scheduler.halt();
+    let idle = false;
+    const waiting = scheduler.idle().then(() => {
+      idle = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(idle).toBe(false);
+    release();
+    await waiting;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(runs).toBe(1);
+  });
+});
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
