@@ -119,9 +119,12 @@ export function printPublishReply<R extends FileTreePublishResult>(
 
 /** `zester settings publish`'s text: the tree, then the peels whose secrets were re-sealed. */
 export function describeSettingsPublish(r: { master: string } & SettingsPublishSummary): string {
-  const sealed = r.secretsSealed
-    ? `; secrets re-sealed for ${plural(r.sealed.length, "peel")}`
-    : "; secrets not sealed";
+  // Nothing re-sealed is the normal case of an unchanged tree: not worth a clause.
+  const sealed = !r.secretsSealed
+    ? "; secrets not sealed"
+    : r.sealed.length > 0
+      ? `; secrets re-sealed for ${plural(r.sealed.length, "peel")}`
+      : "";
   return `${describeTreePublish("settings", r.master, r)}${sealed}`;
 }
 

@@ -274,7 +274,7 @@ function printFinal(
   const unreachable = runs.filter((r) => r.status === "unreachable").length;
   const failed = runs.length - ok - unreachable;
   process.stdout.write(
-    `\nJob ${rec.jid} ${rec.status}: ${runs.length} peels, ${ok} succeeded, ${failed} failed, ` +
+    `\nJob ${rec.jid} ${rec.status}: ${runs.length} peel${runs.length === 1 ? "" : "s"}, ${ok} succeeded, ${failed} failed, ` +
       `${unreachable} unreachable\n`,
   );
 }
