@@ -4,13 +4,14 @@
  * proves idempotence, drift detection in test mode, drift repair with a restart, and the deploy
  * account. Everything it adds to the machine is removed again in afterAll.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
+import { type CliResult, runCli } from "./support/cli.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester.js");
@@ -59,10 +60,7 @@ interface PeelRun {
   results: StateResult[];
   summary: { changed: number; failed: number; total: number };
 }
-interface Cli {
-  code: number;
-  stdout: string;
-  stderr: string;
+interface Cli extends CliResult {
   run: PeelRun;
 }
 
@@ -131,25 +129,15 @@ let pkgsBefore = new Set<string>();
 const aptPlan = new Set<string>();
 const existedBefore = new Map<string, boolean>();
 
-function zester(...args: string[]): Promise<Cli> {
-  const argv = [BIN, "local", "state.apply", "--states-dir", TREE, "--settings-file", settingsFile];
+async function zester(...args: string[]): Promise<Cli> {
+  const argv = ["local", "state.apply", "--states-dir", TREE, "--settings-file", settingsFile];
   argv.push("--cache-dir", join(tmp, "cache"), "--format", "json", ...args);
-  return new Promise((done, fail) => {
-    execFile(
-      process.execPath,
-      argv,
-      { env: { ...process.env, NO_COLOR: "1" }, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? (err as { code?: unknown }).code : 0;
-        try {
-          const run = (JSON.parse(stdout) as PeelRun[])[0]!;
-          done({ code: typeof code === "number" ? code : 1, stdout, stderr, run });
-        } catch {
-          fail(new Error(`zester did not print JSON (exit ${String(code)}):\n${stdout}\n${stderr}`));
-        }
-      },
-    );
-  });
+  const r = await runCli(BIN, argv, { env: { NO_COLOR: "1" }, maxBuffer: 64 * 1024 * 1024 });
+  try {
+    return { ...r, run: (JSON.parse(r.stdout) as PeelRun[])[0]! };
+  } catch {
+    throw new Error(`zester did not print JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
 }
 
 function byId(run: PeelRun): Map<string, StateResult> {

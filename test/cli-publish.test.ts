@@ -3,7 +3,6 @@
  * CLI with admin creds against a real nats-server and a real master whose publish timers are
  * an hour long, so every new revision seen here came from the CLI's request.
  */
-import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,19 +14,13 @@ import { encode } from "../src/bus/codec.js";
 import { readLiveTree } from "../src/bus/file-tree.js";
 import { Master, STATE_PUBLISHER_LEASE } from "../src/master/master.js";
 import { requireBuilt } from "./support/built.js";
+import { type CliResult, cliJson, fleetCliOptions, runCli } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const ZESTER = join(ROOT, "dist/bin/zester.js");
 const MASTER_ID = "pub-m1";
 const HOUR_MS = 3_600_000;
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
 
 let nats: StartedNats;
 let work: string;
@@ -37,34 +30,13 @@ let master: Master | undefined;
 let admin: NatsConnection;
 const logs: string[] = [];
 
-/** Runs the built CLI without blocking this process (the master lives in it). */
+/** The built CLI, run without blocking this process (the master lives in it). */
 function zester(...args: string[]): Promise<CliResult> {
-  const started = Date.now();
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [ZESTER, ...args],
-      {
-        cwd: work,
-        env: { ...process.env, ZESTER_NATS_URL: nats.url, ZESTER_AUTH_DIR: nats.authDir, NO_COLOR: "1" },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : 99) : 0;
-        done({ code, stdout, stderr, ms: Date.now() - started });
-      },
-    );
-  });
+  return runCli(ZESTER, args, fleetCliOptions(nats, work));
 }
 
 function json<T>(r: CliResult): T {
-  try {
-    return JSON.parse(r.stdout) as T;
-  } catch {
-    throw new Error(
-      `not JSON (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}\nmaster:\n${logs.join("\n")}`,
-    );
-  }
+  return cliJson<T>(r, () => `master:\n${logs.join("\n")}`);
 }
 
 function ok(r: CliResult): CliResult {

@@ -16,6 +16,7 @@ import { enrollAdmin } from "../src/enroll/admin.js";
 import { EnrollmentService } from "../src/enroll/service.js";
 import { requireBuilt } from "./support/built.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { type WaitOptions, waitFor } from "./support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester-peel.js");
@@ -27,6 +28,8 @@ let admin: NatsConnection;
 let svc: EnrollmentService;
 let work: string;
 const children: ChildProcess[] = [];
+/** A peel may still be enrolling: a call that fails for now is a "not yet". */
+const WAIT: WaitOptions = { ms: 20_000, intervalMs: 100, ignoreErrors: true };
 
 beforeAll(async () => {
   requireBuilt(BIN);
@@ -88,16 +91,6 @@ function daemon(id: string, extra: string[] = []) {
   return { child, exited, stderr: () => stderr };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | null>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined && v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe("zester-peel --enroll-url", () => {
   it("refuses an http:// enrollment URL", async () => {
     let err = "";
@@ -126,15 +119,19 @@ describe("zester-peel --enroll-url", () => {
   it("enrolls on first start, runs once approved, and reuses its creds after a restart", async () => {
     const id = "fresh-01";
     const first = daemon(id);
-    const rec = await until("pending request", async () => {
-      const r = await enrollAdmin(admin, "list", { status: "pending" });
-      return r.records?.find((x) => x.peel_id === id);
-    });
+    const rec = await waitFor(
+      "pending request",
+      async () => {
+        const r = await enrollAdmin(admin, "list", { status: "pending" });
+        return r.records?.find((x) => x.peel_id === id);
+      },
+      WAIT,
+    );
     expect(first.stderr()).toMatch(/waiting for approval/);
     await enrollAdmin(admin, "approve", { id: rec.request_id, by: "test" });
 
     const hb = await openKv(master, "peel-heartbeat");
-    await until("heartbeat", () => hb.get(id), 20_000).catch((e) => {
+    await waitFor("heartbeat", () => hb.get(id), WAIT).catch((e) => {
       throw new Error(`${(e as Error).message}\n${first.stderr()}`);
     });
     const cache = join(work, id);
@@ -149,10 +146,14 @@ describe("zester-peel --enroll-url", () => {
 
     await hb.delete(id);
     const second = daemon(id);
-    await until("heartbeat after restart", async () => {
-      const e = await hb.get(id);
-      return e?.operation === "PUT" ? e : undefined;
-    });
+    await waitFor(
+      "heartbeat after restart",
+      async () => {
+        const e = await hb.get(id);
+        return e?.operation === "PUT" ? e : undefined;
+      },
+      WAIT,
+    );
     expect(second.stderr()).not.toMatch(/enrolling/);
     const after = await enrollAdmin(admin, "show", { id });
     expect(after.record?.request_id).toBe(rec.request_id);
@@ -162,10 +163,14 @@ describe("zester-peel --enroll-url", () => {
 
   it("stops cleanly while still waiting for approval", async () => {
     const d = daemon("waiting-01");
-    await until("pending request", async () => {
-      const r = await enrollAdmin(admin, "show", { id: "waiting-01" }).catch(() => undefined);
-      return r?.record?.status === "pending" ? r : undefined;
-    });
+    await waitFor(
+      "pending request",
+      async () => {
+        const r = await enrollAdmin(admin, "show", { id: "waiting-01" }).catch(() => undefined);
+        return r?.record?.status === "pending" ? r : undefined;
+      },
+      WAIT,
+    );
     d.child.kill("SIGTERM");
     expect(await d.exited).toBe(0);
     expect(existsSync(join(work, "waiting-01", "peel.creds"))).toBe(false);

@@ -23,6 +23,7 @@ import { enrollSignedString, signString } from "../src/enroll/protocol.js";
 import { EnrollmentService } from "../src/enroll/service.js";
 import { Peel } from "../src/peel/peel.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
+import { type WaitOptions, waitFor } from "./support/wait.js";
 
 const say = (m: string) => process.env.ENROLL_DEBUG && console.error(m);
 const quiet = { info: say, warn: say, error: say };
@@ -35,6 +36,8 @@ let ca: string;
 const tmpDirs: string[] = [];
 const peels: Peel[] = [];
 const conns: NatsConnection[] = [];
+/** A peel may still be enrolling: a call that fails for now is a "not yet". */
+const WAIT: WaitOptions = { ms: 10_000, intervalMs: 100, ignoreErrors: true };
 
 async function tmp(prefix: string): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));
@@ -89,16 +92,6 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string; err:
   } finally {
     process.stdout.write = w;
     process.stderr.write = e;
-  }
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -179,15 +172,23 @@ describe("enrollment", () => {
     });
     pending.catch(() => {});
     // Key seeds exist (0600) before the master has answered anything.
-    const seedStat = await waitFor("peel key", () => stat(join(webCache, "peel.nk")).catch(() => undefined));
+    const seedStat = await waitFor(
+      "peel key",
+      () => stat(join(webCache, "peel.nk")).catch(() => undefined),
+      WAIT,
+    );
     expect(seedStat.mode & 0o777).toBe(0o600);
     expect((await stat(join(webCache, "curve.nk"))).mode & 0o777).toBe(0o600);
 
-    const listed = await waitFor("pending request", async () => {
-      const r = await cli("enroll", "list", "--status", "pending", "--format", "json");
-      const recs = JSON.parse(r.out) as { peel_id: string; request_id: string; public_key: string }[];
-      return recs.find((x) => x.peel_id === "web-01");
-    });
+    const listed = await waitFor(
+      "pending request",
+      async () => {
+        const r = await cli("enroll", "list", "--status", "pending", "--format", "json");
+        const recs = JSON.parse(r.out) as { peel_id: string; request_id: string; public_key: string }[];
+        return recs.find((x) => x.peel_id === "web-01");
+      },
+      WAIT,
+    );
     const seed = (await readFile(join(webCache, "peel.nk"), "utf8")).trim();
     const { keyPairFromSeed } = await import("../src/auth/hierarchy.js");
     expect(listed.public_key).toBe(keyPairFromSeed(seed).getPublicKey());
@@ -381,11 +382,15 @@ describe("enrollment", () => {
     });
     a.catch(() => {});
     b.catch(() => {});
-    await waitFor("three pending", async () => {
-      const r = await enrollAdmin(admin, "list", { status: "pending" });
-      const ids = (r.records ?? []).map((x) => x.peel_id);
-      return ["rej-01", "all-01", "all-02"].every((i) => ids.includes(i)) ? ids : undefined;
-    });
+    await waitFor(
+      "three pending",
+      async () => {
+        const r = await enrollAdmin(admin, "list", { status: "pending" });
+        const ids = (r.records ?? []).map((x) => x.peel_id);
+        return ["rej-01", "all-01", "all-02"].every((i) => ids.includes(i)) ? ids : undefined;
+      },
+      WAIT,
+    );
     const rej = await cli("enroll", "reject", "rej-01", "--reason", "unknown machine");
     expect(rej.code).toBe(0);
     await expect(waiting).rejects.toThrow(/rejected/);
@@ -428,10 +433,14 @@ describe("enrollment", () => {
       timeoutMs: 30_000,
     });
     pending.catch(() => {});
-    const rec = await waitFor("replacement request", async () => {
-      const r = await enrollAdmin(admin, "show", { id: "web-01" });
-      return r.record?.status === "pending" ? r.record : undefined;
-    });
+    const rec = await waitFor(
+      "replacement request",
+      async () => {
+        const r = await enrollAdmin(admin, "show", { id: "web-01" });
+        return r.record?.status === "pending" ? r.record : undefined;
+      },
+      WAIT,
+    );
     expect(rec.replaces?.status).toBe("approved");
     const shown = await cli("enroll", "show", "web-01");
     expect(shown.out).toMatch(/replaces:\s+U/);
@@ -467,10 +476,14 @@ describe("enrollment", () => {
       timeoutMs: 20_000,
     });
     intruder.catch(() => {});
-    await waitFor("second replacement", async () => {
-      const r = await enrollAdmin(admin, "show", { id: "web-01" });
-      return r.record?.status === "pending" ? r.record : undefined;
-    });
+    await waitFor(
+      "second replacement",
+      async () => {
+        const r = await enrollAdmin(admin, "show", { id: "web-01" });
+        return r.record?.status === "pending" ? r.record : undefined;
+      },
+      WAIT,
+    );
     expect((await cli("enroll", "reject", "web-01")).code).toBe(0);
     await expect(intruder).rejects.toThrow(/rejected/);
     const kept = await enrollAdmin(admin, "show", { id: "web-01" });
@@ -512,8 +525,10 @@ describe("enrollment", () => {
     const revoked = await cli("enroll", "revoke", "rev-01", "--reason", "decommissioned");
     expect(revoked.code).toBe(0);
     expect(revoked.out).toContain("revoked rev-01");
-    await waitFor("disconnect", async () =>
-      statuses.some((s) => s.startsWith("disconnect")) ? true : undefined,
+    await waitFor(
+      "disconnect",
+      async () => (statuses.some((s) => s.startsWith("disconnect")) ? true : undefined),
+      WAIT,
     );
     await live.close();
     await expect(peelConnect("rev-01", creds)).rejects.toThrow(/authorization|revoked/i);

@@ -2,7 +2,7 @@
  * The fleet CLI driven as an operator would: the built `zester` and `zester-master` binaries
  * against a real nats-server and real peels, asserting on JSON output and exit codes.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -13,17 +13,13 @@ import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix } from "../src/bus/names.js";
 import { Peel } from "../src/peel/peel.js";
 import { requireBuilt } from "./support/built.js";
+import { type CliResult, fleetCliOptions, cliJson as json, runCli } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { type WaitOptions, waitFor } from "./support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const ZESTER = join(ROOT, "dist/bin/zester.js");
 const ZESTER_MASTER = join(ROOT, "dist/bin/zester-master.js");
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let nats: StartedNats;
 let work: string;
@@ -32,31 +28,9 @@ let masterLog = "";
 const peels: Peel[] = [];
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
-/** Runs the built CLI without blocking this process (the peels live in it). */
+/** The built CLI, run without blocking this process (the peels live in it). */
 function zester(...args: string[]): Promise<CliResult> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [ZESTER, ...args],
-      {
-        cwd: work,
-        env: { ...process.env, ZESTER_NATS_URL: nats.url, ZESTER_AUTH_DIR: nats.authDir, NO_COLOR: "1" },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : 99) : 0;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function json<T>(r: CliResult): T {
-  try {
-    return JSON.parse(r.stdout) as T;
-  } catch {
-    throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}`);
-  }
+  return runCli(ZESTER, args, fleetCliOptions(nats, work));
 }
 
 async function startPeel(id: string, trusted: Set<string>): Promise<void> {
@@ -75,13 +49,8 @@ async function startPeel(id: string, trusted: Set<string>): Promise<void> {
   peels.push(p);
 }
 
-async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nmaster log:\n${masterLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls slower than the default: most conditions here run the CLI once a try. */
+const WAIT: WaitOptions = { ms: 20_000, intervalMs: 100, context: () => `master log:\n${masterLog}` };
 
 type Run = { peel_id: string; success: boolean; status: string; error: string | null; return?: unknown };
 
@@ -114,7 +83,7 @@ beforeAll(async () => {
   master.stderr?.on("data", (d: Buffer) => {
     masterLog += d.toString("utf8");
   });
-  await until("zester-master to start", async () => /running \(signing key/.test(masterLog));
+  await waitFor("zester-master to start", async () => /running \(signing key/.test(masterLog), WAIT);
 
   const trusted = new Set([
     keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8")).getPublicKey(),
@@ -131,10 +100,14 @@ beforeAll(async () => {
   await (await openKv(nc, "facts")).put("web-03", JSON.stringify({ id: "web-03", os: "linux" }));
   await nc.drain();
   // The master indexes facts from a KV watch: wait until a dispatch reaches all three.
-  await until("the master to see 3 peels", async () => {
-    const r = await zester("web-0*", "test.ping", "--async", "--format", "json");
-    return r.code === 0 && json<{ peels: string[] }>(r).peels.length === 3;
-  });
+  await waitFor(
+    "the master to see 3 peels",
+    async () => {
+      const r = await zester("web-0*", "test.ping", "--async", "--format", "json");
+      return r.code === 0 && json<{ peels: string[] }>(r).peels.length === 3;
+    },
+    WAIT,
+  );
 }, 300_000);
 
 afterAll(async () => {
@@ -229,10 +202,14 @@ describe("zester job and zester peel", () => {
     const a = await zester("web-01", "state.highstate", "--test", "--async");
     expect(a.code, a.stderr).toBe(0);
     const jid = a.stdout.trim();
-    await until("the state job to finish", async () => {
-      const s = await zester("job", "show", jid, "--format", "json");
-      return s.code === 0 && json<{ status: string }>(s).status !== "running";
-    });
+    await waitFor(
+      "the state job to finish",
+      async () => {
+        const s = await zester("job", "show", jid, "--format", "json");
+        return s.code === 0 && json<{ status: string }>(s).status !== "running";
+      },
+      WAIT,
+    );
     const rec = json<{ states_rev?: number }>(await zester("job", "show", jid, "--format", "json"));
     expect(rec.states_rev).toBeGreaterThanOrEqual(1);
     const text = await zester("job", "show", jid);
@@ -244,10 +221,14 @@ describe("zester job and zester peel", () => {
     expect(a.code).toBe(0);
     const jid = a.stdout.trim();
     expect(jid).toMatch(/^[0-9A-Za-z]{27}$/);
-    await until("the job to finish", async () => {
-      const s = await zester("job", "show", jid, "--format", "json");
-      return s.code === 0 && json<{ status: string }>(s).status === "complete";
-    });
+    await waitFor(
+      "the job to finish",
+      async () => {
+        const s = await zester("job", "show", jid, "--format", "json");
+        return s.code === 0 && json<{ status: string }>(s).status === "complete";
+      },
+      WAIT,
+    );
     const show = json<{
       jid: string;
       fun: string;
@@ -279,10 +260,14 @@ describe("zester job and zester peel", () => {
   it("job kill cancels a running job", async () => {
     const a = await zester("L@web-01,web-02", "test.sleep", "length=30", "--async", "--timeout", "60");
     const jid = a.stdout.trim();
-    await until("the job to be active", async () => {
-      const act = json<{ jid: string }[]>(await zester("job", "active", "--format", "json"));
-      return act.some((j) => j.jid === jid);
-    });
+    await waitFor(
+      "the job to be active",
+      async () => {
+        const act = json<{ jid: string }[]>(await zester("job", "active", "--format", "json"));
+        return act.some((j) => j.jid === jid);
+      },
+      WAIT,
+    );
     const k = await zester("job", "kill", jid);
     expect(k.stderr).toBe("");
     expect(k.code).toBe(0);

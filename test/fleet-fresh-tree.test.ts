@@ -20,6 +20,7 @@ import type { DispatchReply, JobRecord, PeelReturn } from "../src/jobs/wire.js";
 import { Master, type MasterConfig, readLiveStates } from "../src/master/index.js";
 import { Peel } from "../src/peel/peel.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { type WaitOptions, waitFor } from "./support/wait.js";
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const HOUR = 3_600_000;
@@ -36,6 +37,7 @@ let signer: ReturnType<typeof keyPairFromCreds>;
 let peel: Peel;
 const masters: Master[] = [];
 const masterLogs: string[] = [];
+const WAIT: WaitOptions = { context: () => masterLogs.join("\n") };
 
 async function startMaster(id: string, extra: Partial<MasterConfig> = {}): Promise<Master> {
   const m = new Master({
@@ -56,16 +58,6 @@ async function startMaster(id: string, extra: Partial<MasterConfig> = {}): Promi
   return m;
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${masterLogs.join("\n")}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Dispatches through the masters' queue group and waits for the finished record. */
 async function run(fun: string, args: unknown[] = []): Promise<{ record: JobRecord; ret: PeelReturn }> {
   const reply = decode<DispatchReply>(
@@ -77,10 +69,14 @@ async function run(fun: string, args: unknown[] = []): Promise<{ record: JobReco
   );
   if (!reply.jid) throw new Error(`dispatch failed: ${reply.error}`);
   const jid = reply.jid;
-  const record = await waitFor(`job ${jid}`, async () => {
-    const r = await store.get(jid);
-    return r && r.record.status !== "running" ? r.record : undefined;
-  });
+  const record = await waitFor(
+    `job ${jid}`,
+    async () => {
+      const r = await store.get(jid);
+      return r && r.record.status !== "running" ? r.record : undefined;
+    },
+    WAIT,
+  );
   const returns = await openKv(admin, "job-returns");
   const e = await returns.get(`${jid}.fresh-01`);
   return { record, ret: decode<PeelReturn>(e!.value) };
@@ -130,12 +126,17 @@ beforeAll(async () => {
   });
   await peel.start();
   await peel.waitConnected();
-  await waitFor("the master to see the peel", async () => {
-    const r = decode<{ peels?: string[] }>(
-      (await admin.request(subjects.targetResolve, encode({ target: "fresh-01" }), { timeout: 5_000 })).data,
-    );
-    return r.peels?.length === 1 ? true : undefined;
-  });
+  await waitFor(
+    "the master to see the peel",
+    async () => {
+      const r = decode<{ peels?: string[] }>(
+        (await admin.request(subjects.targetResolve, encode({ target: "fresh-01" }), { timeout: 5_000 }))
+          .data,
+      );
+      return r.peels?.length === 1 ? true : undefined;
+    },
+    WAIT,
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -205,10 +206,14 @@ describe("jobs run the trees as they are on the master's disk", () => {
     const masterNc = await nats.connectAs("master");
     try {
       masterNc.publish(subjects.cmd("fresh-01"), encode(cmd));
-      const ret = await waitFor("the return", async () => {
-        const e = await returns.get(`${jid}.fresh-01`);
-        return e ? decode<PeelReturn>(e.value) : undefined;
-      });
+      const ret = await waitFor(
+        "the return",
+        async () => {
+          const e = await returns.get(`${jid}.fresh-01`);
+          return e ? decode<PeelReturn>(e.value) : undefined;
+        },
+        WAIT,
+      );
       expect(ret.success).toBe(false);
       expect(ret.error).toMatch(/needs state tree revision 9999, this peel has \d+ .*nothing was applied/);
       expect(await readFile(join(outDir, "greeting"), "utf8")).toBe("untouched");

@@ -1,10 +1,10 @@
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBuilt } from "./support/built.js";
+import { type CliResult, runCli } from "./support/cli.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester.js");
@@ -24,27 +24,13 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-interface Cli {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function zester(...args: string[]): Promise<Cli> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [BIN, "local", "--states-dir", STATES, ...args],
-      { env: { ...process.env, NO_COLOR: "1", ZESTER_CACHE_DIR: join(tmp, "cache") } },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        done({ code: typeof code === "number" ? code : 1, stdout, stderr });
-      },
-    );
+function zester(...args: string[]): Promise<CliResult> {
+  return runCli(BIN, ["local", "--states-dir", STATES, ...args], {
+    env: { NO_COLOR: "1", ZESTER_CACHE_DIR: join(tmp, "cache") },
   });
 }
 
-function json(r: Cli): Record<string, unknown>[] {
+function json(r: CliResult): Record<string, unknown>[] {
   try {
     return JSON.parse(r.stdout) as Record<string, unknown>[];
   } catch {
@@ -199,11 +185,7 @@ describe("zester local", () => {
   });
 
   it("zester doc shows functions and parameters", async () => {
-    const r = await new Promise<Cli>((done) =>
-      execFile(process.execPath, [BIN, "doc", "test.configurable_test_state"], (err, stdout, stderr) =>
-        done({ code: err ? 1 : 0, stdout, stderr }),
-      ),
-    );
+    const r = await runCli(BIN, ["doc", "test.configurable_test_state"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("test.configurable_test_state (state)");
     expect(r.stdout).toMatch(/changes \(boolean; default true\)/);

@@ -24,6 +24,7 @@ import {
 } from "../src/master/index.js";
 import { Peel } from "../src/peel/peel.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { waitFor } from "./support/wait.js";
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -64,20 +65,6 @@ async function publishFacts(nats: StartedNats, id: string, facts: Record<string,
   const kv = await openKv(nc, "facts");
   await kv.put(id, new TextEncoder().encode(JSON.stringify({ id, ...facts })));
   await nc.drain();
-}
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 let nats: StartedNats;
@@ -123,7 +110,7 @@ async function finished(jid: string, ms = 15_000): Promise<JobRecord> {
       const r = await store.get(jid);
       return r && r.record.status !== "running" ? r.record : undefined;
     },
-    ms,
+    { ms },
   );
 }
 

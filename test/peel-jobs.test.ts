@@ -14,6 +14,7 @@ import { newKsuid } from "../src/jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelReturn } from "../src/jobs/wire.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { nextEvent } from "./support/wait.js";
 
 let nats: StartedNats;
 let master: NatsConnection;
@@ -111,16 +112,6 @@ async function send(cmd: Command | Record<string, unknown>, subjectPeel?: string
   await master.flush();
   master.publish(subjects.cmd(subjectPeel ?? String((cmd as Command).peel)), encode(cmd));
   return { acks, ret, order };
-}
-
-function nextEvent<T>(peel: Peel, name: string, timeoutMs = 10_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no "${name}" event within ${timeoutMs} ms`)), timeoutMs);
-    peel.once(name, (v: T) => {
-      clearTimeout(t);
-      resolve(v);
-    });
-  });
 }
 
 async function returnInKv(jid: string, peel: string): Promise<PeelReturn | undefined> {

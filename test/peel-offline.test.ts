@@ -25,12 +25,15 @@ import { EnforceScheduler } from "../src/peel/scheduler.js";
 import { statOrUndefined } from "../src/util/files.js";
 import { probeInfo } from "./support/nats.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
+import { nextEvent, type WaitOptions, waitFor } from "./support/wait.js";
 
 let nats: RestartableNats;
 let master: NatsConnection;
 let signer: ReturnType<typeof keyPairFromCreds>;
 let work: string;
 const peels: Peel[] = [];
+/** A poll here may itself wait on a peel event that times out: that is a "not yet". */
+const WAIT: WaitOptions = { ms: 20_000, ignoreErrors: true };
 
 const connectMaster = () =>
   connect({
@@ -93,16 +96,6 @@ async function newPeel(id: string, over: Partial<PeelConfig> = {}): Promise<{ pe
   return { peel, lines };
 }
 
-function nextEvent<T>(peel: Peel, name: string, timeoutMs = 15_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no "${name}" event within ${timeoutMs} ms`)), timeoutMs);
-    peel.once(name, (v: T) => {
-      clearTimeout(t);
-      resolve(v);
-    });
-  });
-}
-
 interface Flushed {
   count: number;
   bad: number;
@@ -162,7 +155,7 @@ async function ensureUp(): Promise<void> {
 
 /** Stops the server and waits until the peel has noticed. */
 async function serverDown(...watching: Peel[]): Promise<void> {
-  const noticed = watching.map((p) => nextEvent(p, "disconnected"));
+  const noticed = watching.map((p) => nextEvent(p, "disconnected", 15_000));
   await nats.halt();
   await Promise.all(noticed);
 }
@@ -192,10 +185,10 @@ describe("peel return outbox (real nats-server, stopped and started)", () => {
     await peel.waitConnected(10_000);
 
     const cmd = command("ob-job-01", "cmd.run", ["sleep 2; echo done"]);
-    const acked = nextEvent(peel, "ack");
+    const acked = nextEvent(peel, "ack", 15_000);
     master.publish(subjects.cmd("ob-job-01"), encode(cmd));
     await acked;
-    const returned = nextEvent<PeelReturn>(peel, "return");
+    const returned = nextEvent<PeelReturn>(peel, "return", 15_000);
     await serverDown(peel);
 
     const ret = await returned;
@@ -231,7 +224,7 @@ describe("peel return outbox (real nats-server, stopped and started)", () => {
       "web.zy": `hello:\n  file.managed:\n    - name: ${target()}/hello.txt\n    - content: "offline {{ facts.id }}"\n    - makedirs: true\n`,
     });
     ({ peel: statesPeel } = await newPeel("ob-states-01"));
-    const synced = nextEvent(statesPeel, "states");
+    const synced = nextEvent(statesPeel, "states", 15_000);
     await statesPeel.start();
     await statesPeel.waitConnected(10_000);
     await synced;
@@ -302,7 +295,7 @@ describe("peel return outbox (real nats-server, stopped and started)", () => {
     master.publish(subjects.cmd("ob-restart-01"), encode(done));
     master.publish(subjects.cmd("ob-restart-01"), encode(waiting));
     await bothAcked;
-    const returned = nextEvent<PeelReturn>(first, "return");
+    const returned = nextEvent<PeelReturn>(first, "return", 15_000);
     await serverDown(first);
     expect(await returned).toMatchObject({ jid: done.jid, return: "four" });
     // Stopping while disconnected aborts the second job: its canceled return is kept too.
@@ -373,22 +366,30 @@ describe("enforcement schedule (the cached tree, applied on a timer, with or wit
       "motd.zy": `motd:\n  file.managed:\n    - name: ${drifted()}\n    - content: "managed by zester"\n    - makedirs: true\n`,
     });
     const { peel, lines } = await newPeel("sched-01", { enforce: { everyMs: 300, splayMs: 0 } });
-    const synced = nextEvent(peel, "states");
+    const synced = nextEvent(peel, "states", 15_000);
     await peel.start();
     await peel.waitConnected(10_000);
     await synced;
     // The first run while connected stores its return directly and leaves a settings snapshot.
-    const first = await nextEvent<PeelReturn>(peel, "scheduled");
+    const first = await nextEvent<PeelReturn>(peel, "scheduled", 15_000);
     expect(first).toMatchObject({ origin: "schedule", fun: "state.highstate", success: true });
     expect(await readFile(drifted(), "utf8")).toBe("managed by zester\n");
-    await until("the first scheduled return in job-returns", async () => returnInKv(first.jid, "sched-01"));
+    await waitFor(
+      "the first scheduled return in job-returns",
+      async () => returnInKv(first.jid, "sched-01"),
+      WAIT,
+    );
 
     await serverDown(peel);
     await writeFile(drifted(), "someone edited this by hand\n");
-    const fixed = await until("the scheduler to correct the drift offline", async () => {
-      const r = await nextEvent<PeelReturn>(peel, "scheduled", 5_000);
-      return (r.summary?.changed ?? 0) > 0 ? r : undefined;
-    });
+    const fixed = await waitFor(
+      "the scheduler to correct the drift offline",
+      async () => {
+        const r = await nextEvent<PeelReturn>(peel, "scheduled", 5_000);
+        return (r.summary?.changed ?? 0) > 0 ? r : undefined;
+      },
+      WAIT,
+    );
     expect(fixed.success).toBe(true);
     expect(await readFile(drifted(), "utf8")).toBe("managed by zester\n");
     expect(lines).toContainEqual(
@@ -397,8 +398,10 @@ describe("enforcement schedule (the cached tree, applied on a timer, with or wit
     expect(await outboxNames(peel)).toContain(`${fixed.jid}.json`);
 
     await serverUp();
-    await until("the offline run's return in job-returns", async () =>
-      (await returnInKv(fixed.jid, "sched-01"))?.summary?.changed === 1 ? true : undefined,
+    await waitFor(
+      "the offline run's return in job-returns",
+      async () => ((await returnInKv(fixed.jid, "sched-01"))?.summary?.changed === 1 ? true : undefined),
+      WAIT,
     );
     await peel.stop();
     peels.splice(peels.indexOf(peel), 1);
@@ -416,14 +419,18 @@ describe("enforcement schedule (the cached tree, applied on a timer, with or wit
     const { peel, lines } = await newPeel("sched-02", {
       enforce: { everyMs: 300, splayMs: 0, test: true, sls: ["issue"] },
     });
-    const synced = nextEvent(peel, "states");
+    const synced = nextEvent(peel, "states", 15_000);
     await peel.start();
     await peel.waitConnected(10_000);
     await synced;
-    const r = await until("a drift report", async () => {
-      const ret = await nextEvent<PeelReturn>(peel, "scheduled", 5_000);
-      return ret.summary ? ret : undefined;
-    });
+    const r = await waitFor(
+      "a drift report",
+      async () => {
+        const ret = await nextEvent<PeelReturn>(peel, "scheduled", 5_000);
+        return ret.summary ? ret : undefined;
+      },
+      WAIT,
+    );
     expect(r).toMatchObject({ fun: "state.apply", success: true, summary: { changed: 0 } });
     expect(r.results).toEqual([expect.objectContaining({ id: "issue", pending: true })]);
     expect(await readFile(target, "utf8")).toBe("drift left alone\n");
@@ -475,13 +482,3 @@ describe("enforcement schedule (the cached tree, applied on a timer, with or wit
     expect(runs).toBe(1);
   });
 });
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -15,6 +15,7 @@ import type { PeelReturn, StateManifest, StateRevision } from "../src/jobs/wire.
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
 import type { SyncResult } from "../src/peel/state-cache.js";
 import { freePort, type StartedNats, startNats } from "./support/nats.js";
+import { nextEvent } from "./support/wait.js";
 
 let nats: StartedNats;
 let master: NatsConnection;
@@ -78,16 +79,6 @@ async function startPeel(over: Partial<PeelConfig> = {}): Promise<Peel> {
   });
   peels.push(peel);
   return peel;
-}
-
-function nextEvent<T>(peel: Peel, name: string, timeoutMs = 10_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no "${name}" event within ${timeoutMs} ms`)), timeoutMs);
-    peel.once(name, (v: T) => {
-      clearTimeout(t);
-      resolve(v);
-    });
-  });
 }
 
 async function run(

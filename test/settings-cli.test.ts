@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,6 +7,7 @@ import { decryptValue } from "../src/settings/crypto.js";
 import { loadMasterCurve, loadMasterCurvePub, MASTER_CURVE_FILES } from "../src/settings/keys.js";
 import { openExtractedSecrets, sanitizeSettingsTree } from "../src/settings/sanitize.js";
 import { requireBuilt } from "./support/built.js";
+import { type CliResult, runCli } from "./support/cli.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester.js");
@@ -23,20 +23,9 @@ afterAll(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-interface Cli {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function zester(args: string[], stdin = ""): Promise<Cli> {
-  return new Promise((done) => {
-    const child = execFile("node", [BIN, ...args], { cwd: tmp }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      done({ code: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-    child.stdin?.end(stdin);
-  });
+/** stdin is always closed, so a command that reads it never waits. */
+function zester(args: string[], stdin = ""): Promise<CliResult> {
+  return runCli(BIN, args, { cwd: tmp, stdin });
 }
 
 describe("zester settings (built CLI)", () => {

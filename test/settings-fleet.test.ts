@@ -22,6 +22,7 @@ import { encryptValue, openPeelSecrets } from "../src/settings/crypto.js";
 import { SecretError } from "../src/settings/errors.js";
 import { ensurePeelCurveKey, writeMasterCurveKey } from "../src/settings/keys.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { waitFor } from "./support/wait.js";
 
 const SECRET_ONE = "S3cret-one-7f3a";
 const SECRET_TWO = "S3cret-two-91bc";
@@ -43,20 +44,6 @@ const logger = {
   warn: (m: string) => logs.push(m),
   error: (m: string) => logs.push(m),
 };
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function writeSettings(secret: string, user: string, otherRole: string): Promise<void> {
   await writeFile(join(settingsDir, "top.zy"), "base:\n  'web-01':\n    - web\n  'web-02':\n    - other\n");
