@@ -19,6 +19,7 @@ import type { EnrollmentService } from "../enroll/service.js";
 import { JobStore } from "../jobs/store.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
+import { Coalescer } from "../util/coalesce.js";
 import { errText } from "../util/errors.js";
 import { isENOENT } from "../util/files.js";
 import { Dispatcher, KILL_SUBJECT, MASTER_QUEUE } from "./dispatcher.js";
@@ -368,11 +369,19 @@ export class Master {
    * the log says why. Resolves with the live state revision to pin (undefined: none).
    */
   async freshTrees(): Promise<number | undefined> {
-    const settings = this.freshTree("settings", () => this.publishSettings(), SETTINGS_PUBLISH_SUBJECT);
-    const states = await this.freshTree("states", () => this.publishStates(), STATES_PUBLISH_SUBJECT);
+    const settings = this.freshSettings.run();
+    const states = await this.freshStates.run();
     await settings;
     return states !== undefined && states > 0 ? states : undefined;
   }
+
+  // A burst of state jobs shares one scan of each tree instead of queueing one scan per job.
+  private readonly freshStates = new Coalescer(() =>
+    this.freshTree("states", () => this.publishStates(), STATES_PUBLISH_SUBJECT),
+  );
+  private readonly freshSettings = new Coalescer(() =>
+    this.freshTree("settings", () => this.publishSettings(), SETTINGS_PUBLISH_SUBJECT),
+  );
 
   private async freshTree(
     what: string,
