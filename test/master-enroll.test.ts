@@ -6,6 +6,7 @@ import { enrollAdmin } from "../src/enroll/admin.js";
 import { enrollPeel } from "../src/enroll/client.js";
 import { Master } from "../src/master/master.js";
 import { Peel } from "../src/peel/peel.js";
+import { mainCapturingStderr } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 let nats: StartedNats;
@@ -34,6 +35,18 @@ afterAll(async () => {
 });
 
 describe("a master with --enroll-listen", () => {
+  it("zester-master checks the enrollment limits before connecting", async () => {
+    const base = ["master", "--nats-url", "tls://127.0.0.1:1", "--auth-dir", work, "--enroll-listen", "0"];
+    for (const [flag, v] of [
+      ["--enroll-max-pending", "-1"],
+      ["--enroll-rate", "lots"],
+    ] as const) {
+      const r = await mainCapturingStderr([...base, flag, v]);
+      expect(r.code, flag).toBe(1);
+      expect(r.err).toContain(`${flag} must be a whole number ≥ 0`);
+    }
+  });
+
   it("enrolls a new machine with a one-time token; the peel joins the fleet with its own key", async () => {
     expect(master.enrollPort).toBeGreaterThan(0);
     const admin = await nats.connectAs("admin");

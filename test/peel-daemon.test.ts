@@ -9,10 +9,10 @@ import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { subjects } from "../src/bus/names.js";
-import { main } from "../src/cli/main.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
 import type { PeelReturn } from "../src/jobs/wire.js";
 import { requireBuilt } from "./support/built.js";
+import { mainCapturingStderr } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -38,20 +38,6 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-async function captured(argv: string[]): Promise<{ code: number; err: string }> {
-  let err = "";
-  const w = process.stderr.write;
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), err };
-  } finally {
-    process.stderr.write = w;
-  }
-}
-
 describe("trusted master keys", () => {
   it("nats-auth init writes the master's public key; loadTrustedMasters reads and checks it", async () => {
     const creds = await readFile(await nats.credsFile("master"), "utf8");
@@ -69,7 +55,13 @@ describe("trusted master keys", () => {
 
 describe("zester-peel daemon", () => {
   it("refuses a plaintext nats:// URL before connecting", async () => {
-    const r = await captured(["peel-daemon", "--id", "d-02", "--nats-url", "nats://127.0.0.1:4222"]);
+    const r = await mainCapturingStderr([
+      "peel-daemon",
+      "--id",
+      "d-02",
+      "--nats-url",
+      "nats://127.0.0.1:4222",
+    ]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/nats:\/\/ is plaintext/);
   });
@@ -84,7 +76,7 @@ describe("zester-peel daemon", () => {
       [["--enforce-test", "--enforce-sls", "web"], /--enforce-sls, --enforce-test needs --enforce-every/],
     ];
     for (const [args, re] of cases) {
-      const r = await captured([...base, ...args]);
+      const r = await mainCapturingStderr([...base, ...args]);
       expect(r.code, args.join(" ")).toBe(1);
       expect(r.err, args.join(" ")).toMatch(re);
     }

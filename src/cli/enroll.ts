@@ -12,7 +12,7 @@ import { runProgram } from "./nats-auth.js";
 
 type Opts = ConnectFlags & { format?: string };
 
-const STATUSES = ["pending", "approved", "rejected", "revoked"] as const;
+const STATUSES = ["pending", "approved", "rejected", "revoked", "expired"] as const;
 
 /** `90s`, `15m`, `1h`, `2d` or plain seconds. */
 export function parseTtl(s: string): number {
@@ -61,6 +61,7 @@ function printRecord(r: EnrollmentRecord): void {
     ["approved", r.approved_at],
     ["rejected", r.rejected_at],
     ["revoked", r.revoked_at],
+    ["expired", r.expired_at],
     ["decided by", r.approver],
     ["revoked by", r.revoked_by],
     ["reason", r.reason],

@@ -17,6 +17,8 @@ interface DaemonOptions extends ConnectFlags {
   enrollListen?: string;
   enrollCert?: string;
   enrollKey?: string;
+  enrollMaxPending?: string;
+  enrollRate?: string;
 }
 
 /** `HOST:PORT`, `:PORT` or `PORT`. */
@@ -31,6 +33,12 @@ function listenAddress(v: string): { host?: string; port: number } {
 function seconds(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number of seconds`);
+  return n;
+}
+
+function count(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name} must be a whole number ≥ 0`);
   return n;
 }
 
@@ -70,7 +78,13 @@ export async function run(argv: string[]): Promise<number> {
         "--enroll-cert <file>",
         "PEM certificate for the enrollment listener (default: issued by the auth dir's CA)",
       )
-      .option("--enroll-key <file>", "PEM key for --enroll-cert"),
+      .option("--enroll-key <file>", "PEM key for --enroll-cert")
+      .option("--enroll-max-pending <n>", "pending requests at which new ones get 429 (0: no cap)", "1000")
+      .option(
+        "--enroll-rate <n>",
+        "challenge + enroll requests per minute per client address (0: no limit)",
+        "20",
+      ),
     "master",
   ).action(async (opts: DaemonOptions) => {
     const conn = resolveConnect(opts, "master");
@@ -92,6 +106,8 @@ export async function run(argv: string[]): Promise<number> {
               ...listenAddress(opts.enrollListen),
               ...(opts.enrollCert !== undefined ? { certFile: opts.enrollCert } : {}),
               ...(opts.enrollKey !== undefined ? { keyFile: opts.enrollKey } : {}),
+              maxPending: count("--enroll-max-pending", opts.enrollMaxPending ?? "1000"),
+              requestsPerMinute: count("--enroll-rate", opts.enrollRate ?? "20"),
             },
           }
         : {}),

@@ -220,74 +220,99 @@ export async function enrollPeel(opts: EnrollOptions): Promise<EnrollResult> {
   const overdue = () => opts.timeoutMs !== undefined && Date.now() - started > opts.timeoutMs;
 
   // A master that is down, restarting or busy (429, 5xx) is waited for; a refusal is final.
-  let enroll: HttpAnswer;
+  const ask = async (): Promise<HttpAnswer> => {
+    for (;;) {
+      try {
+        const ch = await httpsJson(base, "POST", `${ENROLL_API_PREFIX}/challenge`, ca, ident, opts.signal);
+        if (ch.status !== 200) throw refused(ch, "enrollment challenge");
+        const { nonce } = ch.body as unknown as ChallengeResponse;
+        const signature = signString(user, enrollSignedString({ ...ident, nonce }));
+        const enroll = await httpsJson(
+          base,
+          "POST",
+          ENROLL_API_PREFIX,
+          ca,
+          {
+            ...ident,
+            nonce,
+            signature,
+            ...(opts.token !== undefined ? { token: opts.token } : {}),
+            ...(opts.replace ? { replace: true } : {}),
+          },
+          opts.signal,
+        );
+        if (enroll.status !== 200 && enroll.status !== 202) throw refused(enroll, "enrollment");
+        return enroll;
+      } catch (err) {
+        const retriable =
+          err instanceof EnrollRefusedError ? err.status === 429 || err.status >= 500 : !isTlsTrustError(err);
+        if (!retriable || opts.signal?.aborted || overdue()) throw err;
+        log?.warn(`${(err as Error).message}; retrying in ${delay} ms`);
+        await sleep(delay, opts.signal);
+        delay = Math.min(delay * 2, maxDelay);
+      }
+    }
+  };
+
+  let answer: EnrollStatusResponse;
+  let requestId: string;
+  // The master expires a request nobody decided on (and later forgets it): ask again, as new.
   for (;;) {
-    try {
-      const ch = await httpsJson(base, "POST", `${ENROLL_API_PREFIX}/challenge`, ca, ident, opts.signal);
-      if (ch.status !== 200) throw refused(ch, "enrollment challenge");
-      const { nonce } = ch.body as unknown as ChallengeResponse;
-      const signature = signString(user, enrollSignedString({ ...ident, nonce }));
-      enroll = await httpsJson(
-        base,
-        "POST",
-        ENROLL_API_PREFIX,
-        ca,
-        {
-          ...ident,
-          nonce,
-          signature,
-          ...(opts.token !== undefined ? { token: opts.token } : {}),
-          ...(opts.replace ? { replace: true } : {}),
-        },
-        opts.signal,
+    answer = (await ask()).body as unknown as EnrollStatusResponse;
+    requestId = answer.request_id;
+    if (answer.status === "pending") {
+      log?.info(
+        `enrollment request ${requestId} is waiting for approval (zester enroll approve ${requestId})` +
+          (answer.replaces ? `; it replaces key ${answer.replaces}` : ""),
       );
-      if (enroll.status !== 200 && enroll.status !== 202) throw refused(enroll, "enrollment");
-      break;
-    } catch (err) {
-      const retriable =
-        err instanceof EnrollRefusedError ? err.status === 429 || err.status >= 500 : !isTlsTrustError(err);
-      if (!retriable || opts.signal?.aborted || overdue()) throw err;
-      log?.warn(`${(err as Error).message}; retrying in ${delay} ms`);
+    }
+
+    delay = opts.pollMinMs ?? 1000;
+    let gone = false;
+    while (answer.status === "pending") {
+      if (overdue()) {
+        throw new Error(`enrollment request ${requestId} was not approved within ${opts.timeoutMs} ms`);
+      }
       await sleep(delay, opts.signal);
       delay = Math.min(delay * 2, maxDelay);
+      const ts = Date.now();
+      const sig = signString(user, pollSignedString(requestId, ts));
+      let poll: HttpAnswer;
+      try {
+        poll = await httpsJson(
+          base,
+          "GET",
+          `${ENROLL_API_PREFIX}/${encodeURIComponent(requestId)}?ts=${ts}&sig=${sig}`,
+          ca,
+          undefined,
+          opts.signal,
+        );
+      } catch (err) {
+        // The master may restart while we wait; the request is in KV, keep polling.
+        if (opts.signal?.aborted) throw err;
+        log?.warn(`cannot poll enrollment: ${(err as Error).message}`);
+        continue;
+      }
+      // Busy or rate-limited: the request is still there, keep waiting.
+      if (poll.status === 429 || poll.status >= 500) {
+        log?.warn(`${refused(poll, "enrollment poll").message}; polling again in ${delay} ms`);
+        continue;
+      }
+      if (poll.status === 404) {
+        gone = true;
+        break;
+      }
+      if (poll.status !== 200) throw refused(poll, "enrollment poll");
+      answer = poll.body as unknown as EnrollStatusResponse;
     }
-  }
-  let answer = enroll.body as unknown as EnrollStatusResponse;
-  const requestId = answer.request_id;
-  if (answer.status === "pending") {
-    log?.info(
-      `enrollment request ${requestId} is waiting for approval (zester enroll approve ${requestId})` +
-        (answer.replaces ? `; it replaces key ${answer.replaces}` : ""),
+    if (!gone && answer.status !== "expired") break;
+    if (overdue())
+      throw new Error(`enrollment request ${requestId} ${gone ? "is gone" : "expired"} unapproved`);
+    log?.warn(
+      `enrollment request ${requestId} ${gone ? "is unknown to the master" : "expired"}` +
+        `${!gone && answer.reason ? ` (${answer.reason})` : ""}; asking again`,
     );
-  }
-
-  delay = opts.pollMinMs ?? 1000;
-  while (answer.status === "pending") {
-    if (overdue()) {
-      throw new Error(`enrollment request ${requestId} was not approved within ${opts.timeoutMs} ms`);
-    }
-    await sleep(delay, opts.signal);
-    delay = Math.min(delay * 2, maxDelay);
-    const ts = Date.now();
-    const sig = signString(user, pollSignedString(requestId, ts));
-    let poll: HttpAnswer;
-    try {
-      poll = await httpsJson(
-        base,
-        "GET",
-        `${ENROLL_API_PREFIX}/${encodeURIComponent(requestId)}?ts=${ts}&sig=${sig}`,
-        ca,
-        undefined,
-        opts.signal,
-      );
-    } catch (err) {
-      // The master may restart while we wait; the request is in KV, keep polling.
-      if (opts.signal?.aborted) throw err;
-      log?.warn(`cannot poll enrollment: ${(err as Error).message}`);
-      continue;
-    }
-    if (poll.status !== 200) throw refused(poll, "enrollment poll");
-    answer = poll.body as unknown as EnrollStatusResponse;
+    delay = opts.pollMinMs ?? 1000;
   }
   if (answer.status !== "approved" || typeof answer.jwt !== "string") {
     throw new EnrollRefusedError(

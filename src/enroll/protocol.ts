@@ -19,7 +19,19 @@ export const POLL_MAX_SKEW_MS = 120_000;
 /** Bodies are a few hundred bytes; anything much larger is not a client of ours. */
 export const MAX_BODY_BYTES = 16 * 1024;
 
-export type EnrollmentStatus = "pending" | "approved" | "rejected" | "revoked";
+/**
+ * `expired`: a pending request nobody decided on within the master's max age (default 7 days).
+ * The peel that polls it is told to ask again; the record is deleted later like a rejected one.
+ */
+export type EnrollmentStatus = "pending" | "approved" | "rejected" | "revoked" | "expired";
+
+export const ENROLLMENT_STATUSES: readonly EnrollmentStatus[] = [
+  "pending",
+  "approved",
+  "rejected",
+  "revoked",
+  "expired",
+];
 
 /** What an earlier enrollment of the same id looked like, kept on a replacement request. */
 export interface ReplacedKey {
@@ -31,6 +43,9 @@ export interface ReplacedKey {
   /** Kept so that rejecting the replacement restores the old enrollment exactly. */
   jwt?: string;
   approver?: string;
+  /** Kept so that a revoked key's record can be restored when the request on top of it is swept. */
+  revoked_at?: string;
+  revoked_by?: string;
 }
 
 /** The record in KV `enrollments` under `<peel-id>`. */
@@ -47,6 +62,7 @@ export interface EnrollmentRecord {
   approved_at?: string;
   rejected_at?: string;
   revoked_at?: string;
+  expired_at?: string;
   /** Who decided: the operator's name as the CLI reported it, or `token`. */
   approver?: string;
   revoked_by?: string;

@@ -8,7 +8,10 @@
  *    unless the peel says it replaces the old enrollment, and then only an operator can approve
  *    it (tokens do not), which revokes the old key;
  *  - a rejected or revoked key stays refused;
- *  - tokens are single use: burned by a compare-and-set before anything is issued.
+ *  - tokens are single use: burned by a compare-and-set before anything is issued;
+ *  - unauthenticated clients cannot grow the bucket without bound: new pending requests stop at a
+ *    cap, abandoned ones expire, and rejected or expired records are swept after a retention
+ *    period. Approved and revoked records (current trust and the audit trail) are never deleted.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -32,7 +35,13 @@ import {
   pollSignedString,
   verifyString,
 } from "./protocol.js";
-import { ConflictError, type EnrollmentStore, newRequestId, type Versioned } from "./store.js";
+import {
+  ConflictError,
+  type EnrollmentStore,
+  type EnrollmentView,
+  newRequestId,
+  type Versioned,
+} from "./store.js";
 
 export interface EnrollLogger {
   info(msg: string): void;
@@ -51,6 +60,8 @@ export class EnrollError extends Error {
   constructor(
     readonly code: number,
     message: string,
+    /** For 429: seconds the client should wait (sent as Retry-After). */
+    readonly retryAfterS?: number,
   ) {
     super(message);
   }
@@ -66,6 +77,33 @@ export interface RegistrarDeps {
   /** Default lifetime of one-time tokens. */
   tokenTtlS?: number;
   now?: () => number;
+  /** Live record summaries: the pending count and sweep candidates (default: scan the bucket). */
+  view?: EnrollmentView;
+  /** New pending requests stop here (default 1,000; 0 = no cap). */
+  maxPending?: number;
+}
+
+export const DEFAULT_MAX_PENDING = 1000;
+export const DEFAULT_PENDING_MAX_AGE_MS = 7 * 24 * 3600_000;
+export const DEFAULT_REJECTED_RETENTION_MS = 30 * 24 * 3600_000;
+
+export interface SweepLimits {
+  /** A pending request older than this becomes `expired`. */
+  pendingMaxAgeMs: number;
+  /** Rejected and expired records older than this are deleted. */
+  rejectedRetentionMs: number;
+}
+
+export interface SweepCounts {
+  /** Pending requests that became `expired` (or, for a replacement, gave way to the enrolled key). */
+  expired: number;
+  /** Rejected and expired records deleted (or rolled back to the revoked key they carried). */
+  removed: number;
+}
+
+function days(ms: number): string {
+  const d = ms / 86_400_000;
+  return d >= 1 && Number.isInteger(d) ? `${d} days` : `${Math.round(ms / 1000)} s`;
 }
 
 export const DEFAULT_TOKEN_TTL_S = 3600;
@@ -89,10 +127,36 @@ function withoutJwt(r: EnrollmentRecord): EnrollmentRecord {
   return rest;
 }
 
+/**
+ * The record a replacement request was filed on top of, as it was: rejecting or expiring a
+ * replacement of an approved key keeps that key, and sweeping a request filed over a revoked key
+ * keeps the revocation on record.
+ */
+function restoreReplaced(r: EnrollmentRecord, reason: string): EnrollmentRecord {
+  const old = r.replaces;
+  if (!old) throw new Error("no replaced key to restore");
+  return {
+    peel_id: r.peel_id,
+    status: old.status,
+    request_id: old.request_id,
+    public_key: old.public_key,
+    curve_key: old.curve_key,
+    requested_at: r.requested_at,
+    ...(old.approved_at !== undefined ? { approved_at: old.approved_at } : {}),
+    ...(old.approver !== undefined ? { approver: old.approver } : {}),
+    ...(old.jwt !== undefined ? { jwt: old.jwt } : {}),
+    ...(old.revoked_at !== undefined ? { revoked_at: old.revoked_at } : {}),
+    ...(old.revoked_by !== undefined ? { revoked_by: old.revoked_by } : {}),
+    reason,
+  };
+}
+
 export class Registrar {
   private readonly store: EnrollmentStore;
   private readonly log: EnrollLogger;
   private readonly now: () => number;
+  /** New pending requests this master is writing right now: counted against the cap. */
+  private creating = 0;
 
   constructor(private readonly deps: RegistrarDeps) {
     this.store = deps.store;
@@ -142,6 +206,10 @@ export class Registrar {
     let tokenAllowed = true;
     if (!cur) {
       next = fresh();
+    } else if (cur.status === "expired") {
+      // Nobody decided in time: a new request, from this key or another (an expired request
+      // carries no trust). A revoked key underneath stays on record.
+      next = { ...fresh(), ...(cur.replaces ? { replaces: cur.replaces } : {}) };
     } else if (cur.public_key === req.public_key) {
       if (cur.curve_key !== req.curve_key) {
         throw new EnrollError(409, `${req.peel_id} is enrolled with this key but another curve key`);
@@ -178,6 +246,8 @@ export class Registrar {
           ...(cur.approved_at !== undefined ? { approved_at: cur.approved_at } : {}),
           ...(cur.jwt !== undefined ? { jwt: cur.jwt } : {}),
           ...(cur.approver !== undefined ? { approver: cur.approver } : {}),
+          ...(cur.revoked_at !== undefined ? { revoked_at: cur.revoked_at } : {}),
+          ...(cur.revoked_by !== undefined ? { revoked_by: cur.revoked_by } : {}),
         },
       };
       // Handing a live identity to a new key is the operator's call, never a token's.
@@ -200,7 +270,25 @@ export class Registrar {
     }
 
     if (next === cur) return { code: 202, body: await this.statusBody(cur) };
-    await this.write(next, current?.revision);
+    // Only a request that adds a pending record counts: re-asking with the same key and polling
+    // an existing request keep working when the cap is reached.
+    const max = this.deps.maxPending ?? DEFAULT_MAX_PENDING;
+    if (max > 0 && (await this.pendingCount()) + this.creating >= max) {
+      throw new EnrollError(
+        429,
+        `too many pending enrollment requests (${max}): approve or reject some, or raise the limit`,
+        60,
+      );
+    }
+    this.creating++;
+    try {
+      await this.write(next, current?.revision);
+    } finally {
+      this.creating--;
+    }
+    if (cur?.status === "expired" && cur.request_id !== next.request_id) {
+      await this.store.removeRequestIndex(cur.request_id, cur.peel_id).catch(() => false);
+    }
     this.log.info(
       `enrollment request ${next.request_id} for ${next.peel_id} pending` +
         (next.replaces ? ` (replaces key ${next.replaces.public_key})` : ""),
@@ -211,7 +299,11 @@ export class Registrar {
   /** A poll: authenticated by a signature over the request id and a fresh timestamp. */
   async poll(requestId: string, ts: string | null, sig: string | null): Promise<Outcome> {
     const idx = await this.store.requestIndex(requestId);
-    if (!idx) throw new EnrollError(404, "unknown enrollment request");
+    if (!idx)
+      throw new EnrollError(
+        404,
+        "unknown enrollment request (an expired request is removed after a while): ask again",
+      );
     const t = Number(ts);
     if (!Number.isSafeInteger(t) || sig === null) throw new EnrollError(400, "ts and sig are required");
     if (!verifyString(idx.public_key, pollSignedString(requestId, t), sig)) {
@@ -231,6 +323,93 @@ export class Registrar {
       return { code: 200, body };
     }
     return { code: 200, body: await this.statusBody(cur) };
+  }
+
+  private async pendingCount(): Promise<number> {
+    if (this.deps.view) return this.deps.view.pendingCount();
+    return (await this.store.list()).filter((r) => r.status === "pending").length;
+  }
+
+  // ---- garbage collection (the master's sweep timer) --------------------------------------------
+
+  /**
+   * Expires pending requests older than the max age and deletes rejected and expired records
+   * older than the retention. Each change is a compare-and-set on the revision just read, after
+   * checking again that it still applies, so two masters sweeping at once (or a peel asking again
+   * meanwhile) make one change at most; the loser skips the record.
+   */
+  async sweep(now: number, limits: SweepLimits): Promise<SweepCounts> {
+    const counts: SweepCounts = { expired: 0, removed: 0 };
+    const due = (status: string, since: number) =>
+      (status === "pending" && now - since > limits.pendingMaxAgeMs) ||
+      ((status === "rejected" || status === "expired") && now - since > limits.rejectedRetentionMs);
+    const ids = this.deps.view
+      ? this.deps.view.select((s) => due(s.status, s.since))
+      : (await this.store.list()).map((r) => r.peel_id);
+    for (const id of ids) {
+      try {
+        const v = await this.store.get(id);
+        if (!v) continue;
+        const r = v.value;
+        const at =
+          r.status === "rejected" ? r.rejected_at : r.status === "expired" ? r.expired_at : r.requested_at;
+        const since = at === undefined ? Number.NaN : Date.parse(at);
+        if (!Number.isFinite(since) || !due(r.status, since)) continue;
+        if (r.status === "pending") {
+          if (await this.expire(v, now, limits.pendingMaxAgeMs)) counts.expired++;
+        } else if (await this.drop(v)) {
+          counts.removed++;
+        }
+      } catch (err) {
+        this.log.warn(`sweeping the enrollment of ${id}: ${(err as Error).message}`);
+      }
+    }
+    return counts;
+  }
+
+  private async expire(v: Versioned<EnrollmentRecord>, now: number, maxAgeMs: number): Promise<boolean> {
+    const r = v.value;
+    const next: EnrollmentRecord =
+      r.replaces?.status === "approved"
+        ? restoreReplaced(r, `replacement request ${r.request_id} (key ${r.public_key}) expired unapproved`)
+        : {
+            ...r,
+            status: "expired",
+            expired_at: iso(now),
+            reason: `not approved within ${days(maxAgeMs)}: the machine must ask again`,
+          };
+    if (!(await this.casPut(next, v.revision))) return false;
+    // The rolled-back request is gone: its machine's next poll gets 404 and asks again.
+    if (next.status !== "expired") await this.store.removeRequestIndex(r.request_id, r.peel_id);
+    return true;
+  }
+
+  /** Deletes a swept record and its request index, or rolls back to a revoked key it carried. */
+  private async drop(v: Versioned<EnrollmentRecord>): Promise<boolean> {
+    const r = v.value;
+    if (r.replaces?.status === "revoked" || r.replaces?.status === "approved") {
+      const back = restoreReplaced(r, `request ${r.request_id} (key ${r.public_key}) was ${r.status}`);
+      if (!(await this.casPut(back, v.revision))) return false;
+      await this.store.removeRequestIndex(r.request_id, r.peel_id);
+      return true;
+    }
+    if (!(await this.store.remove(r.peel_id, v.revision))) return false;
+    this.deps.view?.forget(r.peel_id, v.revision);
+    await this.store.removeRequestIndex(r.request_id, r.peel_id);
+    if (r.replaces) await this.store.removeRequestIndex(r.replaces.request_id, r.peel_id);
+    return true;
+  }
+
+  /** A compare-and-set write; false when someone else changed the record first. */
+  private async casPut(r: EnrollmentRecord, revision: number): Promise<boolean> {
+    try {
+      const rev = await this.store.put(r, revision);
+      this.deps.view?.note(r, rev);
+      return true;
+    } catch (err) {
+      if (err instanceof ConflictError) return false;
+      throw err;
+    }
   }
 
   private checkIdentity(peel_id: unknown, public_key: unknown, curve_key: unknown): void {
@@ -263,7 +442,7 @@ export class Registrar {
 
   private async write(r: EnrollmentRecord, revision: number | undefined): Promise<void> {
     try {
-      await this.store.put(r, revision);
+      this.deps.view?.note(r, await this.store.put(r, revision));
     } catch (err) {
       if (err instanceof ConflictError) throw new EnrollError(409, `${err.message}; retry`);
       throw err;
@@ -357,18 +536,10 @@ export class Registrar {
     const old = r.replaces;
     if (old?.status === "approved") {
       // Rejecting a replacement keeps the machine that is enrolled now.
-      next = {
-        peel_id: r.peel_id,
-        status: "approved",
-        request_id: old.request_id,
-        public_key: old.public_key,
-        curve_key: old.curve_key,
-        requested_at: r.requested_at,
-        ...(old.approved_at !== undefined ? { approved_at: old.approved_at } : {}),
-        ...(old.approver !== undefined ? { approver: old.approver } : {}),
-        ...(old.jwt !== undefined ? { jwt: old.jwt } : {}),
-        reason: `replacement request ${r.request_id} (key ${r.public_key}) rejected by ${by}`,
-      };
+      next = restoreReplaced(
+        r,
+        `replacement request ${r.request_id} (key ${r.public_key}) rejected by ${by}`,
+      );
     } else {
       next = {
         ...r,

@@ -4,10 +4,11 @@
  * compare-and-set on the entry's revision, so two masters (or two requests) cannot both win.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { KV, KvEntry } from "@nats-io/kv";
+import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/nats-core";
 import { decode, encode } from "../bus/codec.js";
 import { isValidPeelId } from "../bus/names.js";
-import { type EnrollmentRecord, kvKeys, REQUEST_ID_PATTERN } from "./protocol.js";
+import { type EnrollmentRecord, type EnrollmentStatus, kvKeys, REQUEST_ID_PATTERN } from "./protocol.js";
 
 export class ConflictError extends Error {
   override name = "ConflictError";
@@ -160,6 +161,51 @@ export class EnrollmentStore {
     return n;
   }
 
+  /**
+   * Deletes a peel record if it is still at `revision`; false when it changed or is gone (another
+   * master swept it, or the peel asked again meanwhile).
+   */
+  async remove(peelId: string, revision: number): Promise<boolean> {
+    try {
+      await this.kv.purge(kvKeys.record(peelId), { previousSeq: revision });
+      return true;
+    } catch (err) {
+      if (isCasFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Deletes a request index entry, only if it still names `peelId` (CAS on the entry read). */
+  async removeRequestIndex(requestId: string, peelId: string): Promise<boolean> {
+    if (!REQUEST_ID_PATTERN.test(requestId)) return false;
+    const key = kvKeys.request(requestId);
+    const e = await this.read<RequestIndex>(key);
+    if (!e || e.value.peel_id !== peelId) return false;
+    try {
+      await this.kv.purge(key, { previousSeq: e.revision });
+      return true;
+    } catch (err) {
+      if (isCasFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Drops tokens past their expiry (used ones are already gone: burning purges them). */
+  async sweepTokens(now = Date.now()): Promise<number> {
+    let n = 0;
+    for await (const k of await this.kv.keys("token.>")) {
+      const e = await this.read<TokenEntry>(k);
+      if (!e || e.value.expires_at >= now) continue;
+      try {
+        await this.kv.purge(k, { previousSeq: e.revision });
+        n++;
+      } catch (err) {
+        if (!isCasFailure(err)) throw err;
+      }
+    }
+    return n;
+  }
+
   async createToken(entry: TokenEntry): Promise<string> {
     const token = `zet_${randomBytes(24).toString("base64url")}`;
     await this.kv.create(kvKeys.token(hashToken(token)), encode(entry));
@@ -182,5 +228,106 @@ export class EnrollmentStore {
       if (isCasFailure(err)) return false;
       throw err;
     }
+  }
+}
+
+/** What the view keeps per peel record: enough to count pending requests and pick sweep candidates. */
+export interface RecordSummary {
+  status: EnrollmentStatus;
+  revision: number;
+  /** When the record entered its status (ms): requested, rejected or expired time. */
+  since: number;
+}
+
+function statusSince(r: EnrollmentRecord, fallback: number): number {
+  const at = r.status === "rejected" ? r.rejected_at : r.status === "expired" ? r.expired_at : r.requested_at;
+  const t = at === undefined ? Number.NaN : Date.parse(at);
+  return Number.isFinite(t) ? t : fallback;
+}
+
+/**
+ * A live summary of every peel record, fed by a KV watch on the single-token keys (peel ids: the
+ * dotted index, nonce and token keys are not watched). Counting pending requests on each new
+ * request must not cost a scan of the bucket, which would make the cap itself a DoS amplifier;
+ * with several masters each one's view follows the others' writes within milliseconds.
+ */
+export class EnrollmentView {
+  private readonly records = new Map<string, RecordSummary>();
+  private iter: QueuedIterator<KvWatchEntry> | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly warn: (msg: string) => void = () => {},
+  ) {}
+
+  /** Starts the watch and resolves once the current records are loaded. */
+  async start(): Promise<void> {
+    // A watch whose filter matches nothing never reports "caught up": ask first whether it will.
+    let any = false;
+    for await (const _k of await this.kv.keys("*")) {
+      any = true;
+      break;
+    }
+    const iter = await this.kv.watch({ key: "*" });
+    this.iter = iter;
+    let markReady!: () => void;
+    const ready = new Promise<void>((r) => {
+      markReady = r;
+    });
+    if (!any) markReady();
+    this.loop = (async () => {
+      for await (const e of iter) {
+        try {
+          this.onEntry(e);
+        } catch (err) {
+          this.warn(`ignoring enrollment record ${e.key}: ${(err as Error).message}`);
+        }
+        if (e.delta === 0) markReady();
+      }
+      markReady();
+    })();
+    await ready;
+  }
+
+  async stop(): Promise<void> {
+    this.iter?.stop();
+    await this.loop?.catch(() => {});
+  }
+
+  private onEntry(e: KvWatchEntry): void {
+    if (!isValidPeelId(e.key)) return;
+    if (e.operation !== "PUT") {
+      const cur = this.records.get(e.key);
+      if (cur === undefined || cur.revision < e.revision) this.records.delete(e.key);
+      return;
+    }
+    this.note(decode<EnrollmentRecord>(e.value), e.revision, e.created.getTime());
+  }
+
+  /** Records a write this master just made, without waiting for the watch to deliver it. */
+  note(r: EnrollmentRecord, revision: number, fallbackSince = Date.now()): void {
+    const cur = this.records.get(r.peel_id);
+    if (cur !== undefined && cur.revision >= revision) return;
+    this.records.set(r.peel_id, { status: r.status, revision, since: statusSince(r, fallbackSince) });
+  }
+
+  /** Records a deletion this master just made. */
+  forget(peelId: string, revision: number): void {
+    const cur = this.records.get(peelId);
+    if (cur !== undefined && cur.revision <= revision) this.records.delete(peelId);
+  }
+
+  pendingCount(): number {
+    let n = 0;
+    for (const r of this.records.values()) if (r.status === "pending") n++;
+    return n;
+  }
+
+  /** Peel ids whose record matches `pick` (a snapshot: the caller re-reads before changing one). */
+  select(pick: (s: RecordSummary) => boolean): string[] {
+    const out: string[] = [];
+    for (const [id, s] of this.records) if (pick(s)) out.push(id);
+    return out;
   }
 }

@@ -67,7 +67,15 @@ export interface MasterConfig {
    * HTTPS enrollment listener (src/enroll); absent = no enrollment on this master. Needs the
    * account and operator signing seeds in the auth dir.
    */
-  enroll?: { host?: string; port?: number; certFile?: string; keyFile?: string };
+  enroll?: {
+    host?: string;
+    port?: number;
+    certFile?: string;
+    keyFile?: string;
+    /** See EnrollmentServiceOptions (docs/enrollment.md, "Limits and clean-up"). */
+    maxPending?: number;
+    requestsPerMinute?: number;
+  };
 }
 
 /** `master-heartbeat` KV `<master-id>`. */

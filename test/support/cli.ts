@@ -71,3 +71,22 @@ export function cliJson<T>(r: CliResult, context?: () => string): T {
     throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}${extra}`);
   }
 }
+
+/**
+ * Runs the CLI's `main()` in this process with stderr captured: for argument checks that end
+ * before anything is started, where spawning a process would only cost time.
+ */
+export async function mainCapturingStderr(argv: string[]): Promise<{ code: number; err: string }> {
+  const { main } = await import("../../src/cli/main.js");
+  let err = "";
+  const w = process.stderr.write;
+  process.stderr.write = ((s: string | Uint8Array) => {
+    err += String(s);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), err };
+  } finally {
+    process.stderr.write = w;
+  }
+}
