@@ -294,7 +294,8 @@ describe("zester job and zester peel", () => {
     expect(list[0]!.os).toBeTruthy();
     expect(list[2]).toMatchObject({ os: "linux", last_seen: null });
     const text = await zester("peel", "list");
-    expect(text.stdout.split("\n")[0]).toMatch(/^ID\s+OS\s+ONLINE\s+LAST SEEN$/);
-    expect(text.stdout).toMatch(/web-03\s+linux\s+no\s+never/);
+    expect(text.stdout.split("\n")[0]).toMatch(/^ID\s+OS\s+ONLINE\s+LAST SEEN\s+LAST RUN$/);
+    // An offline peel shows no last run (test/peel-last-run.test.ts covers the column itself).
+    expect(text.stdout).toMatch(/^web-03\s+linux\s+no\s+never\s+-$/m);
   });
 });

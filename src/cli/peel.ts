@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { issuePeelCredsFile } from "../auth/auth-dir.js";
 import { openKv } from "../bus/bootstrap.js";
 import { isValidPeelId, PEEL_HEARTBEAT_TTL_MS } from "../bus/names.js";
+import type { PeelLastRun } from "../jobs/wire.js";
 import { addConnectOptions, type ConnectFlags, connectWith } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { parseFormat, printData, table } from "./job.js";
@@ -15,12 +16,72 @@ export interface PeelListEntry {
   online: boolean;
   /** When the last heartbeat was written (ISO), null when none is stored. */
   last_seen: string | null;
+  /** The peel's last finished state run, from its heartbeat; null when it carries none. */
+  last_run: PeelLastRun | null;
 }
 
 function osOf(facts: Record<string, unknown> | undefined): string | null {
   if (!facts) return null;
   const pick = facts.osprettyname ?? facts.osfullname ?? facts.distro ?? facts.os;
   return typeof pick === "string" ? pick : null;
+}
+
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
+/**
+ * The heartbeat's `last_run` when it has the documented shape, else null: the key is written by
+ * the peel itself, so the list never trusts more than it can check.
+ */
+export function lastRunOf(hb: unknown): PeelLastRun | null {
+  if (!hb || typeof hb !== "object") return null;
+  const r = (hb as { last_run?: unknown }).last_run;
+  if (!r || typeof r !== "object") return null;
+  const v = r as Record<string, unknown>;
+  const ok =
+    typeof v.jid === "string" &&
+    (v.origin === "job" || v.origin === "schedule") &&
+    typeof v.fun === "string" &&
+    typeof v.test === "boolean" &&
+    typeof v.finished_at === "string" &&
+    typeof v.success === "boolean" &&
+    isCount(v.changed) &&
+    isCount(v.failed) &&
+    isCount(v.total) &&
+    isCount(v.pending) &&
+    (v.error === undefined || typeof v.error === "string");
+  return ok ? (r as PeelLastRun) : null;
+}
+
+/** `12s`, `5m`, `3h`, `2d`: enough to see at a glance how old a run is. */
+export function ageText(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+/** Peel-written text on the operator's terminal: no control characters, bounded width. */
+function clean(text: string, max: number): string {
+  const t = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+/**
+ * The LAST RUN cell: `ok 12m ago`, `1 changed 3m ago`, `2 failed 1h ago`, `error: no state tree…
+ * 5m ago`; test runs: `no drift 5m ago`, `drift: 1 would change 5m ago`. Failures win over
+ * changes. `-` for an offline peel (its heartbeat says nothing current) or one with no run.
+ */
+export function lastRunText(p: Pick<PeelListEntry, "online" | "last_run">, now = Date.now()): string {
+  const r = p.last_run;
+  if (!p.online || !r) return "-";
+  let what: string;
+  if (r.failed > 0) what = `${r.failed} failed${r.test ? " (test)" : ""}`;
+  else if (!r.success) what = `error${r.test ? " (test)" : ""}: ${clean(r.error ?? "failed", 40)}`;
+  else if (r.test) what = r.pending > 0 ? `drift: ${r.pending} would change` : "no drift";
+  else what = r.changed > 0 ? `${r.changed} changed` : "ok";
+  const at = Date.parse(r.finished_at);
+  return Number.isNaN(at) ? what : `${what} ${ageText(now - at)} ago`;
 }
 
 /** Every peel with facts or a heartbeat; online = a heartbeat written within the heartbeat TTL. */
@@ -44,11 +105,20 @@ async function listPeels(flags: ConnectFlags): Promise<PeelListEntry[]> {
           }
         }
         const seen = b && b.operation === "PUT" ? b.created : undefined;
+        let hb: unknown;
+        if (seen) {
+          try {
+            hb = b?.json<unknown>();
+          } catch {
+            hb = undefined;
+          }
+        }
         return {
           id,
           os: osOf(parsed),
           online: seen !== undefined && now - seen.getTime() <= PEEL_HEARTBEAT_TTL_MS,
           last_seen: seen ? seen.toISOString() : null,
+          last_run: lastRunOf(hb),
         };
       }),
     );
@@ -84,16 +154,25 @@ export async function run(argv: string[]): Promise<number> {
   addConnectOptions(
     program
       .command("list")
-      .description("every known peel: id, OS, online (heartbeat within 30 s), last seen")
+      .description(
+        "every known peel: id, OS, online (heartbeat within 30 s), last seen, last state run (`-` when offline)",
+      )
       .option("--format <fmt>", "text, json or yaml", "text"),
   ).action(async (opts: ConnectFlags & { format?: string }) => {
     const format = parseFormat(opts.format);
     const peels = await listPeels(opts);
     if (format !== "text") return printData(peels, format);
+    const now = Date.now();
     process.stdout.write(
       table(
-        ["ID", "OS", "ONLINE", "LAST SEEN"],
-        peels.map((p) => [p.id, p.os ?? "-", p.online ? "yes" : "no", p.last_seen ?? "never"]),
+        ["ID", "OS", "ONLINE", "LAST SEEN", "LAST RUN"],
+        peels.map((p) => [
+          p.id,
+          p.os === null || p.os === undefined ? "-" : clean(p.os, 60),
+          p.online ? "yes" : "no",
+          p.last_seen ?? "never",
+          lastRunText(p, now),
+        ]),
       ),
     );
   });

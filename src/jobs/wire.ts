@@ -130,14 +130,52 @@ export interface ActiveJobEntry {
   created_at: string;
 }
 
+/**
+ * The last finished state run of a peel, carried in its heartbeat. Only runs of the state tree
+ * count: `state.apply`, `state.highstate`, `state.sls` and `state.test` (a test-mode
+ * `state.apply`), from a job or from the peel's enforcement schedule. Not counted: `state.show_*`
+ * (nothing runs), execution functions (`test.ping`, `cmd.run`) and one-state calls (`state.single`,
+ * `file.managed ...`), which are ad-hoc and would hide the tree's drift status. A run that failed
+ * before producing results (no state tree, settings error, compile error, canceled) counts, with
+ * `success: false`, zero counts and `error`. A job refused as busy, or dropped before it started,
+ * never ran and does not count. Held in the peel's memory only: absent after a peel restart until
+ * its next state run.
+ */
+export interface PeelLastRun {
+  /** Job id, or the fresh KSUID of a scheduled run; the full return is `job-returns` `<jid>.<peel>`. */
+  jid: string;
+  /** A job from a master, or the peel's own enforcement schedule. */
+  origin: "job" | "schedule";
+  /** `state.apply`, `state.highstate`, `state.sls` or `state.test`. */
+  fun: string;
+  /** Test mode (a drift check): nothing was changed, `pending` says what would have been. */
+  test: boolean;
+  /** When the run ended (ISO). */
+  finished_at: string;
+  success: boolean;
+  /** From the run's summary; 0 when it failed before producing results. */
+  changed: number;
+  failed: number;
+  total: number;
+  /** Results with `pending: true`: what the test run would change (0 outside test mode). */
+  pending: number;
+  /** First line of the run's error (masked, at most 200 characters), when it has one. */
+  error?: string;
+}
+
 /** `peel-heartbeat` KV `<peel>`. */
 export interface PeelHeartbeat {
   peel: string;
+  /** When the peel wrote this heartbeat (ISO). */
   ts: string;
+  /** The peel's Zester version. */
   version: string;
   /** Revision of the state tree the peel has cached. */
   states_rev?: number;
+  /** Jobs running or waiting in the peel's queue. */
   busy?: number;
+  /** The peel's last finished state run, absent until it ran one since it started. */
+  last_run?: PeelLastRun;
 }
 
 /**

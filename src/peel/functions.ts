@@ -91,7 +91,7 @@ function slsRefs(call: PeelCall): string[] {
     .filter((s) => s !== "");
 }
 
-function wantsTest(call: PeelCall): boolean {
+export function wantsTest(call: PeelCall): boolean {
   const t = call.kwargs.test;
   return call.test || t === true || t === "true" || t === "True";
 }

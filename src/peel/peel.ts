@@ -27,7 +27,7 @@ import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } from "../bus/names.js";
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
-import type { Ack, Command, PeelHeartbeat, PeelReturn, StateRevision } from "../jobs/wire.js";
+import type { Ack, Command, PeelHeartbeat, PeelLastRun, PeelReturn, StateRevision } from "../jobs/wire.js";
 import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
@@ -38,6 +38,7 @@ import {
   type PeelCall,
   type PeelFunctionContext,
   runPeelFunction,
+  wantsTest,
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
 import { DEFAULT_OUTBOX_LIMIT, ReturnOutbox } from "./outbox.js";
@@ -175,6 +176,8 @@ export class Peel extends EventEmitter {
   private outboxFlush: Promise<void> | undefined;
   private outboxAgain = false;
   private scheduler: EnforceScheduler | undefined;
+  /** The last finished state run, carried by every heartbeat (memory only, see PeelLastRun). */
+  private lastRun: PeelLastRun | undefined;
 
   constructor(readonly cfg: PeelConfig) {
     super();
@@ -456,6 +459,9 @@ export class Peel extends EventEmitter {
     };
     const rev = await this.states.currentRev();
     if (rev !== undefined) hb.states_rev = rev;
+    // Read after the await, right before the put: puts leave in order on one connection, so the
+    // stored heartbeat never carries an older run than one an earlier put already carried.
+    if (this.lastRun) hb.last_run = this.lastRun;
     try {
       await kv.heartbeat.put(this.id, encode(hb));
       this.emit("heartbeat", hb);
@@ -620,8 +626,8 @@ export class Peel extends EventEmitter {
     const startedAt = new Date().toISOString();
     const readOnly = known.readOnly ?? (await isReadOnlyFunction(call.fun).catch(() => true));
     return new Promise<PeelReturn>((resolve) => {
-      const finish = async (o: FunctionOutcome, started = startedAt) => {
-        const p = this.finish(jid, call.fun, origin, started, o);
+      const finish = async (o: FunctionOutcome, started = startedAt, ran = false) => {
+        const p = this.finish(jid, call.fun, origin, started, o, ran ? call : undefined);
         this.finishing.add(p);
         try {
           resolve(await p);
@@ -632,7 +638,7 @@ export class Peel extends EventEmitter {
       const task = async (signal: AbortSignal) => {
         const started = new Date().toISOString();
         const outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev));
-        await finish(outcome, started);
+        await finish(outcome, started, true);
       };
       if (readOnly) {
         this.ack(jid, 0, origin);
@@ -662,6 +668,8 @@ export class Peel extends EventEmitter {
     origin: "job" | "schedule",
     startedAt: string,
     o: FunctionOutcome,
+    /** The call, when it ran (not refused busy or dropped while waiting). */
+    ran?: PeelCall,
   ): Promise<PeelReturn> {
     const raw: PeelReturnWithSettings = {
       jid,
@@ -697,9 +705,35 @@ export class Peel extends EventEmitter {
     } else {
       await this.keepReturn(ret);
     }
+    if (ran) this.noteStateRun(ret, ran);
     this.log.info(`job ${jid}: ${fun} ${ret.success ? "succeeded" : `failed: ${firstLine(ret.error)}`}`);
     this.emit("return", ret);
     return ret;
+  }
+
+  /**
+   * Remembers a finished state run (see PeelLastRun for what counts) and tells the masters at
+   * once rather than at the next heartbeat. While disconnected the heartbeat after the reconnect
+   * carries it.
+   */
+  private noteStateRun(ret: PeelReturn, call: PeelCall): void {
+    if (!STATE_RUNS.has(call.fun)) return;
+    const results = ret.results ?? [];
+    const run: PeelLastRun = {
+      jid: ret.jid,
+      origin: ret.origin ?? "job",
+      fun: call.fun,
+      test: isTestCall(call),
+      finished_at: ret.finished_at,
+      success: ret.success,
+      changed: ret.summary?.changed ?? 0,
+      failed: ret.summary?.failed ?? 0,
+      total: ret.summary?.total ?? results.length,
+      pending: results.filter((r) => r.pending === true).length,
+    };
+    if (ret.error !== undefined) run.error = firstLine(ret.error).slice(0, LAST_RUN_ERROR_MAX);
+    this.lastRun = run;
+    if (this.busUp) void this.beat().catch(() => {});
   }
 
   /** Puts a (masked) return in the outbox; a failure here is the one case a return is lost. */
@@ -820,6 +854,19 @@ export class Peel extends EventEmitter {
     };
     return this.dispatch(newKsuid(), call, "schedule");
   }
+}
+
+/** State runs of the tree, the ones a heartbeat reports (see PeelLastRun). */
+const STATE_RUNS: ReadonlySet<string> = new Set([
+  "state.apply",
+  "state.highstate",
+  "state.sls",
+  "state.test",
+]);
+const LAST_RUN_ERROR_MAX = 200;
+
+function isTestCall(call: PeelCall): boolean {
+  return call.fun === "state.test" || wantsTest(call);
 }
 
 function firstLine(s: string | undefined): string {
