@@ -90,9 +90,11 @@ async function storedHeartbeat(nc = master, id = ID): Promise<PeelHeartbeat | un
 
 /**
  * The stored heartbeat's last_run once it names `jid`. Two seconds at most: the heartbeat timer
- * is set to an hour, so only the write right after the run can bring it.
+ * is set to an hour, so only the write right after a scheduled run can bring it. A job's run
+ * waits for the next regular heartbeat: `jobRun` beats in the timer's place.
  */
-async function lastRunFor(jid: string): Promise<PeelLastRun> {
+async function lastRunFor(jid: string, jobRun = false): Promise<PeelLastRun> {
+  if (jobRun) await peel.beat();
   return waitFor(
     `a heartbeat with last_run ${jid}`,
     async () => {
@@ -182,7 +184,7 @@ describe("last_run in the peel heartbeat (real NATS)", () => {
     expect(existsSync(join(target, "drift.txt"))).toBe(false);
     // A job asking for test mode through `test=true` is a drift check too.
     const j = await job("state.apply", ["drift"], { test: "true" });
-    expect(await lastRunFor(j.jid)).toMatchObject({ origin: "job", test: true, pending: 1 });
+    expect(await lastRunFor(j.jid, true)).toMatchObject({ origin: "job", test: true, pending: 1 });
   });
 
   it("a failing run records success false and the failed states", async () => {
@@ -198,7 +200,7 @@ describe("last_run in the peel heartbeat (real NATS)", () => {
     const ret = await job("state.sls", ["no_such_sls"]);
     expect(ret.success).toBe(false);
     expect(ret.results).toBeUndefined();
-    const r = await lastRunFor(ret.jid);
+    const r = await lastRunFor(ret.jid, true);
     expect(r).toMatchObject({ origin: "job", fun: "state.sls", success: false, total: 0, failed: 0 });
     expect(r.error).toBeTruthy();
     expect(r.error).toBe((ret.error ?? "").split("\n")[0]!.slice(0, 200));
@@ -207,6 +209,7 @@ describe("last_run in the peel heartbeat (real NATS)", () => {
   });
 
   it("show functions, execution functions and one-state calls leave last_run alone", async () => {
+    await peel.beat();
     const before = (await storedHeartbeat())?.last_run;
     expect(before?.jid).toBeTruthy();
     expect((await job("state.show_sls", ["web"])).success).toBe(true);

@@ -712,9 +712,8 @@ export class Peel extends EventEmitter {
   }
 
   /**
-   * Remembers a finished state run (see PeelLastRun for what counts) and tells the masters at
-   * once rather than at the next heartbeat. While disconnected the heartbeat after the reconnect
-   * carries it.
+   * Remembers a finished state run (see PeelLastRun for what counts) for the heartbeats. While
+   * disconnected the heartbeat after the reconnect carries it.
    */
   private noteStateRun(ret: PeelReturn, call: PeelCall): void {
     if (!STATE_RUNS.has(call.fun)) return;
@@ -733,7 +732,9 @@ export class Peel extends EventEmitter {
     };
     if (ret.error !== undefined) run.error = firstLine(ret.error).slice(0, LAST_RUN_ERROR_MAX);
     this.lastRun = run;
-    if (this.busUp) void this.beat().catch(() => {});
+    // A job's own return already tells the operator, and the next heartbeat (≤ 10 s) carries the
+    // run; an enforcement run has no other messenger, so it is announced at once.
+    if (run.origin === "schedule" && this.busUp) void this.beat().catch(() => {});
   }
 
   /** Puts a (masked) return in the outbox; a failure here is the one case a return is lost. */
