@@ -5,6 +5,7 @@ import { createCurve } from "@nats-io/nkeys";
 import { afterEach, describe, expect, it } from "vitest";
 import { decryptValue, encryptValue, openPeelSecrets, sealForPeel } from "../src/settings/crypto.js";
 import { NoSnapshotError, SecretError, SettingsError } from "../src/settings/errors.js";
+import { includeClosure, resolveTemplateName } from "../src/settings/includes.js";
 import {
   ensurePeelCurveKey,
   loadMasterCurve,
@@ -439,6 +440,165 @@ describe("sanitize → seal → resolve (the whole pipeline)", () => {
       openEncrypted: (v) => decryptValue(master, v),
     });
     expect(masterless).toEqual({ a: { pw: DB_PASSWORD } });
+  });
+});
+
+describe("secrets of files pulled in through Jinja", () => {
+  const SHARED_DB = "shared-DB-pass-77";
+  const SHARED_API = "shared-API-key-88";
+  const NESTED = "nested-deep-99";
+  const CYCLIC = "cyclic-secret-11";
+  const DYNAMIC = "dynamic-secret-22";
+  const RAW = "raw-block-33";
+
+  async function fixture() {
+    const authDir = await tempDir();
+    const { publicKey: masterPub } = await writeMasterCurveKey(authDir);
+    const masterCurve = await loadMasterCurve(authDir);
+    const e = (v: string) => encryptValue(v, masterPub);
+    const src = await tempDir();
+    await writeTree(src, {
+      "top.zy": [
+        "base:",
+        "  '*': [common]",
+        "  'role:db': [db]",
+        "  'role:web': [web]",
+        "  'role:from': [fromform]",
+        "  'role:nested': [nested]",
+        "  'role:cycle': [cyc.a]",
+        "  'role:dyn': [dyn]",
+        "",
+      ].join("\n"),
+      "common.zy": "ntp: pool.ntp.org\n# {% raw %}{% include 'shared/raw.zy' %}{% endraw %}\n",
+      "db.zy": "{% include 'shared/db-creds.zy' %}\nport: 5432\n",
+      "shared/db-creds.zy": `db:\n  password: !encrypted ${e(SHARED_DB)}\n`,
+      "shared/raw.zy": `raw:\n  pw: !encrypted ${e(RAW)}\n`,
+      "macros/api.zy": `{% macro creds() %}\napi:\n  key: !encrypted ${e(SHARED_API)}\n{% endmacro %}\n`,
+      "web.zy": '{% import "macros/api.zy" as m %}\n{{ m.creds() }}\n',
+      "fromform.zy": '{% from "macros/api.zy" import creds %}\n{{ creds() }}\n',
+      "nested.zy": "{% include 'nest/one.zy' %}\n",
+      // Relative to the including file, as nunjucks resolves ./ and ../ names.
+      "nest/one.zy": "{% include './deeper/two.zy' %}\n",
+      "nest/deeper/two.zy": `deep:\n  pw: !encrypted ${e(NESTED)}\n`,
+      // A cycle for the scanner (the guard keeps rendering finite, as a real tree would).
+      "cyc/a.zy": "{% include 'cyc/b.zy' %}\n",
+      "cyc/b.zy": `{% if false %}{% include 'cyc/a.zy' %}{% endif %}\ncycle:\n  pw: !encrypted ${e(CYCLIC)}\n`,
+      "dyn.zy": '{% set name = "shared/" ~ "dyn-secret.zy" %}\n{% include name %}\n',
+      "shared/dyn-secret.zy": `dyn:\n  pw: !encrypted ${e(DYNAMIC)}\n`,
+    });
+    const prepared = await prepareSettingsTree(src, masterCurve);
+    // The peel resolves from the published (sanitized) files as fetched: an in-memory tree, which
+    // is also where its includes are looked up.
+    const published = prepared.files;
+    const sealedFor = async (role: string) => {
+      const ids = await peelSecretIds({
+        files: prepared.files,
+        facts: { role },
+        peelId: `${role}-01`,
+        secrets: prepared.secrets,
+      });
+      return ids.map((id) => prepared.plaintexts[id]).sort();
+    };
+    return { prepared, published, masterCurve, masterPub, sealedFor };
+  }
+
+  it("seals an included file's secrets for the peel whose file includes it, and not for others", async () => {
+    const { sealedFor, prepared, published, masterCurve, masterPub } = await fixture();
+    expect(await sealedFor("db")).toEqual([SHARED_DB]);
+    expect(await sealedFor("none")).toEqual([]);
+    expect(await sealedFor("web")).toEqual([SHARED_API]);
+    // End to end through the pipeline helpers: seal, open on the peel, resolve.
+    const peel = await ensurePeelCurveKey(join(await tempDir(), "cache"));
+    const base = { facts: { role: "db" }, peelId: "db-01", peelCurve: peel, masterCurvePub: masterPub };
+    const blob = await sealSettingsForPeel(prepared, masterCurve, {
+      id: "db-01",
+      facts: { role: "db" },
+      curvePub: peel.getPublicKey(),
+    });
+    const res = await resolvePeelSettings({ ...base, files: published, blob });
+    expect(res.settings).toEqual({ ntp: "pool.ntp.org", db: { password: SHARED_DB }, port: 5432 });
+    // What the same peel got before includes were followed: the placeholder stays unresolved.
+    const old = await resolvePeelSettings({
+      ...base,
+      files: published,
+      blob: sealForPeel(masterCurve, peel.getPublicKey(), {}),
+    }).catch((e: unknown) => e);
+    expect(old).toBeInstanceOf(SecretError);
+    expect((old as SecretError).keyPaths).toEqual(["db.password"]);
+  });
+
+  it("follows import and from-import, nested and relative names, and terminates on cycles", async () => {
+    const { sealedFor, prepared, published, masterCurve, masterPub } = await fixture();
+    expect(await sealedFor("from")).toEqual([SHARED_API]);
+    expect(await sealedFor("nested")).toEqual([NESTED]);
+    expect(await sealedFor("cycle")).toEqual([CYCLIC]);
+    const peel = createCurve();
+    for (const [role, want] of [
+      ["web", { api: { key: SHARED_API } }],
+      ["from", { api: { key: SHARED_API } }],
+      ["nested", { deep: { pw: NESTED } }],
+      ["cycle", { cycle: { pw: CYCLIC } }],
+    ] as const) {
+      const blob = await sealSettingsForPeel(prepared, masterCurve, {
+        id: `${role}-01`,
+        facts: { role },
+        curvePub: peel.getPublicKey(),
+      });
+      const res = await resolvePeelSettings({
+        files: published,
+        facts: { role },
+        peelId: `${role}-01`,
+        peelCurve: peel,
+        masterCurvePub: masterPub,
+        blob,
+      });
+      expect(res.settings).toEqual({ ntp: "pool.ntp.org", ...want });
+    }
+  });
+
+  it("a computed include name leaves the secret unsealed, and the peel's error names the include", async () => {
+    const { sealedFor, prepared, published, masterCurve, masterPub } = await fixture();
+    expect(await sealedFor("dyn")).toEqual([]);
+    const peel = createCurve();
+    const blob = await sealSettingsForPeel(prepared, masterCurve, {
+      id: "dyn-01",
+      facts: { role: "dyn" },
+      curvePub: peel.getPublicKey(),
+    });
+    const opts = { facts: { role: "dyn" }, peelId: "dyn-01", peelCurve: peel, masterCurvePub: masterPub };
+    for (const b of [blob, undefined]) {
+      const err = (await resolvePeelSettings({ ...opts, files: published, ...(b ? { blob: b } : {}) }).catch(
+        (e: unknown) => e,
+      )) as SecretError;
+      expect(err).toBeInstanceOf(SecretError);
+      expect(err.keyPaths).toEqual(["dyn.pw"]);
+      expect(err.message).toContain("computed at render time");
+      expect(err.message).toContain("dyn.zy:2:4: {% include name %}");
+      expect(err.message).toContain("Name the file as a string literal");
+    }
+  });
+
+  it("never reads outside the settings tree and resolves names like nunjucks", async () => {
+    expect(resolveTemplateName("a/b.zy", "c/d.zy")).toBe("c/d.zy");
+    expect(resolveTemplateName("a/b.zy", "./d.zy")).toBe("a/d.zy");
+    expect(resolveTemplateName("a/b/c.zy", "../d.zy")).toBe("a/d.zy");
+    expect(resolveTemplateName("a/b.zy", "../../etc/passwd")).toBeUndefined();
+    expect(resolveTemplateName("a/b.zy", "/etc/passwd")).toBeUndefined();
+    expect(resolveTemplateName("b.zy", "x/../../y.zy")).toBeUndefined();
+    const reads: string[] = [];
+    const files: Record<string, string> = {
+      "top.zy": "base:\n  '*': [a]\n",
+      "a.zy": "{% include '../outside.zy' %}{% include '/etc/passwd' %}{% include 'b.zy' %}\n",
+      "b.zy": "{% include 'a.zy' %}\n",
+    };
+    const read = async (rel: string) => {
+      reads.push(rel);
+      return files[rel];
+    };
+    const closure = await includeClosure(read, ["a.zy"]);
+    expect(closure.files).toEqual(["a.zy", "b.zy"]);
+    expect(reads).toEqual(["a.zy", "b.zy"]);
+    expect(closure.dynamic).toEqual([]);
   });
 });
 

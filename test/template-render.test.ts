@@ -51,3 +51,43 @@ describe("template rendering", () => {
     }
   });
 });
+
+describe("template look-ups (include, import)", () => {
+  it("an in-memory tree serves includes and imports, relative names included, and nothing outside it", async () => {
+    const r = new TemplateRenderer({
+      templates: {
+        "common/macros.zy": "{% macro port() %}8080{% endmacro %}",
+        "common/part.zy": "part: {% include './leaf.zy' %}",
+        "common/leaf.zy": "leaf",
+      },
+    });
+    const out = await r.render(
+      '{% import "common/macros.zy" as m %}{% include "common/part.zy" %} {{ m.port() }}',
+      {},
+      "top.zy",
+    );
+    expect(out).toBe("part: leaf 8080");
+    for (const name of ["../etc/passwd", "/etc/passwd", "common/../../x.zy", "nope.zy"]) {
+      await expect(r.render(`{% include "${name}" %}`, {}, "t.zy"), name).rejects.toThrow(
+        /template not found/,
+      );
+    }
+  });
+
+  it("without a tree, includes find nothing (never nunjucks' <cwd>/views fallback)", async () => {
+    const { mkdir, rm, rmdir, writeFile } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    const name = `zester-probe-${process.pid}-${Date.now()}.txt`;
+    const views = join(process.cwd(), "views");
+    await mkdir(views, { recursive: true });
+    await writeFile(join(views, name), "read from the working directory");
+    try {
+      await expect(new TemplateRenderer().render(`{% include "${name}" %}`, {}, "t.zy")).rejects.toThrow(
+        /template not found/,
+      );
+    } finally {
+      await rm(join(views, name), { force: true });
+      await rmdir(views).catch(() => {}); // only when this test made it (and it is empty)
+    }
+  });
+});

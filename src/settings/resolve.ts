@@ -6,10 +6,16 @@
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { type Diagnostic, type DiagnosticKind, excerpt } from "../state/diagnostics.js";
 import { compilePredicate, parseTopTarget, TargetSyntaxError } from "../target/index.js";
-import { type TemplateCall, TemplateError, TemplateRenderer } from "../template/render.js";
-import { SettingsError } from "./errors.js";
+import {
+  type RendererOptions,
+  type TemplateCall,
+  TemplateError,
+  TemplateRenderer,
+} from "../template/render.js";
+import { SecretError, SettingsError } from "./errors.js";
+import { includeClosure } from "./includes.js";
 import { deepMerge, isPlainMap } from "./merge.js";
-import { substituteSecrets } from "./placeholders.js";
+import { placeholder, placeholderPaths, substituteSecrets } from "./placeholders.js";
 import { type ExtractedSecret, secretIdsInFiles } from "./sanitize.js";
 import { SETTINGS_EXT, type SettingsFileReader, type SettingsFiles, TOP_FILE, toReader } from "./source.js";
 import { encryptedTag } from "./yaml-tag.js";
@@ -248,8 +254,11 @@ async function matchTop(
   return result;
 }
 
-function searchPathOf(files: SettingsFiles): string | undefined {
-  return typeof files === "string" ? files : undefined;
+/** Where `{% include %}` and friends look: the directory, or the in-memory tree (a fetched one). */
+function templateSource(files: SettingsFiles): Pick<RendererOptions, "searchPath" | "templates"> {
+  if (typeof files === "string") return { searchPath: files };
+  if (typeof files === "function") return {};
+  return { templates: files };
 }
 
 /** The files top.zy assigns to a peel, in merge order. Throws SettingsError. */
@@ -257,7 +266,7 @@ export async function settingsTopRefs(
   opts: SettingsTopOptions & { call?: TemplateCall },
 ): Promise<SettingsRef[]> {
   const out = new Collector();
-  const renderer = new TemplateRenderer({ searchPath: searchPathOf(opts.files), call: opts.call });
+  const renderer = new TemplateRenderer({ ...templateSource(opts.files), call: opts.call });
   const top = await matchTop(toReader(opts.files), opts, renderer, out);
   if (out.diags.length > 0) throw new SettingsError(out.diags);
   return top.refs;
@@ -266,7 +275,7 @@ export async function settingsTopRefs(
 /** Like resolveSettings, and also says which files were merged. */
 export async function resolveSettingsDetailed(opts: ResolveSettingsOptions): Promise<ResolvedSettings> {
   const out = new Collector();
-  const renderer = new TemplateRenderer({ searchPath: searchPathOf(opts.files), call: opts.call });
+  const renderer = new TemplateRenderer({ ...templateSource(opts.files), call: opts.call });
   const top = await matchTop(toReader(opts.files), opts, renderer, out);
   let settings: Record<string, unknown> = {};
   for (const ref of top.refs) {
@@ -305,8 +314,56 @@ export async function resolveSettingsDetailed(opts: ResolveSettingsOptions): Pro
     settings = deepMerge(settings, value);
   }
   if (out.diags.length > 0) throw new SettingsError(out.diags);
-  if (!opts.keepPlaceholders) settings = substituteSecrets(settings, opts.secrets);
+  if (!opts.keepPlaceholders) {
+    await explainUnsealable(opts, top, settings);
+    settings = substituteSecrets(settings, opts.secrets);
+  }
   return { settings, refs: top.refs };
+}
+
+/**
+ * A placeholder with no sealed value that comes from none of the files the master could see
+ * this peel needs (top.zy's files and what they include by a literal name) was pulled in by a
+ * template name computed at render time. substituteSecrets would blame a changed top.zy match;
+ * say what really happened and where, so the operator can write the name as a literal.
+ */
+async function explainUnsealable(
+  opts: ResolveSettingsOptions,
+  top: TopResult,
+  settings: Record<string, unknown>,
+): Promise<void> {
+  const delivered = opts.secrets ?? {};
+  const missing = placeholderPaths(settings).flatMap((p) =>
+    p.ids.filter((id) => !Object.hasOwn(delivered, id)).map((id) => ({ path: p.path, id })),
+  );
+  if (missing.length === 0) return;
+  const closure = await includeClosure(
+    toReader(opts.files),
+    top.refs.map((r) => r.file),
+    top.texts,
+  );
+  if (closure.dynamic.length === 0) return;
+  const inClosure = (id: string) => [...closure.texts.values()].some((t) => t.includes(placeholder(id)));
+  const outside = missing.filter((m) => !inClosure(m.id));
+  if (outside.length === 0) return;
+  // Only an in-memory tree can be searched for the file a placeholder came from (the peel's).
+  const all = typeof opts.files === "object" ? (opts.files as Readonly<Record<string, string>>) : undefined;
+  const from = (id: string) => {
+    if (!all) return "";
+    const file = Object.keys(all).find((f) => all[f]!.includes(placeholder(id)));
+    return file === undefined ? "" : ` (in ${file})`;
+  };
+  const tags = closure.dynamic.map((d) => `  ${d.file}:${d.line}:${d.col}: ${d.tag}`);
+  const n = outside.length;
+  throw new SecretError(
+    `${n} settings value${n === 1 ? "" : "s"} reference a secret the master did not seal for this peel:\n` +
+      `${outside.map((m) => `  ${m.path}: ${placeholder(m.id)}${from(m.id)}`).join("\n")}\n` +
+      "it comes from a file loaded through a template name computed at render time, which the master " +
+      "cannot follow: it seals only the secrets of the files top.zy assigns and of the files they " +
+      "include, import or extend by a literal name. Name the file as a string literal " +
+      `(e.g. {% include "common/secrets.zy" %}) in:\n${tags.join("\n")}`,
+    [...new Set(outside.map((m) => m.path))],
+  );
 }
 
 /**
@@ -319,14 +376,18 @@ export async function resolveSettings(opts: ResolveSettingsOptions): Promise<Rec
 
 /**
  * Master side: the secrets a peel needs, i.e. those extracted from the files its top.zy matches
- * (judged with the facts the master knows). Only these are sealed into the peel's blob.
+ * (judged with the facts the master knows) and from every file those reach through a literal
+ * `{% include %}`, `{% import %}`, `{% from %}` or `{% extends %}` name, recursively. Only these
+ * are sealed into the peel's blob. A name computed at render time cannot be followed here; the
+ * peel explains that when the value turns up unsealed (explainUnsealable).
  */
 export async function peelSecretIds(
   opts: SettingsTopOptions & { secrets: Readonly<Record<string, ExtractedSecret>> },
 ): Promise<string[]> {
   const refs = await settingsTopRefs(opts);
-  return secretIdsInFiles(
-    opts.secrets,
+  const closure = await includeClosure(
+    toReader(opts.files),
     refs.map((r) => r.file),
   );
+  return secretIdsInFiles(opts.secrets, closure.files);
 }

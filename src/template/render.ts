@@ -2,7 +2,8 @@
  * Jinja-compatible rendering through nunjucks. nunjucks is loaded only when a file really contains
  * template syntax: most state files are plain YAML and start-up time is a feature.
  */
-import type { Environment } from "nunjucks";
+import { posix } from "node:path";
+import type { Environment, ILoader } from "nunjucks";
 import { colonGet, TemplateData } from "./context.js";
 
 const TEMPLATE_SYNTAX = /\{[{%#]/;
@@ -21,8 +22,43 @@ export type TemplateCall = (
 export interface RendererOptions {
   /** Directory for `{% include %}` / `{% import %}` look-ups (the states tree). */
   searchPath?: string;
+  /** An in-memory tree for those look-ups instead (a fetched settings tree): path → text. */
+  templates?: Readonly<Record<string, string>>;
   call?: TemplateCall;
 }
+
+/** What nunjucks asks of a loader; a plain object is enough. */
+interface TemplateLoader {
+  getSource(name: string): { src: string; path: string; noCache: boolean } | null;
+  isRelative?(name: string): boolean;
+  resolve?(from: string, to: string): string;
+}
+
+/** A tree-relative posix path, or undefined for one that is absolute or leaves the tree. */
+function treePath(name: string): string | undefined {
+  if (name.includes("\\") || name.includes("\0")) return undefined;
+  const p = posix.normalize(name);
+  if (p.startsWith("/") || p === ".." || p.startsWith("../")) return undefined;
+  return p;
+}
+
+function memoryLoader(files: Readonly<Record<string, string>>): TemplateLoader {
+  return {
+    getSource(name) {
+      const path = treePath(name);
+      if (path === undefined || !Object.hasOwn(files, path)) return null;
+      return { src: files[path]!, path, noCache: false };
+    },
+    isRelative: (name) => name.startsWith("./") || name.startsWith("../"),
+    resolve: (from, to) => posix.join(posix.dirname(from), to),
+  };
+}
+
+/**
+ * Without a tree, includes find nothing. (nunjucks given no loader falls back to
+ * `<cwd>/views`, which would let a template read files from wherever the process runs.)
+ */
+const NO_TEMPLATES: TemplateLoader = { getSource: () => null };
 
 /** A template failed to render; line/col are 1-based positions in the template source. */
 export class TemplateError extends Error {
@@ -152,8 +188,13 @@ export class TemplateRenderer {
   private async environment(): Promise<Environment> {
     if (this.env) return this.env;
     const nunjucks = (await import("nunjucks")).default;
-    const loader = this.opts.searchPath ? new nunjucks.FileSystemLoader(this.opts.searchPath) : null;
-    const env = new nunjucks.Environment(loader, { autoescape: false, throwOnUndefined: false });
+    const loader = this.opts.searchPath
+      ? new nunjucks.FileSystemLoader(this.opts.searchPath)
+      : this.opts.templates
+        ? memoryLoader(this.opts.templates)
+        : NO_TEMPLATES;
+    // nunjucks reads a null source as "not found"; its type declarations do not allow for that.
+    const env = new nunjucks.Environment(loader as ILoader, { autoescape: false, throwOnUndefined: false });
     const { stringify } = await import("yaml");
     const toJson = (v: unknown, indent?: number) => JSON.stringify(v ?? null, null, indent);
     env.addFilter("tojson", toJson);
