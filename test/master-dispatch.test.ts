@@ -157,7 +157,7 @@ describe("master dispatch", () => {
     expect(rec.status).toBe("complete");
     expect(rec.peels).toEqual({ "db-01": "success", "web-01": "success", "web-02": "success" });
     expect(rec.finished_at).toBeTruthy();
-    const returns = await store.returnsOf(reply.jid!);
+    const returns = await store.returnsOf(reply.jid!, reply.peels!);
     expect([...returns.keys()].sort()).toEqual(["db-01", "web-01", "web-02"]);
     expect(returns.get("web-01")!.return).toBe(true);
     expect(await store.active()).not.toContainEqual(expect.objectContaining({ jid: reply.jid }));

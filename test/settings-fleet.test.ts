@@ -84,7 +84,7 @@ async function dispatch(peel: string, fun: string, args: unknown[] = []): Promis
   );
   const d = decode<DispatchReply>(reply.data);
   expect(d.error, d.error).toBeUndefined();
-  return waitFor(`${fun} return from ${peel}`, async () => (await store.returnsOf(d.jid!)).get(peel));
+  return waitFor(`${fun} return from ${peel}`, async () => (await store.returnsOf(d.jid!, [peel])).get(peel));
 }
 
 async function requestSettingsPublish(): Promise<SettingsPublishSummary> {

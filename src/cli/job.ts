@@ -141,7 +141,9 @@ export async function run(argv: string[]): Promise<number> {
     requireJid(jid);
     const found = await withStore(opts, async (s) => {
       const rec = await s.get(jid);
-      return rec ? { record: rec.record, returns: await s.returnsOf(jid) } : undefined;
+      return rec
+        ? { record: rec.record, returns: await s.returnsOf(jid, Object.keys(rec.record.peels)) }
+        : undefined;
     });
     if (!found) throw new Error(`no job ${jid}`);
     const { record, returns } = found;

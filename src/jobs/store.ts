@@ -68,6 +68,8 @@ function isCasConflict(err: unknown): boolean {
   return /wrong last sequence|key exists|10071/i.test(msg);
 }
 
+/** Gets in flight at once when reading a job's returns. */
+const RETURN_GET_BATCH = 256;
 export class JobStore {
   constructor(
     readonly jobs: KV,
@@ -161,16 +163,21 @@ export class JobStore {
     return isMissing(e) ? undefined : read<PeelReturn>(e.value);
   }
 
-  /** Every return stored for a job, keyed by peel id. */
-  async returnsOf(jid: string): Promise<Map<string, PeelReturn>> {
+  /**
+   * The stored returns of a job's peels, keyed by peel id. Read key by key (direct gets, in
+   * batches) rather than through a `keys()` listing: a listing made while returns are being
+   * written could stall for good (seen with @nats-io/kv 3.4 against nats-server 2.9, as a
+   * test that polled this while its peel answered).
+   */
+  async returnsOf(jid: string, peels: Iterable<string>): Promise<Map<string, PeelReturn>> {
     const out = new Map<string, PeelReturn>();
-    const keys: string[] = [];
-    for await (const k of await this.returns.keys(`${jid}.*`)) keys.push(k);
-    const entries = await Promise.all(keys.map((k) => this.returns.get(k)));
-    for (const e of entries) {
-      if (isMissing(e)) continue;
-      const peel = e.key.slice(jid.length + 1);
-      out.set(peel, { ...read<PeelReturn>(e.value), peel });
+    const ids = [...peels];
+    for (let i = 0; i < ids.length; i += RETURN_GET_BATCH) {
+      const batch = ids.slice(i, i + RETURN_GET_BATCH);
+      const entries = await Promise.all(batch.map((p) => this.returns.get(`${jid}.${p}`)));
+      entries.forEach((e, j) => {
+        if (!isMissing(e)) out.set(batch[j]!, { ...read<PeelReturn>(e.value), peel: batch[j]! });
+      });
     }
     return out;
   }

@@ -215,7 +215,10 @@ export class Dispatcher {
       const rec = cur.record;
       if (Date.now() < Date.parse(rec.created_at) + rec.timeout_s * 1000 + graceMs) continue;
       if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) continue;
-      const returns = await this.deps.store.returnsOf(jid);
+      const returns = await this.deps.store.returnsOf(
+        jid,
+        Object.keys(rec.peels).filter((p) => !isPeelSettled(rec.peels[p]!)),
+      );
       let changed = false;
       const updated = await this.deps.store.update(jid, (r) => {
         changed = false;

@@ -194,9 +194,11 @@ export class JobTracker {
   private async onDeadline(): Promise<void> {
     if (this.finishing) return;
     // A return whose message we missed (reconnect) may still be in KV: take it over a timeout.
-    // One listing for the whole job: a get per silent peel would take minutes on a big fleet
-    // (and forever while the connection is down).
-    const stored = await this.deps.store.returnsOf(this.jid).catch(() => new Map<string, PeelReturn>());
+    // Only silent peels are read, in parallel batches; a failure (connection down) reads as none.
+    const silent = Object.keys(this.record.peels).filter((p) => !isPeelSettled(this.record.peels[p]!));
+    const stored = await this.deps.store
+      .returnsOf(this.jid, silent)
+      .catch(() => new Map<string, PeelReturn>());
     for (const [peel, st] of Object.entries(this.record.peels)) {
       if (isPeelSettled(st)) continue;
       const ret = stored.get(peel);
