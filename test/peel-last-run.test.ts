@@ -3,7 +3,6 @@
  * written right after the run, and `zester peel list` shows it. Real nats-server, a real Peel
  * in this process with a synced state tree, and the built CLI.
  */
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,19 +17,14 @@ import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix, subjects } from "../src/bus/names.js";
 import { lastRunText, type PeelListEntry } from "../src/cli/peel.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
-import type {
-  PeelHeartbeat,
-  PeelLastRun,
-  PeelReturn,
-  StateManifest,
-  StateRevision,
-} from "../src/jobs/wire.js";
+import type { PeelHeartbeat, PeelLastRun, PeelReturn } from "../src/jobs/wire.js";
 import { Peel } from "../src/peel/peel.js";
 import type { SyncResult } from "../src/peel/state-cache.js";
 import { ROOT, requireBuilt } from "./support/built.js";
 import { cliJson, fleetCliOptions, runCli } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { startRestartableNats } from "./support/nats-restart.js";
+import { publishTestTree } from "./support/state-tree.js";
 import { nextEvent, waitFor } from "./support/wait.js";
 
 const ZESTER = join(ROOT, "dist/bin/zester.js");
@@ -42,23 +36,6 @@ let signer: ReturnType<typeof keyPairFromCreds>;
 let work: string;
 let target: string;
 let peel: Peel;
-
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
-/** Publishes a tree the way a master does: blobs, then manifest, then revision last. */
-async function publishTree(nc: NatsConnection, rev: number, files: Record<string, string>): Promise<void> {
-  const kv = await openKv(nc, "state-files");
-  const manifest: StateManifest = { rev, files: {}, published_at: new Date().toISOString(), master: "test" };
-  for (const [path, text] of Object.entries(files)) {
-    const data = new TextEncoder().encode(text);
-    manifest.files[path] = { sha256: sha(data), size: data.length, mode: 0o644 };
-    await kv.put(`blob.${sha(data)}`, data);
-  }
-  const m = encode(manifest);
-  await kv.put("manifest", m);
-  const revision: StateRevision = { rev, manifest_sha256: sha(m) };
-  await kv.put("revision", encode(revision));
-}
 
 function managed(id: string, file: string, content: string): string {
   return `${id}:\n  file.managed:\n    - name: ${join(target, file)}\n    - content: "${content}"\n    - makedirs: true\n`;
@@ -114,7 +91,7 @@ beforeAll(async () => {
   master = await connect({ servers: nats.url, caFile: nats.caFile, credsFile: creds });
   await bootstrap(master);
   signer = keyPairFromCreds(await readFile(creds, "utf8"));
-  await publishTree(master, 1, {
+  await publishTestTree(master, 1, {
     "top.zy": "base:\n  '*':\n    - web\n",
     "web.zy": managed("hello_file", "hello.txt", "hello"),
     "drift.zy": managed("drift_file", "drift.txt", "drifted"),
@@ -320,7 +297,7 @@ describe("last_run through an outage (nats-server stopped and started again)", (
     });
     try {
       await bootstrap(nc);
-      await publishTree(nc, 1, {
+      await publishTestTree(nc, 1, {
         "top.zy": "base:\n  '*':\n    - web\n",
         "web.zy": managed("outage_file", "outage.txt", "through the outage"),
       });

@@ -4,7 +4,6 @@
  * across a peel restart; the enforcement schedule keeps applying the cached tree while the bus is
  * down. The nats-server is really stopped and started again.
  */
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,13 +17,14 @@ import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
 import { subjects } from "../src/bus/names.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
-import type { PeelReturn, StateManifest, StateRevision } from "../src/jobs/wire.js";
+import type { PeelReturn } from "../src/jobs/wire.js";
 import { ReturnOutbox } from "../src/peel/outbox.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
 import { EnforceScheduler } from "../src/peel/scheduler.js";
 import { statOrUndefined } from "../src/util/files.js";
 import { probeInfo } from "./support/nats.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
+import { publishTestTree } from "./support/state-tree.js";
 import { nextEvent, type WaitOptions, waitFor } from "./support/wait.js";
 
 let nats: RestartableNats;
@@ -160,23 +160,6 @@ async function serverDown(...watching: Peel[]): Promise<void> {
   await Promise.all(noticed);
 }
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
-/** Publishes a one-file tree the way a master does: blobs, manifest, revision last. */
-async function publishTree(rev: number, files: Record<string, string>): Promise<void> {
-  const kv = await openKv(master, "state-files");
-  const manifest: StateManifest = { rev, files: {}, published_at: new Date().toISOString(), master: "test" };
-  for (const [path, text] of Object.entries(files)) {
-    const data = new TextEncoder().encode(text);
-    manifest.files[path] = { sha256: sha(data), size: data.length, mode: 0o644 };
-    await kv.put(`blob.${sha(data)}`, data);
-  }
-  const m = encode(manifest);
-  await kv.put("manifest", m);
-  const revision: StateRevision = { rev, manifest_sha256: sha(m) };
-  await kv.put("revision", encode(revision));
-}
-
 describe("peel return outbox (real nats-server, stopped and started)", () => {
   it("a job that finishes while the server is down is stored in job-returns once it is back", async () => {
     await ensureUp();
@@ -219,7 +202,7 @@ describe("peel return outbox (real nats-server, stopped and started)", () => {
 
   it("applyLocal() while the server is down: the schedule return is stored after the reconnect", async () => {
     await ensureUp();
-    await publishTree(1, {
+    await publishTestTree(master, 1, {
       "top.zy": "base:\n  '*':\n    - web\n",
       "web.zy": `hello:\n  file.managed:\n    - name: ${target()}/hello.txt\n    - content: "offline {{ facts.id }}"\n    - makedirs: true\n`,
     });
@@ -361,7 +344,7 @@ describe("enforcement schedule (the cached tree, applied on a timer, with or wit
 
   it("corrects drift while the server is down, and its returns reach job-returns afterwards", async () => {
     await ensureUp();
-    await publishTree(7, {
+    await publishTestTree(master, 7, {
       "top.zy": "base:\n  '*':\n    - motd\n",
       "motd.zy": `motd:\n  file.managed:\n    - name: ${drifted()}\n    - content: "managed by zester"\n    - makedirs: true\n`,
     });
@@ -410,7 +393,7 @@ describe("enforcement schedule (the cached tree, applied on a timer, with or wit
   it("in test mode it reports drift and changes nothing", async () => {
     await ensureUp();
     const target = join(work, "enforced", "issue");
-    await publishTree(8, {
+    await publishTestTree(master, 8, {
       "top.zy": "base:\n  '*': []\n",
       "issue.zy": `issue:\n  file.managed:\n    - name: ${target}\n    - content: "managed"\n    - makedirs: true\n`,
     });

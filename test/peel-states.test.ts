@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,10 +10,11 @@ import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
 import { subjects } from "../src/bus/names.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
-import type { PeelReturn, StateManifest, StateRevision } from "../src/jobs/wire.js";
+import type { PeelReturn } from "../src/jobs/wire.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
 import type { SyncResult } from "../src/peel/state-cache.js";
 import { freePort, type StartedNats, startNats } from "./support/nats.js";
+import { publishTestTree } from "./support/state-tree.js";
 import { nextEvent } from "./support/wait.js";
 
 let nats: StartedNats;
@@ -25,28 +25,6 @@ let target: string;
 const peels: Peel[] = [];
 const ID = "states-01";
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-const bytes = (s: string) => new TextEncoder().encode(s);
-
-/** Publishes a tree the way a master does: blobs, then manifest, then revision last. */
-async function publishTree(
-  rev: number,
-  files: Record<string, string>,
-  tamper: { blobFor?: string; manifestSha?: string } = {},
-): Promise<void> {
-  const kv = await openKv(master, "state-files");
-  const manifest: StateManifest = { rev, files: {}, published_at: new Date().toISOString(), master: "test" };
-  for (const [path, text] of Object.entries(files)) {
-    const data = bytes(text);
-    const h = sha(data);
-    manifest.files[path] = { sha256: h, size: data.length, mode: 0o644 };
-    await kv.put(`blob.${h}`, tamper.blobFor === path ? bytes(`${text}\n# tampered`) : data);
-  }
-  const m = encode(manifest);
-  await kv.put("manifest", m);
-  const revision: StateRevision = { rev, manifest_sha256: tamper.manifestSha ?? sha(m) };
-  await kv.put("revision", encode(revision));
-}
 
 function tree(content: string): Record<string, string> {
   return {
@@ -125,7 +103,7 @@ describe("peel state tree and state runs (real NATS)", () => {
   const statesDir = () => join(work, "cache", "states");
 
   it("syncs a published tree into rev-<n> behind a current symlink", async () => {
-    await publishTree(1, tree("one"));
+    await publishTestTree(master, 1, tree("one"));
     peel = await startPeel();
     const synced = nextEvent<SyncResult>(peel, "states");
     await peel.start();
@@ -169,17 +147,17 @@ describe("peel state tree and state runs (real NATS)", () => {
 
   it("switches to a new revision and rejects a tampered blob or manifest, keeping current", async () => {
     let synced = nextEvent<SyncResult>(peel, "states");
-    await publishTree(2, tree("two"));
+    await publishTestTree(master, 2, tree("two"));
     expect(await synced).toMatchObject({ rev: 2, changed: true, fetched: 1, reused: 2 });
     expect(await readlink(join(statesDir(), "current"))).toBe("rev-2");
 
     let rejected = nextEvent<{ rev: number; reason: string }>(peel, "states-rejected");
-    await publishTree(3, tree("three"), { blobFor: "web.zy" });
+    await publishTestTree(master, 3, tree("three"), { blobFor: "web.zy" });
     expect(await rejected).toMatchObject({ rev: 3, reason: expect.stringMatching(/web\.zy has sha256/) });
     expect(await readlink(join(statesDir(), "current"))).toBe("rev-2");
 
     rejected = nextEvent(peel, "states-rejected");
-    await publishTree(4, tree("four"), { manifestSha: "0".repeat(64) });
+    await publishTestTree(master, 4, tree("four"), { manifestSha: "0".repeat(64) });
     expect(await rejected).toMatchObject({ rev: 4, reason: expect.stringMatching(/manifest sha256/) });
     expect(await readlink(join(statesDir(), "current"))).toBe("rev-2");
     expect((await readdir(statesDir())).filter((n) => n.startsWith("rev-")).sort()).toEqual([
@@ -190,7 +168,7 @@ describe("peel state tree and state runs (real NATS)", () => {
     ]);
 
     synced = nextEvent<SyncResult>(peel, "states");
-    await publishTree(5, tree("five"));
+    await publishTestTree(master, 5, tree("five"));
     expect(await synced).toMatchObject({ rev: 5 });
     // Only the live revision and the one before it stay.
     expect((await readdir(statesDir())).filter((n) => /^rev-\d+$/.test(n)).sort()).toEqual([
