@@ -25,7 +25,6 @@ let target: string;
 const peels: Peel[] = [];
 const ID = "states-01";
 
-
 function tree(content: string): Record<string, string> {
   return {
     "top.zy": "base:\n  '*':\n    - web\n",
