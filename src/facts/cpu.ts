@@ -1,5 +1,5 @@
 import * as nodeOs from "node:os";
-import { readTextIfExists } from "./read.js";
+import { readTextOrUndefined } from "./read.js";
 
 /** The first "key : value" line for any of the keys in /proc/cpuinfo text. */
 function cpuinfoField(text: string, keys: readonly string[]): string | undefined {
@@ -14,7 +14,7 @@ function cpuinfoField(text: string, keys: readonly string[]): string | undefined
 /** CPU count, model and feature flags. */
 export async function collectCpu(): Promise<Record<string, unknown>> {
   const cpus = nodeOs.cpus();
-  const cpuinfo = (await readTextIfExists("/proc/cpuinfo")) ?? "";
+  const cpuinfo = (await readTextOrUndefined("/proc/cpuinfo")) ?? "";
   // x86 says "flags"; ARM says "Features".
   const flagText = cpuinfoField(cpuinfo, ["flags", "Features"]);
   const flags = flagText ? flagText.split(/\s+/).filter(Boolean) : [];

@@ -1,5 +1,5 @@
 import * as nodeOs from "node:os";
-import { readTextIfExists } from "./read.js";
+import { readTextOrUndefined } from "./read.js";
 
 export interface DefaultRoute {
   iface: string;
@@ -36,7 +36,7 @@ export function parseDefaultRoute(text: string): DefaultRoute | undefined {
  * from the routing table. No packets are sent (unlike the usual "connect a UDP socket" trick).
  */
 export async function collectDefaultIp(): Promise<Record<string, unknown>> {
-  const text = await readTextIfExists("/proc/net/route");
+  const text = await readTextOrUndefined("/proc/net/route");
   if (text === undefined) return {};
   const route = parseDefaultRoute(text);
   if (!route) return {};

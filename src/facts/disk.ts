@@ -1,6 +1,6 @@
 import { readdir, statfs } from "node:fs/promises";
 import { isENOENT } from "../util/files.js";
-import { readTextIfExists } from "./read.js";
+import { readTextOrUndefined } from "./read.js";
 
 /** Kernel/virtual filesystems that say nothing about storage. */
 const PSEUDO_FS = new Set([
@@ -104,7 +104,7 @@ async function blockDevices(): Promise<string[]> {
 
 /** Mounted filesystems with sizes, and block device names. */
 export async function collectDisk(): Promise<Record<string, unknown>> {
-  const [text, disks] = await Promise.all([readTextIfExists("/proc/mounts"), blockDevices()]);
+  const [text, disks] = await Promise.all([readTextOrUndefined("/proc/mounts"), blockDevices()]);
   const mounts = parseMounts(text ?? "");
   await Promise.all(mounts.map(addSizes));
   return { disks, disk: { mounts } };

@@ -1,5 +1,5 @@
 import * as nodeOs from "node:os";
-import { readTextIfExists } from "./read.js";
+import { readTextOrUndefined } from "./read.js";
 
 const MIB = 1024 * 1024;
 
@@ -15,7 +15,7 @@ export function parseMeminfo(text: string): Record<string, number> {
 
 /** Memory and swap. Detail in bytes; `mem_total` / `swap_total` in MiB as Salt reports them. */
 export async function collectMemory(): Promise<Record<string, unknown>> {
-  const info = parseMeminfo((await readTextIfExists("/proc/meminfo")) ?? "");
+  const info = parseMeminfo((await readTextOrUndefined("/proc/meminfo")) ?? "");
   const total = info.MemTotal ?? nodeOs.totalmem();
   const available = info.MemAvailable ?? nodeOs.freemem();
   const swapTotal = info.SwapTotal ?? 0;

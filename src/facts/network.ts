@@ -1,5 +1,5 @@
 import * as nodeOs from "node:os";
-import { readTextIfExists } from "./read.js";
+import { readTextOrUndefined } from "./read.js";
 
 export interface InterfaceFact {
   mac: string;
@@ -29,7 +29,7 @@ export function fqdnFromHosts(hostsText: string, hostname: string): string | und
 /** Interfaces with addresses and MACs, flat address lists, hostname, FQDN and domain. */
 export async function collectNetwork(): Promise<Record<string, unknown>> {
   const hostname = nodeOs.hostname();
-  const hosts = await readTextIfExists("/etc/hosts");
+  const hosts = await readTextOrUndefined("/etc/hosts");
   const fqdn = hostname.includes(".") ? hostname : (fqdnFromHosts(hosts ?? "", hostname) ?? hostname);
   const dot = fqdn.indexOf(".");
   const domain = dot > 0 ? fqdn.slice(dot + 1) : "";

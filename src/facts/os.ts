@@ -1,5 +1,5 @@
 import * as nodeOs from "node:os";
-import { pathExists, readTextIfExists } from "./read.js";
+import { pathExists, readTextOrUndefined } from "./read.js";
 
 /** Parses /etc/os-release (shell-style KEY=value, optionally quoted). */
 export function parseOsRelease(text: string): Record<string, string> {
@@ -117,8 +117,8 @@ async function pkgManager(family: string | undefined, platform: string): Promise
 export async function collectOs(): Promise<Record<string, unknown>> {
   const platform = nodeOs.platform();
   const [osReleaseText, comm] = await Promise.all([
-    readTextIfExists("/etc/os-release").then((t) => t ?? readTextIfExists("/usr/lib/os-release")),
-    readTextIfExists("/proc/1/comm"),
+    readTextOrUndefined("/etc/os-release").then((t) => t ?? readTextOrUndefined("/usr/lib/os-release")),
+    readTextOrUndefined("/proc/1/comm"),
   ]);
   const rel = parseOsRelease(osReleaseText ?? "");
   const family = osFamilyFor(rel.ID, rel.ID_LIKE);

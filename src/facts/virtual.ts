@@ -1,4 +1,4 @@
-import { pathExists, readTextIfExists } from "./read.js";
+import { pathExists, readTextOrUndefined } from "./read.js";
 
 // DMI vendor/product substrings → Salt's `virtual` grain values.
 const DMI_HINTS: ReadonlyArray<readonly [RegExp, string]> = [
@@ -20,18 +20,18 @@ const DMI_HINTS: ReadonlyArray<readonly [RegExp, string]> = [
 export async function collectVirtual(): Promise<Record<string, unknown>> {
   if (await pathExists("/.dockerenv")) return { virtual: "container", virtual_subtype: "Docker" };
   if (await pathExists("/run/.containerenv")) return { virtual: "container", virtual_subtype: "Podman" };
-  const containerEnv = await readTextIfExists("/run/systemd/container");
+  const containerEnv = await readTextOrUndefined("/run/systemd/container");
   if (containerEnv?.trim()) return { virtual: "container", virtual_subtype: containerEnv.trim() };
 
   const [vendor, product] = await Promise.all([
-    readTextIfExists("/sys/class/dmi/id/sys_vendor"),
-    readTextIfExists("/sys/class/dmi/id/product_name"),
+    readTextOrUndefined("/sys/class/dmi/id/sys_vendor"),
+    readTextOrUndefined("/sys/class/dmi/id/product_name"),
   ]);
   const dmi = `${vendor ?? ""} ${product ?? ""}`;
   for (const [re, name] of DMI_HINTS) if (re.test(dmi)) return { virtual: name };
 
   // The CPU's hypervisor flag says "some VM" without saying which.
-  const cpuinfo = await readTextIfExists("/proc/cpuinfo");
+  const cpuinfo = await readTextOrUndefined("/proc/cpuinfo");
   if (cpuinfo !== undefined && /^flags\s*:.*\bhypervisor\b/m.test(cpuinfo)) return { virtual: "virtual" };
   if (vendor !== undefined || cpuinfo !== undefined) return { virtual: "physical" };
   return {};

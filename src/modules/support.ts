@@ -4,11 +4,11 @@
  * src/util/errors.ts.
  */
 import { constants } from "node:fs";
-import { access, chown, lstat, readFile, writeFile } from "node:fs/promises";
+import { access, chown, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { errnoText } from "../util/errors.js";
 import type { ExecResult } from "../util/exec.js";
-import { isENOENT, statOrUndefined, writeFileAtomic } from "../util/files.js";
+import { statOrUndefined, writeFileAtomic } from "../util/files.js";
 import type { ApplyOutcome, Plan } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -175,25 +175,7 @@ export async function requireTool(bin: string, why: string): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // Files and text.
 
-/** File text, or undefined when the file does not exist (any other error propagates). */
-export async function readTextOrUndefined(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw err;
-  }
-}
-
-/** lstat() that returns undefined for ENOENT and throws for anything else. */
-export async function lstatOrUndefined(path: string) {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if (isENOENT(err)) return undefined;
-    throw err;
-  }
-}
+export { lstatOrUndefined, readTextOrUndefined } from "../util/files.js";
 
 export function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

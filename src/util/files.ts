@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 /** True when the error is "no such file or directory" — the only error that means absent. */
@@ -11,6 +11,26 @@ export function isENOENT(err: unknown): boolean {
 export async function statOrUndefined(path: string) {
   try {
     return await stat(path);
+  } catch (err) {
+    if (isENOENT(err)) return undefined;
+    throw err;
+  }
+}
+
+/** lstat() that returns undefined for ENOENT and throws for anything else. */
+export async function lstatOrUndefined(path: string) {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (isENOENT(err)) return undefined;
+    throw err;
+  }
+}
+
+/** File text, or undefined when the file does not exist (any other error propagates). */
+export async function readTextOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
   } catch (err) {
     if (isENOENT(err)) return undefined;
     throw err;
