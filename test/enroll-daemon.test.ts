@@ -11,10 +11,10 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES } from "../src/auth/auth-dir.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { main } from "../src/cli/main.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { EnrollmentService } from "../src/enroll/service.js";
 import { requireBuilt } from "./support/built.js";
+import { mainCapturingStderr } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { type WaitOptions, waitFor } from "./support/wait.js";
 
@@ -93,27 +93,17 @@ function daemon(id: string, extra: string[] = []) {
 
 describe("zester-peel --enroll-url", () => {
   it("refuses an http:// enrollment URL", async () => {
-    let err = "";
-    const w = process.stderr.write;
-    process.stderr.write = ((s: string | Uint8Array) => {
-      err += String(s);
-      return true;
-    }) as typeof process.stderr.write;
-    try {
-      const code = await main([
-        "peel-daemon",
-        "--id",
-        "x-01",
-        "--nats-url",
-        nats.url,
-        "--enroll-url",
-        "http://127.0.0.1:8443",
-      ]);
-      expect(code).toBe(1);
-    } finally {
-      process.stderr.write = w;
-    }
-    expect(err).toMatch(/only https/);
+    const r = await mainCapturingStderr([
+      "peel-daemon",
+      "--id",
+      "x-01",
+      "--nats-url",
+      nats.url,
+      "--enroll-url",
+      "http://127.0.0.1:8443",
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/only https/);
   });
 
   it("enrolls on first start, runs once approved, and reuses its creds after a restart", async () => {
