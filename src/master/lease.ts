@@ -77,3 +77,62 @@ export class Lease {
     return decode<LeaseValue>(cur.value).holder;
   }
 }
+
+/**
+ * One tree publisher behind its advisory lease (states, settings): every publish and every
+ * lease-bound job runs in one queue, and only while this master holds the lease.
+ */
+export class LeasedPublisher<T> {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    /** "state" or "settings": names the lease in log lines. */
+    private readonly what: string,
+    readonly lease: Lease,
+    private readonly publishNow: () => Promise<T>,
+    private readonly log: (msg: string) => void,
+    private readonly stopped: () => boolean,
+  ) {}
+
+  get held(): boolean {
+    return this.lease.held;
+  }
+
+  /** Publishes if this master holds (or can take) the lease; undefined when another holds it. */
+  publish(): Promise<T | undefined> {
+    const run = this.queue.then(async () => {
+      if (this.stopped() || !(await this.lease.acquire())) return undefined;
+      return this.publishNow();
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Queues `job` behind pending publishes; it runs only if the lease is still held then. */
+  enqueue(job: () => Promise<unknown>): void {
+    this.queue = this.queue
+      .then(async () => {
+        if (!this.stopped() && this.lease.held) await job();
+      })
+      .catch((err: Error) => this.log(`${this.what} publisher: ${err.message}`));
+  }
+
+  /** Renews the lease; a master that has just taken it publishes at once. */
+  async renew(): Promise<void> {
+    const had = this.lease.held;
+    try {
+      if ((await this.lease.acquire()) && !had) {
+        this.log(`took the ${this.what}-publisher lease`);
+        await this.publish();
+      }
+    } catch (err) {
+      this.log(`${this.what} lease renewal failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Waits for queued work, then lets the lease go so another master takes over at once. */
+  async stop(): Promise<void> {
+    await this.queue.catch(() => {});
+    await this.lease.release().catch(() => {});
+  }
+}

@@ -24,7 +24,7 @@ import { errText } from "../util/errors.js";
 import { isENOENT } from "../util/files.js";
 import { Dispatcher, KILL_SUBJECT, MASTER_QUEUE } from "./dispatcher.js";
 import { FleetView } from "./fleet-view.js";
-import { LEASE_RENEW_MS, Lease } from "./lease.js";
+import { LEASE_RENEW_MS, Lease, LeasedPublisher } from "./lease.js";
 import {
   SETTINGS_PUBLISH_SUBJECT,
   SETTINGS_PUBLISHER_LEASE,
@@ -99,17 +99,14 @@ export class Master {
   private fleetView: FleetView | undefined;
   private enrollment: EnrollmentService | undefined;
   private dispatcher: Dispatcher | undefined;
-  private publisher: StatePublisher | undefined;
-  private lease: Lease | undefined;
+  private states: LeasedPublisher<StatePublishResult> | undefined;
   private settingsPublisher: SettingsPublisher | undefined;
-  private settingsLease: Lease | undefined;
+  private settings: LeasedPublisher<SettingsPublishSummary> | undefined;
   private settingsView: SettingsView | undefined;
-  private settingsPublishing: Promise<unknown> = Promise.resolve();
   private unlistenFacts: (() => void) | undefined;
   private heartbeats: KV | undefined;
   private readonly subs: Subscription[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
-  private publishing: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
   constructor(cfg: MasterConfig) {
@@ -144,12 +141,12 @@ export class Master {
   }
 
   get isStatePublisher(): boolean {
-    return this.lease?.held ?? false;
+    return this.states?.held ?? false;
   }
 
   /** True while this master holds the settings-publisher lease. */
   get isSettingsPublisher(): boolean {
-    return this.settingsLease?.held ?? false;
+    return this.settings?.held ?? false;
   }
 
   /** Resolves once the TargetIndex reflects the settings published so far (tests, tools). */
@@ -211,8 +208,8 @@ export class Master {
       this.serve(subjects.targetResolve, (m) => d.handleResolve(m), MASTER_QUEUE);
       this.serve(subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
       this.serve(KILL_SUBJECT, (m) => d.handleKill(m));
-      this.serve(STATES_PUBLISH_SUBJECT, (m) => this.handlePublishRequest(m));
-      this.serve(SETTINGS_PUBLISH_SUBJECT, (m) => this.handleSettingsPublishRequest(m));
+      this.serve(STATES_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishStates()));
+      this.serve(SETTINGS_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishSettings()));
       await this.sweepOrphanJobs();
       this.timers.push(setInterval(() => void this.sweepOrphanJobs(), ORPHAN_SWEEP_MS));
       if (cfg.enroll) {
@@ -229,8 +226,19 @@ export class Master {
         this.log(`enrollment listening on https://${cfg.enroll.host ?? "0.0.0.0"}:${this.enrollment.port}`);
       }
 
-      this.publisher = new StatePublisher(stateFiles, cfg.statesDir ?? DEFAULT_STATES_DIR, this.id, this.log);
-      this.lease = new Lease(leases, STATE_PUBLISHER_LEASE, this.id);
+      const statePublisher = new StatePublisher(
+        stateFiles,
+        cfg.statesDir ?? DEFAULT_STATES_DIR,
+        this.id,
+        this.log,
+      );
+      this.states = new LeasedPublisher(
+        "state",
+        new Lease(leases, STATE_PUBLISHER_LEASE, this.id),
+        () => statePublisher.publish(),
+        this.log,
+        () => this.stopped,
+      );
       await this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`));
 
       const authDir = cfg.authDir ?? DEFAULT_AUTH_DIR;
@@ -256,7 +264,14 @@ export class Master {
         fleet: this.fleetView,
         log: this.log,
       });
-      this.settingsLease = new Lease(leases, SETTINGS_PUBLISHER_LEASE, this.id);
+      const settingsPublisher = this.settingsPublisher;
+      this.settings = new LeasedPublisher(
+        "settings",
+        new Lease(leases, SETTINGS_PUBLISHER_LEASE, this.id),
+        () => settingsPublisher.publish(),
+        this.log,
+        () => this.stopped,
+      );
       this.unlistenFacts = this.fleetView.onFacts((id, f) => this.onPeelFacts(id, f));
       await this.publishSettings().catch((err) => this.log(`publishing settings failed: ${err.message}`));
       this.timers.push(
@@ -269,7 +284,7 @@ export class Master {
         ),
       );
       this.timers.push(
-        setInterval(() => void this.renewLease(), cfg.leaseRenewMs ?? LEASE_RENEW_MS),
+        setInterval(() => void this.renewLeases(), cfg.leaseRenewMs ?? LEASE_RENEW_MS),
         setInterval(
           () =>
             void this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`)),
@@ -287,13 +302,7 @@ export class Master {
    * undefined when another master holds it. Calls are serialised.
    */
   publishStates(): Promise<StatePublishResult | undefined> {
-    const run = this.publishing.then(async () => {
-      if (this.stopped || !this.lease || !this.publisher) return undefined;
-      if (!(await this.lease.acquire())) return undefined;
-      return this.publisher.publish();
-    });
-    this.publishing = run.catch(() => {});
-    return run;
+    return this.states?.publish() ?? Promise.resolve(undefined);
   }
 
   /**
@@ -301,24 +310,14 @@ export class Master {
    * settings-publisher lease; undefined when another master holds it. Calls are serialised.
    */
   publishSettings(): Promise<SettingsPublishSummary | undefined> {
-    const run = this.settingsPublishing.then(async () => {
-      if (this.stopped || !this.settingsLease || !this.settingsPublisher) return undefined;
-      if (!(await this.settingsLease.acquire())) return undefined;
-      return this.settingsPublisher.publish();
-    });
-    this.settingsPublishing = run.catch(() => {});
-    return run;
+    return this.settings?.publish() ?? Promise.resolve(undefined);
   }
 
   /** The lease holder re-seals a peel whose facts changed (new curve key, new top.zy match). */
   private onPeelFacts(id: string, facts: Record<string, unknown> | undefined): void {
     const publisher = this.settingsPublisher;
-    if (!publisher || !this.settingsLease?.held) return;
-    this.settingsPublishing = this.settingsPublishing.then(async () => {
-      if (this.stopped || !this.settingsLease?.held) return;
-      if (facts) await publisher.sealPeel(id, facts);
-      else await publisher.forgetPeel(id);
-    });
+    if (!publisher || !this.settings?.held) return;
+    this.settings.enqueue(() => (facts ? publisher.sealPeel(id, facts) : publisher.forgetPeel(id)));
   }
 
   /** Finishes jobs whose master is gone and whose deadline has long passed; returns their jids. */
@@ -340,12 +339,10 @@ export class Master {
     for (const s of this.subs.splice(0)) s.unsubscribe();
     this.dispatcher?.stop();
     this.unlistenFacts?.();
-    await this.publishing.catch(() => {});
-    await this.settingsPublishing.catch(() => {});
+    await this.states?.stop();
+    await this.settings?.stop();
     await this.settingsView?.stop();
     await this.fleetView?.stop();
-    await this.lease?.release().catch(() => {});
-    await this.settingsLease?.release().catch(() => {});
     await this.heartbeats?.delete(this.id).catch(() => {});
     if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => {});
   }
@@ -429,48 +426,17 @@ export class Master {
     }
   }
 
-  /** Every master hears the request; only the lease holder publishes and answers. */
-  private async handlePublishRequest(msg: Msg): Promise<void> {
-    const result = await this.publishStates();
+  /** Every master hears a publish request; only the lease holder publishes and answers. */
+  private async answerPublish(msg: Msg, publish: () => Promise<object | undefined>): Promise<void> {
+    const result = await publish();
     if (result === undefined) return;
     msg.respond(encode({ master: this.id, ...result }));
   }
 
-  /** Every master hears the request; only the settings lease holder publishes and answers. */
-  private async handleSettingsPublishRequest(msg: Msg): Promise<void> {
-    const result = await this.publishSettings();
-    if (result === undefined) return;
-    msg.respond(encode({ master: this.id, ...result }));
-  }
-
-  private async renewLease(): Promise<void> {
+  private async renewLeases(): Promise<void> {
     if (this.stopped) return;
-    await this.renewSettingsLease();
-    if (!this.lease) return;
-    const had = this.lease.held;
-    try {
-      const has = await this.lease.acquire();
-      if (has && !had) {
-        this.log("took the state-publisher lease");
-        await this.publishStates();
-      }
-    } catch (err) {
-      this.log(`lease renewal failed: ${(err as Error).message}`);
-    }
-  }
-
-  private async renewSettingsLease(): Promise<void> {
-    if (!this.settingsLease) return;
-    const had = this.settingsLease.held;
-    try {
-      const has = await this.settingsLease.acquire();
-      if (has && !had) {
-        this.log("took the settings-publisher lease");
-        await this.publishSettings();
-      }
-    } catch (err) {
-      this.log(`settings lease renewal failed: ${(err as Error).message}`);
-    }
+    await this.settings?.renew();
+    await this.states?.renew();
   }
 
   private async beat(): Promise<void> {
