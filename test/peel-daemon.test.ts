@@ -5,14 +5,11 @@ import { join, resolve } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES, loadTrustedMasters } from "../src/auth/auth-dir.js";
-import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { decode, encode } from "../src/bus/codec.js";
-import { subjects } from "../src/bus/names.js";
-import { newKsuid } from "../src/jobs/ksuid.js";
-import type { PeelReturn } from "../src/jobs/wire.js";
 import { requireBuilt } from "./support/built.js";
 import { mainCapturingStderr } from "./support/cli.js";
+import { returnOf, testCommand } from "./support/commands.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -117,21 +114,8 @@ describe("zester-peel daemon", () => {
     expect(await hb.get(id), stderr).not.toBeNull();
 
     const signer = keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8"));
-    const cmd = signCommand(signer, {
-      jid: newKsuid(),
-      fun: "test.echo",
-      args: ["from the daemon"],
-      kwargs: {},
-      test: false,
-      peel: id,
-      ts: Date.now(),
-      timeout_s: 10,
-    });
-    const sub = master.subscribe(subjects.jobReturn(cmd.jid, id), { max: 1 });
-    await master.flush();
-    master.publish(subjects.cmd(id), encode(cmd));
-    for await (const m of sub)
-      expect(decode<PeelReturn>(m.data)).toMatchObject({ success: true, return: "from the daemon" });
+    const ret = await returnOf(master, testCommand(signer, id, "test.echo", ["from the daemon"], {}, 10));
+    expect(ret).toMatchObject({ success: true, return: "from the daemon" });
 
     child.kill("SIGTERM");
     expect(await exited).toBe(0);

@@ -5,14 +5,14 @@ import { join } from "node:path";
 import { createUser } from "@nats-io/nkeys";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyPairFromCreds, signCancel, signCommand, type UnsignedCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds, signCancel, signCommand } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
 import { subjects } from "../src/bus/names.js";
-import { newKsuid } from "../src/jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelReturn } from "../src/jobs/wire.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
+import { testCommand } from "./support/commands.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { nextEvent } from "./support/wait.js";
 
@@ -69,17 +69,7 @@ async function startPeel(id: string, over: Partial<PeelConfig> = {}): Promise<Lo
 }
 
 function command(peel: string, fun: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}) {
-  const unsigned: UnsignedCommand = {
-    jid: newKsuid(),
-    fun,
-    args,
-    kwargs,
-    test: false,
-    peel,
-    ts: Date.now(),
-    timeout_s: 60,
-  };
-  return signCommand(signer, unsigned);
+  return testCommand(signer, peel, fun, args, kwargs);
 }
 
 interface Exchange {

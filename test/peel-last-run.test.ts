@@ -10,18 +10,18 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES, issuePeelCredsFile } from "../src/auth/auth-dir.js";
-import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { decode, encode } from "../src/bus/codec.js";
+import { decode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
-import { peelInboxPrefix, subjects } from "../src/bus/names.js";
+import { peelInboxPrefix } from "../src/bus/names.js";
 import { lastRunText, type PeelListEntry } from "../src/cli/peel.js";
-import { newKsuid } from "../src/jobs/ksuid.js";
-import type { PeelHeartbeat, PeelLastRun, PeelReturn } from "../src/jobs/wire.js";
+import type { PeelHeartbeat, PeelLastRun } from "../src/jobs/wire.js";
 import { Peel } from "../src/peel/peel.js";
 import type { SyncResult } from "../src/peel/state-cache.js";
 import { ROOT, requireBuilt } from "./support/built.js";
 import { cliJson, fleetCliOptions, runCli } from "./support/cli.js";
+import { returnOf, testCommand } from "./support/commands.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { startRestartableNats } from "./support/nats-restart.js";
 import { publishTestTree } from "./support/state-tree.js";
@@ -43,21 +43,7 @@ function managed(id: string, file: string, content: string): string {
 
 /** Runs a signed job on the peel and returns its return. */
 async function job(fun: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}) {
-  const cmd = signCommand(signer, {
-    jid: newKsuid(),
-    fun,
-    args,
-    kwargs,
-    test: false,
-    peel: ID,
-    ts: Date.now(),
-    timeout_s: 60,
-  });
-  const sub = master.subscribe(subjects.jobReturn(cmd.jid, ID), { max: 1 });
-  await master.flush();
-  master.publish(subjects.cmd(ID), encode(cmd));
-  for await (const m of sub) return decode<PeelReturn>(m.data);
-  throw new Error("no return");
+  return returnOf(master, testCommand(signer, ID, fun, args, kwargs));
 }
 
 async function storedHeartbeat(nc = master, id = ID): Promise<PeelHeartbeat | undefined> {

@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES, issuePeelCredsFile, peelCredsPath } from "../src/auth/auth-dir.js";
-import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
@@ -22,6 +22,7 @@ import { ReturnOutbox } from "../src/peel/outbox.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
 import { EnforceScheduler } from "../src/peel/scheduler.js";
 import { statOrUndefined } from "../src/util/files.js";
+import { testCommand } from "./support/commands.js";
 import { probeInfo } from "./support/nats.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
 import { publishTestTree } from "./support/state-tree.js";
@@ -125,16 +126,7 @@ function flushedTotal(peel: Peel, count: number, timeoutMs = 20_000): Promise<Fl
 }
 
 function command(peel: string, fun: string, args: unknown[] = []) {
-  return signCommand(signer, {
-    jid: newKsuid(),
-    fun,
-    args,
-    kwargs: {},
-    test: false,
-    peel,
-    ts: Date.now(),
-    timeout_s: 60,
-  });
+  return testCommand(signer, peel, fun, args);
 }
 
 async function returnInKv(jid: string, peel: string): Promise<PeelReturn | undefined> {

@@ -11,12 +11,11 @@ import type { KV } from "@nats-io/kv";
 import { createCurve, type KeyPair } from "@nats-io/nkeys";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
-import { peelInboxPrefix, subjects } from "../src/bus/names.js";
-import { newKsuid } from "../src/jobs/ksuid.js";
+import { peelInboxPrefix } from "../src/bus/names.js";
 import type { PeelReturn } from "../src/jobs/wire.js";
 import { Peel } from "../src/peel/peel.js";
 import {
@@ -30,6 +29,7 @@ import {
 } from "../src/settings/bus.js";
 import { encryptValue, sealForPeel } from "../src/settings/crypto.js";
 import { prepareSettingsTree, sealSettingsForPeel } from "../src/settings/pipeline.js";
+import { returnOf, testCommand } from "./support/commands.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ID = "app-01";
@@ -50,22 +50,8 @@ async function revisionOf(kv: KV): Promise<{ rev: number; seq: number }> {
   return { rev: decode<SettingsRevision>(e.value).rev, seq: e.revision };
 }
 
-async function run(fun: string, args: unknown[] = []): Promise<PeelReturn & Record<string, unknown>> {
-  const cmd = signCommand(signer, {
-    jid: newKsuid(),
-    fun,
-    args,
-    kwargs: {},
-    test: false,
-    peel: ID,
-    ts: Date.now(),
-    timeout_s: 60,
-  });
-  const sub = master.subscribe(subjects.jobReturn(cmd.jid, ID), { max: 1 });
-  await master.flush();
-  master.publish(subjects.cmd(ID), encode(cmd));
-  for await (const m of sub) return decode<PeelReturn & Record<string, unknown>>(m.data);
-  throw new Error("no return");
+function run(fun: string, args: unknown[] = []): Promise<PeelReturn & Record<string, unknown>> {
+  return returnOf(master, testCommand(signer, ID, fun, args));
 }
 
 /** Prepares `dir` with the test master key, publishes it and seals app-01's blob. */

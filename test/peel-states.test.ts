@@ -4,15 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyPairFromCreds, signCommand } from "../src/auth/signing.js";
+import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { decode, encode } from "../src/bus/codec.js";
+import { decode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
-import { subjects } from "../src/bus/names.js";
-import { newKsuid } from "../src/jobs/ksuid.js";
 import type { PeelReturn } from "../src/jobs/wire.js";
 import { Peel, type PeelConfig } from "../src/peel/peel.js";
 import type { SyncResult } from "../src/peel/state-cache.js";
+import { returnOf, testCommand } from "./support/commands.js";
 import { freePort, type StartedNats, startNats } from "./support/nats.js";
 import { publishTestTree } from "./support/state-tree.js";
 import { nextEvent } from "./support/wait.js";
@@ -58,26 +57,8 @@ async function startPeel(over: Partial<PeelConfig> = {}): Promise<Peel> {
   return peel;
 }
 
-async function run(
-  fun: string,
-  args: unknown[] = [],
-  kwargs: Record<string, unknown> = {},
-): Promise<PeelReturn> {
-  const cmd = signCommand(signer, {
-    jid: newKsuid(),
-    fun,
-    args,
-    kwargs,
-    test: false,
-    peel: ID,
-    ts: Date.now(),
-    timeout_s: 60,
-  });
-  const sub = master.subscribe(subjects.jobReturn(cmd.jid, ID), { max: 1 });
-  await master.flush();
-  master.publish(subjects.cmd(ID), encode(cmd));
-  for await (const m of sub) return decode<PeelReturn>(m.data);
-  throw new Error("no return");
+function run(fun: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}): Promise<PeelReturn> {
+  return returnOf(master, testCommand(signer, ID, fun, args, kwargs));
 }
 
 beforeAll(async () => {
