@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { openKv } from "../src/bus/bootstrap.js";
 import { encode } from "../src/bus/codec.js";
-import { readLiveTree } from "../src/bus/file-tree.js";
+import { type FileTreePublishResult, readLiveTree } from "../src/bus/file-tree.js";
 import { Master, STATE_PUBLISHER_LEASE } from "../src/master/master.js";
 import { requireBuilt } from "./support/built.js";
 import { type CliResult, cliJson, fleetCliOptions, runCli } from "./support/cli.js";
@@ -52,15 +52,8 @@ async function liveRev(bucket: "state-files" | "settings-files"): Promise<number
   return (await readLiveTree(await openKv(admin, bucket)))?.revision.rev;
 }
 
-interface TreeReply {
-  master: string;
-  published: boolean;
-  rev: number;
-  files: number;
-  blobsWritten: number;
-  blobsDeleted: number;
-  reason?: string;
-}
+/** What a master answers to a publish request. */
+type TreeReply = { master: string } & FileTreePublishResult;
 
 beforeAll(async () => {
   requireBuilt(ZESTER);
