@@ -12,9 +12,10 @@ import { parse } from "yaml";
 import { openKv } from "../src/bus/bootstrap.js";
 import { encode } from "../src/bus/codec.js";
 import { type FileTreePublishResult, readLiveTree } from "../src/bus/file-tree.js";
-import { Master, STATE_PUBLISHER_LEASE } from "../src/master/master.js";
+import { type Master, STATE_PUBLISHER_LEASE } from "../src/master/master.js";
 import { requireBuilt } from "./support/built.js";
 import { type CliResult, cliJson, fleetCliOptions, runCli } from "./support/cli.js";
+import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -69,12 +70,8 @@ beforeAll(async () => {
   await writeFile(join(settingsDir, "common.zy"), "ntp: pool.example\n");
 
   // No master curve key in this auth dir: settings go out without secrets, which the CLI warns about.
-  master = new Master({
+  master = await startTestMaster(nats, {
     id: MASTER_ID,
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
-    authDir: nats.authDir,
     statesDir,
     settingsDir,
     publishIntervalMs: HOUR_MS,
@@ -82,7 +79,6 @@ beforeAll(async () => {
     leaseRenewMs: HOUR_MS,
     log: (m) => logs.push(m),
   });
-  await master.start();
   admin = await nats.connectAs("admin");
 }, 60_000);
 

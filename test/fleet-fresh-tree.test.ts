@@ -17,8 +17,9 @@ import { subjects } from "../src/bus/names.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
 import { JobStore } from "../src/jobs/store.js";
 import type { DispatchReply, JobRecord, PeelReturn } from "../src/jobs/wire.js";
-import { Master, type MasterConfig, readLiveStates } from "../src/master/index.js";
+import { type Master, type MasterConfig, readLiveStates } from "../src/master/index.js";
 import { Peel } from "../src/peel/peel.js";
+import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { type WaitOptions, waitFor } from "./support/wait.js";
 
@@ -40,11 +41,8 @@ const masterLogs: string[] = [];
 const WAIT: WaitOptions = { context: () => masterLogs.join("\n") };
 
 async function startMaster(id: string, extra: Partial<MasterConfig> = {}): Promise<Master> {
-  const m = new Master({
+  const m = await startTestMaster(nats, {
     id,
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
     statesDir,
     settingsDir,
     publishIntervalMs: HOUR,
@@ -53,7 +51,6 @@ async function startMaster(id: string, extra: Partial<MasterConfig> = {}): Promi
     log: (msg) => masterLogs.push(`${id}: ${msg}`),
     ...extra,
   });
-  await m.start();
   masters.push(m);
   return m;
 }

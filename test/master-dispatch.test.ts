@@ -18,11 +18,12 @@ import type { DispatchReply, JobRecord } from "../src/jobs/wire.js";
 import {
   KILL_SUBJECT,
   type KillReply,
-  Master,
+  type Master,
   type MasterConfig,
   type ResolveReply,
 } from "../src/master/index.js";
 import { Peel } from "../src/peel/peel.js";
+import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { waitFor } from "./support/wait.js";
 
@@ -77,16 +78,11 @@ let work: string;
 let trusted: Set<string>;
 
 async function startMaster(extra: Partial<MasterConfig> = {}): Promise<Master> {
-  const m = new Master({
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
+  const m = await startTestMaster(nats, {
     statesDir: "/nonexistent/zester-states",
     unreachableAfterMs: 1_000,
-    log: () => {},
     ...extra,
   });
-  await m.start();
   masters.push(m);
   return m;
 }

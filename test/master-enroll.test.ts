@@ -4,9 +4,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { enrollPeel } from "../src/enroll/client.js";
-import { Master } from "../src/master/master.js";
+import type { Master } from "../src/master/master.js";
 import { Peel } from "../src/peel/peel.js";
 import { mainCapturingStderr } from "./support/cli.js";
+import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 let nats: StartedNats;
@@ -16,16 +17,11 @@ let work: string;
 beforeAll(async () => {
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-master-enroll-"));
-  master = new Master({
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    authDir: nats.authDir,
+  master = await startTestMaster(nats, {
     statesDir: join(work, "states"),
     settingsDir: join(work, "settings"),
     enroll: { host: "127.0.0.1", port: 0 },
-    log: () => {},
   });
-  await master.start();
 });
 
 afterAll(async () => {

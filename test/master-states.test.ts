@@ -15,13 +15,14 @@ import { decode, encode } from "../src/bus/codec.js";
 import type { StateManifest, StateRevision } from "../src/jobs/wire.js";
 import {
   blobKey,
-  Master,
+  type Master,
   type MasterConfig,
   readLiveStates,
   STATE_PUBLISHER_LEASE,
   STATES_PUBLISH_SUBJECT,
   type StatePublishResult,
 } from "../src/master/index.js";
+import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
 let nats: StartedNats;
@@ -38,17 +39,7 @@ async function startMaster(
   statesDir: string,
   extra: Partial<MasterConfig> = {},
 ): Promise<Master> {
-  const m = new Master({
-    id,
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
-    statesDir,
-    publishIntervalMs: 3_600_000,
-    log: () => {},
-    ...extra,
-  });
-  await m.start();
+  const m = await startTestMaster(nats, { id, statesDir, publishIntervalMs: 3_600_000, ...extra });
   masters.push(m);
   return m;
 }

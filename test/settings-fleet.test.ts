@@ -16,11 +16,12 @@ import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix, subjects } from "../src/bus/names.js";
 import { JobStore } from "../src/jobs/store.js";
 import type { DispatchReply, PeelReturn } from "../src/jobs/wire.js";
-import { Master, SETTINGS_PUBLISH_SUBJECT, type SettingsPublishSummary } from "../src/master/index.js";
+import { type Master, SETTINGS_PUBLISH_SUBJECT, type SettingsPublishSummary } from "../src/master/index.js";
 import { Peel } from "../src/peel/peel.js";
 import { encryptValue, openPeelSecrets } from "../src/settings/crypto.js";
 import { SecretError } from "../src/settings/errors.js";
 import { ensurePeelCurveKey, writeMasterCurveKey } from "../src/settings/keys.js";
+import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { waitFor } from "./support/wait.js";
 
@@ -123,18 +124,13 @@ beforeAll(async () => {
   masterPub = (await writeMasterCurveKey(nats.authDir)).publicKey;
   await writeSettings(SECRET_ONE, "app", "db");
 
-  master = new Master({
+  master = await startTestMaster(nats, {
     id: "master-s",
-    servers: nats.url,
-    credsFile: await nats.credsFile("master"),
-    caFile: nats.caFile,
-    authDir: nats.authDir,
     statesDir,
     settingsDir,
     publishIntervalMs: 3_600_000,
     log: (m) => logs.push(`master: ${m}`),
   });
-  await master.start();
   masterNc = await nats.connectAs("master");
   admin = await nats.connectAs("admin");
   store = await JobStore.open(admin);

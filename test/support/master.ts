@@ -1,0 +1,25 @@
+/**
+ * A real Master in the test process, connected to a test nats-server with the master creds.
+ * Auth dir and settings dir default to the test server's and to a directory that does not exist:
+ * a test master never reads the host's /etc/zester or /srv/zester.
+ */
+import { join } from "node:path";
+import { Master, type MasterConfig } from "../../src/master/master.js";
+import type { StartedNats } from "./nats.js";
+
+export async function startTestMaster(
+  nats: StartedNats,
+  cfg: Omit<MasterConfig, "servers" | "credsFile">,
+): Promise<Master> {
+  const m = new Master({
+    servers: nats.url,
+    credsFile: await nats.credsFile("master"),
+    caFile: nats.caFile,
+    authDir: nats.authDir,
+    settingsDir: join(nats.authDir, "no-settings"),
+    log: () => {},
+    ...cfg,
+  });
+  await m.start();
+  return m;
+}
