@@ -8,31 +8,10 @@ import { decodeCredsJwt } from "../src/auth/hierarchy.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { connect } from "../src/bus/connect.js";
 import { certificateHosts } from "../src/ca/ca.js";
-import { main } from "../src/cli/main.js";
+import { runMain } from "./support/cli.js";
 import { freePort } from "./support/nats.js";
 
-/** Runs the CLI entry in-process and captures what it prints. */
-async function zester(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const w1 = process.stdout.write;
-  const w2 = process.stderr.write;
-  process.stdout.write = ((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-  }
-}
+const zester = (...argv: string[]) => runMain(argv);
 
 let dir: string;
 beforeEach(async () => {

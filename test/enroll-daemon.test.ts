@@ -14,7 +14,7 @@ import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { EnrollmentService } from "../src/enroll/service.js";
 import { requireBuilt } from "./support/built.js";
-import { mainCapturingStderr } from "./support/cli.js";
+import { runMain } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { type WaitOptions, waitFor } from "./support/wait.js";
 
@@ -93,7 +93,7 @@ function daemon(id: string, extra: string[] = []) {
 
 describe("zester-peel --enroll-url", () => {
   it("refuses an http:// enrollment URL", async () => {
-    const r = await mainCapturingStderr([
+    const r = await runMain([
       "peel-daemon",
       "--id",
       "x-01",

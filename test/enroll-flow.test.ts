@@ -16,12 +16,12 @@ import { AUTH_FILES } from "../src/auth/auth-dir.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix } from "../src/bus/names.js";
-import { main } from "../src/cli/main.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
 import { enrollPeel, writeCreds } from "../src/enroll/client.js";
 import { enrollSignedString, signString } from "../src/enroll/protocol.js";
 import { EnrollmentService } from "../src/enroll/service.js";
 import { Peel } from "../src/peel/peel.js";
+import { runMain } from "./support/cli.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
 import { type WaitOptions, waitFor } from "./support/wait.js";
 
@@ -73,26 +73,8 @@ function https(
 }
 
 /** Runs `zester ...` in-process and returns exit code and stdout. */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const w = process.stdout.write.bind(process.stdout);
-  const e = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await main([...argv, "--nats-url", nats.url, "--auth-dir", nats.authDir]);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = w;
-    process.stderr.write = e;
-  }
+function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runMain([...argv, "--nats-url", nats.url, "--auth-dir", nats.authDir]);
 }
 
 async function peelConnect(id: string, credsFile: string, reconnect = false): Promise<NatsConnection> {

@@ -6,7 +6,7 @@ import { enrollAdmin } from "../src/enroll/admin.js";
 import { enrollPeel } from "../src/enroll/client.js";
 import type { Master } from "../src/master/master.js";
 import { Peel } from "../src/peel/peel.js";
-import { mainCapturingStderr } from "./support/cli.js";
+import { runMain } from "./support/cli.js";
 import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
@@ -37,7 +37,7 @@ describe("a master with --enroll-listen", () => {
       ["--enroll-max-pending", "-1"],
       ["--enroll-rate", "lots"],
     ] as const) {
-      const r = await mainCapturingStderr([...base, flag, v]);
+      const r = await runMain([...base, flag, v]);
       expect(r.code, flag).toBe(1);
       expect(r.err).toContain(`${flag} must be a whole number ≥ 0`);
     }

@@ -8,7 +8,7 @@ import { AUTH_FILES, loadTrustedMasters } from "../src/auth/auth-dir.js";
 import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { requireBuilt } from "./support/built.js";
-import { mainCapturingStderr } from "./support/cli.js";
+import { runMain } from "./support/cli.js";
 import { returnOf, testCommand } from "./support/commands.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
@@ -52,13 +52,7 @@ describe("trusted master keys", () => {
 
 describe("zester-peel daemon", () => {
   it("refuses a plaintext nats:// URL before connecting", async () => {
-    const r = await mainCapturingStderr([
-      "peel-daemon",
-      "--id",
-      "d-02",
-      "--nats-url",
-      "nats://127.0.0.1:4222",
-    ]);
+    const r = await runMain(["peel-daemon", "--id", "d-02", "--nats-url", "nats://127.0.0.1:4222"]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/nats:\/\/ is plaintext/);
   });
@@ -73,7 +67,7 @@ describe("zester-peel daemon", () => {
       [["--enforce-test", "--enforce-sls", "web"], /--enforce-sls, --enforce-test needs --enforce-every/],
     ];
     for (const [args, re] of cases) {
-      const r = await mainCapturingStderr([...base, ...args]);
+      const r = await runMain([...base, ...args]);
       expect(r.code, args.join(" ")).toBe(1);
       expect(r.err, args.join(" ")).toMatch(re);
     }

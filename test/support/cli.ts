@@ -73,20 +73,28 @@ export function cliJson<T>(r: CliResult, context?: () => string): T {
 }
 
 /**
- * Runs the CLI's `main()` in this process with stderr captured: for argument checks that end
- * before anything is started, where spawning a process would only cost time.
+ * Runs the CLI's `main()` in this process with stdout and stderr captured: for commands that need
+ * no separate process (argument checks, offline tooling, admin requests), where spawning one would
+ * only cost time.
  */
-export async function mainCapturingStderr(argv: string[]): Promise<{ code: number; err: string }> {
+export async function runMain(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const { main } = await import("../../src/cli/main.js");
+  let out = "";
   let err = "";
-  const w = process.stderr.write;
+  const { write: stdout } = process.stdout;
+  const { write: stderr } = process.stderr;
+  process.stdout.write = ((s: string | Uint8Array) => {
+    out += String(s);
+    return true;
+  }) as typeof process.stdout.write;
   process.stderr.write = ((s: string | Uint8Array) => {
     err += String(s);
     return true;
   }) as typeof process.stderr.write;
   try {
-    return { code: await main(argv), err };
+    return { code: await main(argv), out, err };
   } finally {
-    process.stderr.write = w;
+    process.stdout.write = stdout;
+    process.stderr.write = stderr;
   }
 }
