@@ -29,6 +29,7 @@ import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelLastRun, PeelReturn, StateRevision } from "../jobs/wire.js";
 import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../settings/keys.js";
+import { pendingCount } from "../state/result.js";
 import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
 import { stableFactsKey } from "./facts-diff.js";
@@ -717,7 +718,6 @@ export class Peel extends EventEmitter {
    */
   private noteStateRun(ret: PeelReturn, call: PeelCall): void {
     if (!STATE_RUNS.has(call.fun)) return;
-    const results = ret.results ?? [];
     const run: PeelLastRun = {
       jid: ret.jid,
       origin: ret.origin ?? "job",
@@ -727,8 +727,8 @@ export class Peel extends EventEmitter {
       success: ret.success,
       changed: ret.summary?.changed ?? 0,
       failed: ret.summary?.failed ?? 0,
-      total: ret.summary?.total ?? results.length,
-      pending: results.filter((r) => r.pending === true).length,
+      total: ret.summary?.total ?? ret.results?.length ?? 0,
+      pending: pendingCount(ret.results),
     };
     if (ret.error !== undefined) run.error = firstLine(ret.error).slice(0, LAST_RUN_ERROR_MAX);
     this.lastRun = run;

@@ -4,6 +4,7 @@
  * (origin "schedule", a fresh KSUID), through the outbox while disconnected.
  */
 import type { PeelReturn } from "../jobs/wire.js";
+import { pendingCount } from "../state/result.js";
 import type { PeelLogger } from "./peel.js";
 
 export interface EnforceSchedule {
@@ -31,7 +32,7 @@ export function describeRun(ret: PeelReturn, test: boolean): string {
   if (!s)
     return `${what} ${ret.success ? "succeeded" : "failed"}${ret.error ? `: ${firstLine(ret.error)}` : ""}`;
   // A test run changes nothing: what it would change is reported as pending (Salt's None).
-  const pending = (ret.results ?? []).filter((r) => r.pending === true).length;
+  const pending = pendingCount(ret.results);
   const changed = test ? `${pending} would change` : `${s.changed} changed`;
   return `${what}: ${s.total} states, ${changed}, ${s.failed} failed`;
 }

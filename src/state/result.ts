@@ -28,6 +28,11 @@ export interface RunSummary {
   duration_ms: number;
 }
 
+/** States a test run reports as pending: what a real run would change (Salt's `None`). */
+export function pendingCount(results: readonly StateResult[] | undefined): number {
+  return (results ?? []).filter((r) => r.pending === true).length;
+}
+
 export function summarize(results: readonly StateResult[], durationMs: number): RunSummary {
   let failed = 0;
   let changed = 0;
