@@ -8,7 +8,7 @@ import { AUTH_FILES, loadTrustedMasters } from "../src/auth/auth-dir.js";
 import { keyPairFromCreds } from "../src/auth/signing.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { requireBuilt } from "./support/built.js";
-import { runMain } from "./support/cli.js";
+import { runCli, runMain } from "./support/cli.js";
 import { returnOf, testCommand } from "./support/commands.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 
@@ -55,6 +55,18 @@ describe("zester-peel daemon", () => {
     const r = await runMain(["peel-daemon", "--id", "d-02", "--nats-url", "nats://127.0.0.1:4222"]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/nats:\/\/ is plaintext/);
+  });
+
+  it("refuses an unknown ZESTER_PEEL_JIT profile with exit code 2 before doing anything", async () => {
+    const r = await runCli(BIN, ["--help"], { env: { ZESTER_PEEL_JIT: "turbo" }, timeout: 30_000 });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('ZESTER_PEEL_JIT must be "lean" or "full", not "turbo"');
+    expect(r.stdout).toBe("");
+    for (const jit of ["lean", "full"]) {
+      const ok = await runCli(BIN, ["--help"], { env: { ZESTER_PEEL_JIT: jit }, timeout: 30_000 });
+      expect(ok.code, jit).toBe(0);
+      expect(ok.stdout).toContain("ZESTER_PEEL_JIT");
+    }
   });
 
   it("checks the enforcement options before connecting", async () => {
