@@ -247,7 +247,9 @@ describe("master dispatch", () => {
     const timer = setTimeout(() => sub.unsubscribe(), 10_000);
     for await (const m of sub) {
       if (m.subject === `zester.event._master.job.${reply.jid}.done`) {
-        ev = { subject: m.subject, status: decode<{ status: string }>(m.data).status };
+        const e = decode<{ tag: string; origin: string; data: { status: string } }>(m.data);
+        expect([e.origin, e.tag]).toEqual(["_master", `job/${reply.jid}/done`]);
+        ev = { subject: m.subject, status: e.data.status };
         break;
       }
     }

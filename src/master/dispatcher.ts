@@ -7,6 +7,7 @@ import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { decode, encode } from "../bus/codec.js";
 import { subjects } from "../bus/names.js";
+import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import { isKsuid, newKsuid } from "../jobs/ksuid.js";
 import { isJobFinished, isPeelSettled, type JobStore, settledJobStatus } from "../jobs/store.js";
 import type { DispatchReply, DispatchRequest, JobRecord, PeelJobStatus } from "../jobs/wire.js";
@@ -163,6 +164,14 @@ export class Dispatcher {
     }
     this.trackers.set(record.jid, tracker);
     respond(msg, { jid: record.jid, peels });
+    emitMasterEvent(this.deps.nc, masterTags.jobNew(record.jid), {
+      jid: record.jid,
+      fun: record.fun,
+      target: record.target,
+      peels,
+      master: record.master,
+      ...(record.user !== undefined ? { user: record.user } : {}),
+    });
     tracker.sendCommands();
   }
 
@@ -253,7 +262,7 @@ export class Dispatcher {
       finished_at: rec.finished_at ?? new Date().toISOString(),
       master: this.deps.masterId,
     };
-    this.deps.nc.publish(subjects.masterEvent(`job.${rec.jid}.done`), encode(ev));
+    emitMasterEvent(this.deps.nc, masterTags.jobDone(rec.jid), ev);
   }
 
   /** Cancels a running job whose master is gone, writing the record with CAS. */

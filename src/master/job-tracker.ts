@@ -8,6 +8,7 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node"
 import { signCancel, signCommand } from "../auth/signing.js";
 import { decode, encode } from "../bus/codec.js";
 import { ROOT, subjects } from "../bus/names.js";
+import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import {
   isJobFinished,
   isPeelSettled,
@@ -18,7 +19,7 @@ import {
 } from "../jobs/store.js";
 import type { JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
 
-/** Payload of the master event `zester.event._master.job.<jid>.done`. */
+/** `data` of the master event `_master/job/<jid>/done` (src/events/master-events.ts). */
 export interface JobDoneEvent {
   jid: string;
   status: JobStatus;
@@ -168,6 +169,12 @@ export class JobTracker {
       this.deps.log(`job ${this.jid}: storing the return of ${peel} failed: ${(err as Error).message}`);
     }
     if (this.finishing) return;
+    emitMasterEvent(this.deps.nc, masterTags.jobReturn(this.jid, peel), {
+      jid: this.jid,
+      peel,
+      fun: this.record.fun,
+      success: stored.success,
+    });
     this.setPeel(peel, stored.success ? "success" : "failed");
   }
 
@@ -262,7 +269,7 @@ export class JobTracker {
           finished_at: this.record.finished_at!,
           master: this.record.master,
         };
-        this.deps.nc.publish(subjects.masterEvent(`job.${this.jid}.done`), encode(ev));
+        emitMasterEvent(this.deps.nc, masterTags.jobDone(this.jid), ev);
       }
       await this.cleanup();
     })();
