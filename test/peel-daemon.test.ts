@@ -73,8 +73,8 @@ describe("zester-peel daemon", () => {
     const base = ["peel-daemon", "--id", "d-03", "--nats-url", "tls://127.0.0.1:1"];
     const cases: [string[], RegExp][] = [
       [["--enforce-every", "5s"], /--enforce-every must be at least 10s/],
-      [["--enforce-every", "soon"], /--enforce-every: bad duration "soon" \(use e\.g\. 30m, 1h\)/],
-      [["--enforce-every", "30m", "--enforce-splay", "x"], /--enforce-splay: bad duration "x"/],
+      [["--enforce-every", "soon"], /--enforce-every must be a duration such as 30s, 5m or 1h, not "soon"/],
+      [["--enforce-every", "30m", "--enforce-splay", "x"], /--enforce-splay must be a duration such as 30s/],
       [["--enforce-every", "30m", "--enforce-sls", " , "], /--enforce-sls needs at least one sls name/],
       [["--enforce-test", "--enforce-sls", "web"], /--enforce-sls, --enforce-test needs --enforce-every/],
     ];

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
+import type { OptionTable } from "../config/options.js";
 import { UsageError } from "./errors.js";
 
 export const DEFAULT_NATS_URL = "tls://nats:4222";
@@ -20,6 +21,41 @@ export interface ConnectFlags {
 
 /** Which creds file is the default: the operator's (admin) or the master's. */
 export type CliRole = "admin" | "master";
+
+/** The connection options of every program, as config-table entries (flag, env, file key). */
+export function connectOptions(role: CliRole | "peel") {
+  const group = "Connection";
+  return {
+    nats_url: {
+      kind: "string",
+      default: DEFAULT_NATS_URL,
+      valueName: "URL",
+      group,
+      help: "NATS server(s), comma-separated; tls:// only",
+    },
+    creds: {
+      kind: "string",
+      valueName: "FILE",
+      group,
+      help: "credentials",
+      defaultText: role === "peel" ? "<auth-dir>/peels/<id>.creds" : `<auth-dir>/${role}.creds`,
+    },
+    ca: {
+      kind: "string",
+      valueName: "FILE",
+      group,
+      help: "CA bundle of the server certificate",
+      defaultText: "<auth-dir>/nats-ca.crt",
+    },
+    auth_dir: {
+      kind: "string",
+      default: DEFAULT_AUTH_DIR,
+      valueName: "DIR",
+      group,
+      help: "auth dir from `zester nats-auth init`",
+    },
+  } as const satisfies OptionTable;
+}
 
 export const CONNECT_HELP = `Connection:
   --nats-url URL   NATS server(s), comma-separated (env ZESTER_NATS_URL, default ${DEFAULT_NATS_URL})

@@ -3,6 +3,7 @@
  * module is imported only when that command runs.
  */
 
+import { ConfigError } from "../config/load.js";
 import { errText } from "../util/errors.js";
 import { suggestion } from "../util/suggest.js";
 import { UsageError } from "./errors.js";
@@ -28,6 +29,9 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
 /** `zester '<target>' module.function ...`: the second word names a function. */
 const FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/;
 const targetCommand = () => import("./target.js");
+
+/** The daemons run through main too; their messages carry their own binary's name. */
+const PROGRAM: Record<string, string> = { master: "zester-master", "peel-daemon": "zester-peel" };
 
 export const VERSION = "0.1.0";
 
@@ -71,17 +75,18 @@ export async function main(argv: string[]): Promise<number> {
     const mod = await loader();
     return await mod.run(loader === targetCommand ? argv : rest);
   } catch (err) {
-    return reportError(err);
+    return reportError(err, PROGRAM[cmd] ?? "zester");
   }
 }
 
-export function reportError(err: unknown): number {
-  if (err instanceof UsageError) {
-    process.stderr.write(`zester: ${err.message}\n`);
+export function reportError(err: unknown, program = "zester"): number {
+  if (err instanceof UsageError || err instanceof ConfigError) {
+    const prefix = (err instanceof UsageError && err.program) || program;
+    process.stderr.write(`${prefix}: ${err.message}\n`);
     return 1;
   }
   const msg = errText(err);
-  process.stderr.write(`zester: ${msg}\n`);
+  process.stderr.write(`${program}: ${msg}\n`);
   if (process.env.ZESTER_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return 1;
 }

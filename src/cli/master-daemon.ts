@@ -1,45 +1,97 @@
 /** `zester-master [options]` (also `zester master`): runs a Master until SIGINT or SIGTERM. */
 
-import { Command } from "commander";
+import { join } from "node:path";
+import { ConfigError, formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
+import type { OptionTable } from "../config/options.js";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
-import { addConnectOptions, type ConnectFlags, resolveConnect } from "./connect-options.js";
-import { UsageError } from "./errors.js";
-import { runProgram } from "./nats-auth.js";
+import { connectOptions } from "./connect-options.js";
 
-interface DaemonOptions extends ConnectFlags {
-  id?: string;
-  statesDir?: string;
-  publishInterval: string;
-  unreachableAfter: string;
-  defaultTimeout: string;
-  settingsDir?: string;
-  enrollListen?: string;
-  enrollCert?: string;
-  enrollKey?: string;
-  enrollMaxPending?: string;
-  enrollRate?: string;
-}
+export const MASTER_CONFIG_FILE = "/etc/zester/master.yaml";
+
+/** Every option of zester-master: flag `--<key>`, env `ZESTER_<KEY>`, key in master.yaml. */
+export const MASTER_OPTIONS = {
+  id: {
+    kind: "string",
+    env: "ZESTER_MASTER_ID",
+    valueName: "ID",
+    help: "master id, unique per running master",
+    defaultText: "<hostname>-<pid>",
+  },
+  ...connectOptions("master"),
+  states_dir: {
+    kind: "string",
+    default: DEFAULT_STATES_DIR,
+    valueName: "DIR",
+    help: "states tree to publish",
+  },
+  settings_dir: {
+    kind: "string",
+    default: DEFAULT_SETTINGS_DIR,
+    valueName: "DIR",
+    help: "settings tree to publish",
+  },
+  publish_interval: { kind: "seconds", default: 30, valueName: "S", help: "seconds between state publishes" },
+  unreachable_after: {
+    kind: "seconds",
+    default: 10,
+    valueName: "S",
+    help: "seconds after which a silent, offline peel is unreachable",
+  },
+  default_timeout: {
+    kind: "seconds",
+    default: 60,
+    valueName: "S",
+    help: "job timeout when the request names none",
+  },
+  enroll_listen: {
+    kind: "string",
+    valueName: "ADDR",
+    group: "Enrollment",
+    help: "serve peel enrollment over HTTPS on HOST:PORT (e.g. :8443); off when unset",
+  },
+  enroll_cert: {
+    kind: "string",
+    valueName: "FILE",
+    group: "Enrollment",
+    help: "PEM certificate for the enrollment listener",
+    defaultText: "issued by the auth dir's CA",
+  },
+  enroll_key: { kind: "string", valueName: "FILE", group: "Enrollment", help: "PEM key for --enroll-cert" },
+  enroll_max_pending: {
+    kind: "count",
+    default: 1000,
+    valueName: "N",
+    group: "Enrollment",
+    help: "pending requests at which new ones get 429 (0: no cap)",
+  },
+  enroll_rate: {
+    kind: "count",
+    default: 20,
+    valueName: "N",
+    group: "Enrollment",
+    help: "challenge + enroll requests per minute per client address (0: no limit)",
+  },
+} as const satisfies OptionTable;
+
+const USAGE = `Usage: zester-master [options]
+
+Zester control plane: target resolution, job dispatch and tracking, state publishing.
+Every option is also an environment variable and a key in the config file; precedence:
+flag > env > config file > default (docs/fleet.md).
+
+  --config FILE      config file (env ZESTER_MASTER_CONFIG, default ${MASTER_CONFIG_FILE})
+  --print-config     print the effective configuration, each value with its origin, and exit
+
+${formatOptionsHelp(MASTER_OPTIONS)}`;
 
 /** `HOST:PORT`, `:PORT` or `PORT`. */
 function listenAddress(v: string): { host?: string; port: number } {
   const m = /^(?:(.*):)?(\d+)$/.exec(v);
   const port = m ? Number(m[2]) : Number.NaN;
   if (!m || port > 65535)
-    throw new UsageError(`--enroll-listen ${JSON.stringify(v)}: expected HOST:PORT or PORT`);
+    throw new ConfigError(`--enroll-listen ${JSON.stringify(v)}: expected HOST:PORT or PORT`);
   return m[1] ? { host: m[1].replace(/^\[|\]$/g, ""), port } : { port };
-}
-
-function seconds(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number of seconds`);
-  return n;
-}
-
-function count(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name} must be a whole number ≥ 0`);
-  return n;
 }
 
 function untilSignal(): Promise<NodeJS.Signals> {
@@ -54,69 +106,57 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const program = addConnectOptions(
-    new Command("zester-master")
-      .description("Zester control plane: target resolution, job dispatch and tracking, state publishing")
-      .option("--id <id>", "master id, unique per running master (default <hostname>-<pid>)")
-      .option(
-        "--states-dir <dir>",
-        `states tree to publish (env ZESTER_STATES_DIR, default ${DEFAULT_STATES_DIR})`,
-      )
-      .option("--publish-interval <s>", "seconds between state publishes", "30")
-      .option("--unreachable-after <s>", "seconds after which a silent, offline peel is unreachable", "10")
-      .option("--default-timeout <s>", "job timeout when the request names none", "60")
-      .option(
-        "--settings-dir <dir>",
-        `settings tree to publish (env ZESTER_SETTINGS_DIR, default ${DEFAULT_SETTINGS_DIR})`,
-      )
-      .option(
-        "--enroll-listen <addr>",
-        "serve peel enrollment over HTTPS on HOST:PORT (e.g. :8443); off by default",
-      )
-      .option(
-        "--enroll-cert <file>",
-        "PEM certificate for the enrollment listener (default: issued by the auth dir's CA)",
-      )
-      .option("--enroll-key <file>", "PEM key for --enroll-cert")
-      .option("--enroll-max-pending <n>", "pending requests at which new ones get 429 (0: no cap)", "1000")
-      .option(
-        "--enroll-rate <n>",
-        "challenge + enroll requests per minute per client address (0: no limit)",
-        "20",
-      ),
-    "master",
-  ).action(async (opts: DaemonOptions) => {
-    const conn = resolveConnect(opts, "master");
-    const master = new Master({
-      ...(opts.id !== undefined ? { id: opts.id } : {}),
-      servers: conn.servers,
-      credsFile: conn.credsFile,
-      ...(conn.caFile !== undefined ? { caFile: conn.caFile } : {}),
-      authDir: conn.authDir,
-      statesDir: opts.statesDir ?? (process.env.ZESTER_STATES_DIR || DEFAULT_STATES_DIR),
-      publishIntervalMs: seconds("--publish-interval", opts.publishInterval) * 1000,
-      unreachableAfterMs: seconds("--unreachable-after", opts.unreachableAfter) * 1000,
-      defaultTimeoutS: seconds("--default-timeout", opts.defaultTimeout),
-      settingsDir: opts.settingsDir ?? (process.env.ZESTER_SETTINGS_DIR || DEFAULT_SETTINGS_DIR),
-      log: (m) => process.stderr.write(`${new Date().toISOString()} master: ${m}\n`),
-      ...(opts.enrollListen !== undefined
-        ? {
-            enroll: {
-              ...listenAddress(opts.enrollListen),
-              ...(opts.enrollCert !== undefined ? { certFile: opts.enrollCert } : {}),
-              ...(opts.enrollKey !== undefined ? { keyFile: opts.enrollKey } : {}),
-              maxPending: count("--enroll-max-pending", opts.enrollMaxPending ?? "1000"),
-              requestsPerMinute: count("--enroll-rate", opts.enrollRate ?? "20"),
-            },
-          }
-        : {}),
-    });
-    await master.start();
-    process.stderr.write(`zester-master ${master.id}: running (signing key ${master.publicKey})\n`);
-    const sig = await untilSignal();
-    process.stderr.write(`zester-master ${master.id}: ${sig}, stopping\n`);
-    await master.stop();
+export function loadMasterConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env) {
+  return loadConfig({
+    program: "zester-master",
+    options: MASTER_OPTIONS,
+    argv,
+    env,
+    defaultFile: MASTER_CONFIG_FILE,
+    configEnv: "ZESTER_MASTER_CONFIG",
   });
-  return runProgram(program, argv);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const cfg = loadMasterConfig(argv);
+  if (cfg.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (cfg.printConfig) {
+    process.stdout.write(formatConfig("zester-master", MASTER_OPTIONS, cfg));
+    return 0;
+  }
+  const o = cfg.values;
+  const enroll = o.enroll_listen !== undefined ? listenAddress(o.enroll_listen) : undefined;
+  const master = new Master({
+    ...(o.id !== undefined ? { id: o.id } : {}),
+    servers: o.nats_url,
+    credsFile: o.creds ?? join(o.auth_dir, "master.creds"),
+    ...(o.ca !== undefined ? { caFile: o.ca } : {}),
+    authDir: o.auth_dir,
+    statesDir: o.states_dir,
+    publishIntervalMs: o.publish_interval * 1000,
+    unreachableAfterMs: o.unreachable_after * 1000,
+    defaultTimeoutS: o.default_timeout,
+    settingsDir: o.settings_dir,
+    log: (m) => process.stderr.write(`${new Date().toISOString()} master: ${m}\n`),
+    ...(enroll !== undefined
+      ? {
+          enroll: {
+            ...enroll,
+            ...(o.enroll_cert !== undefined ? { certFile: o.enroll_cert } : {}),
+            ...(o.enroll_key !== undefined ? { keyFile: o.enroll_key } : {}),
+            maxPending: o.enroll_max_pending,
+            requestsPerMinute: o.enroll_rate,
+          },
+        }
+      : {}),
+  });
+  await master.start();
+  process.stderr.write(`zester-master ${master.id}: running (signing key ${master.publicKey})\n`);
+  const sig = await untilSignal();
+  process.stderr.write(`zester-master ${master.id}: ${sig}, stopping\n`);
+  await master.stop();
+  return 0;
 }

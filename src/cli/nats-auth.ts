@@ -36,7 +36,7 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
       if (err.code === "commander.help") return 1;
-      throw new UsageError(`${program.name()}: ${err.message.replace(/^error: /, "")}`);
+      throw new UsageError(err.message.replace(/^error: /, ""), program.name());
     }
     throw err;
   }

@@ -4,149 +4,150 @@
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
+import type { ConfigValues, OptionTable } from "../config/options.js";
 import type { EnforceSchedule } from "../peel/scheduler.js";
-import { parseInterval } from "../util/duration.js";
+import { connectOptions } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 
-const USAGE = `Usage: zester-peel --id ID --nats-url tls://HOST:4222 --creds FILE [options]
-       zester-peel --id ID --nats-url tls://HOST:4222 --enroll-url https://MASTER:8443 [options]
+export const PEEL_CONFIG_FILE = "/etc/zester/peel.yaml";
 
-Options:
-  --id ID            peel id (A-Z a-z 0-9 _ -, max 128; default: $ZESTER_PEEL_ID)
-  --nats-url URL     NATS server(s), comma separated; tls:// only (default: $ZESTER_NATS_URL)
-  --creds FILE       this peel's .creds file (default: <auth-dir>/peels/<id>.creds)
-  --ca FILE          CA that signed the server certificate (default: <auth-dir>/nats-ca.crt)
-  --auth-dir DIR     holds trusted-masters.pub and nats-ca.crt (default /etc/zester/auth)
-  --cache-dir DIR    state tree cache and job id store (default /var/lib/zester/peel/<id>)
-  --facts-dir DIR    custom facts (default $ZESTER_FACTS_DIR or /etc/zester/facts)
+/** Every option of zester-peel: flag `--<key>`, env `ZESTER_<KEY>`, key in peel.yaml. */
+export const PEEL_OPTIONS = {
+  id: {
+    kind: "string",
+    env: "ZESTER_PEEL_ID",
+    valueName: "ID",
+    help: "peel id: A-Z a-z 0-9 _ -, max 128",
+    defaultText: "the FQDN, else the hostname, dots as _ (web.example.com: web_example_com)",
+  },
+  ...connectOptions("peel"),
+  cache_dir: {
+    kind: "string",
+    env: "ZESTER_PEEL_CACHE_DIR",
+    valueName: "DIR",
+    help: "state tree cache and job id store",
+    defaultText: "/var/lib/zester/peel/<id>",
+  },
+  facts_dir: {
+    kind: "string",
+    env: "ZESTER_FACTS_DIR",
+    valueName: "DIR",
+    help: "custom facts",
+    defaultText: "/etc/zester/facts",
+  },
+  enforce_every: {
+    kind: "duration",
+    valueName: "D",
+    group: "Enforcement (applies the cached state tree on a timer, also while NATS is unreachable)",
+    help: "e.g. 30m, 1h (at least 10s; unset: states run only when asked)",
+  },
+  enforce_splay: {
+    kind: "duration",
+    valueName: "D",
+    group: "Enforcement (applies the cached state tree on a timer, also while NATS is unreachable)",
+    help: "random extra delay per run",
+    defaultText: "a tenth of the interval, at most 5m",
+  },
+  enforce_sls: {
+    kind: "list",
+    valueName: "A,B",
+    group: "Enforcement (applies the cached state tree on a timer, also while NATS is unreachable)",
+    help: "apply these sls instead of the highstate (top.zy)",
+  },
+  enforce_test: {
+    kind: "boolean",
+    default: false,
+    group: "Enforcement (applies the cached state tree on a timer, also while NATS is unreachable)",
+    help: "report drift only (test mode), change nothing",
+  },
+  enroll_url: {
+    kind: "string",
+    valueName: "URL",
+    group: "Enrollment (a new machine without creds; see docs/enrollment.md)",
+    help:
+      "master enrollment API, https:// only; when the creds file does not exist, the peel makes its own keys, " +
+      "asks to enroll, waits for approval and writes <cache-dir>/peel.creds (or --creds)",
+  },
+  enroll_token: {
+    kind: "string",
+    valueName: "T",
+    secret: true,
+    group: "Enrollment (a new machine without creds; see docs/enrollment.md)",
+    help: "one-time token from `zester enroll token`",
+  },
+  enroll_ca: {
+    kind: "string",
+    valueName: "FILE",
+    group: "Enrollment (a new machine without creds; see docs/enrollment.md)",
+    help: "CA of the master's HTTPS certificate",
+    defaultText: "<auth-dir>/nats-ca.crt, else the system's",
+  },
+  enroll_replace: {
+    kind: "boolean",
+    default: false,
+    group: "Enrollment (a new machine without creds; see docs/enrollment.md)",
+    help: "this machine replaces an earlier enrollment of the same id (rebuilt machine)",
+  },
+} as const satisfies OptionTable;
 
-Enforcement (applies the cached state tree on a timer, also while NATS is unreachable):
-  --enforce-every D  e.g. 30m, 1h (at least 10s; default: off, states run only when asked)
-  --enforce-splay D  random extra delay per run (default: a tenth of the interval, at most 5m)
-  --enforce-sls A,B  apply these sls instead of the highstate (top.zy)
-  --enforce-test     report drift only (test mode), change nothing
+type PeelValues = ConfigValues<typeof PEEL_OPTIONS>;
 
-Enrollment (a new machine without creds; see docs/enrollment.md):
-  --enroll-url URL   master enrollment API, https:// only (default: $ZESTER_ENROLL_URL). When the
-                     creds file does not exist, the peel makes its own keys, asks to enroll, waits
-                     for an operator's approval and writes <cache-dir>/peel.creds (or --creds)
-  --enroll-token T   one-time token from \`zester enroll token\` (default: $ZESTER_ENROLL_TOKEN)
-  --enroll-ca FILE   CA of the master's HTTPS certificate (default <auth-dir>/nats-ca.crt, else system)
-  --enroll-replace   this machine replaces an earlier enrollment of the same id (rebuilt machine)
+const USAGE = `Usage: zester-peel [options]
 
-Environment:
+Every option is also an environment variable and a key in the config file; precedence:
+flag > env > config file > default (docs/peel.md).
+
+  --config FILE      config file (env ZESTER_PEEL_CONFIG, default ${PEEL_CONFIG_FILE})
+  --print-config     print the effective configuration, each value with its origin, and exit
+
+${formatOptionsHelp(PEEL_OPTIONS)}
+Environment only:
   ZESTER_PEEL_JIT    lean (default): small young generation and no optimising compiler, for a
                      low idle footprint; full: V8's defaults, faster on compile-heavy state trees
 `;
 
-interface DaemonOptions {
-  id?: string;
-  url?: string;
-  creds?: string;
-  ca?: string;
-  authDir?: string;
-  cacheDir?: string;
-  factsDir?: string;
-  enrollUrl?: string;
-  enrollToken?: string;
-  enrollCa?: string;
-  enrollReplace: boolean;
-  enforceEvery?: string;
-  enforceSplay?: string;
-  enforceSls?: string;
-  enforceTest: boolean;
-  help: boolean;
-}
-
-function parseArgs(argv: string[]): DaemonOptions {
-  const o: DaemonOptions = { help: false, enrollReplace: false, enforceTest: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "--help" || a === "-h") {
-      o.help = true;
-      continue;
-    }
-    if (a === "--enroll-replace") {
-      o.enrollReplace = true;
-      continue;
-    }
-    if (a === "--enforce-test") {
-      o.enforceTest = true;
-      continue;
-    }
-    const eq = a.indexOf("=");
-    const flag = a.startsWith("--") && eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      if (eq > 0 && a.startsWith("--")) return a.slice(eq + 1);
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case "--id":
-        o.id = value();
-        break;
-      case "--nats-url":
-        o.url = value();
-        break;
-      case "--creds":
-        o.creds = value();
-        break;
-      case "--ca":
-        o.ca = value();
-        break;
-      case "--auth-dir":
-        o.authDir = value();
-        break;
-      case "--cache-dir":
-        o.cacheDir = value();
-        break;
-      case "--facts-dir":
-        o.factsDir = value();
-        break;
-      case "--enroll-url":
-        o.enrollUrl = value();
-        break;
-      case "--enroll-token":
-        o.enrollToken = value();
-        break;
-      case "--enroll-ca":
-        o.enrollCa = value();
-        break;
-      case "--enforce-every":
-        o.enforceEvery = value();
-        break;
-      case "--enforce-splay":
-        o.enforceSplay = value();
-        break;
-      case "--enforce-sls":
-        o.enforceSls = value();
-        break;
-      default:
-        throw new UsageError(`unknown argument ${a}\n${USAGE}`);
-    }
-  }
-  return o;
+export function loadPeelConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env) {
+  return loadConfig({
+    program: "zester-peel",
+    options: PEEL_OPTIONS,
+    argv,
+    env,
+    defaultFile: PEEL_CONFIG_FILE,
+    configEnv: "ZESTER_PEEL_CONFIG",
+  });
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const o = parseArgs(argv);
-  if (o.help) {
+  const cfg = loadPeelConfig(argv);
+  if (cfg.help) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const id = o.id ?? process.env.ZESTER_PEEL_ID;
-  const url = o.url ?? process.env.ZESTER_NATS_URL;
-  if (!id) throw new UsageError(`--id is required\n${USAGE}`);
-  if (!url) throw new UsageError(`--nats-url is required\n${USAGE}`);
+  const o = cfg.values;
+  if (cfg.printConfig) {
+    process.stdout.write(formatConfig("zester-peel", PEEL_OPTIONS, cfg));
+    return 0;
+  }
+  const url = o.nats_url;
+  const { defaultPeelId, peelIdForHost } = await import("../peel/identity.js");
+  const derived = o.id === undefined ? await defaultPeelId() : undefined;
+  const id = o.id ?? derived!.id;
 
-  const { assertTlsUrls, DEFAULT_AUTH_DIR } = await import("../bus/connect.js");
+  const { assertTlsUrls } = await import("../bus/connect.js");
   const { isValidPeelId } = await import("../bus/names.js");
   // Refuse nats:// and bad ids before anything touches the disk or the network.
   assertTlsUrls(url);
-  if (!isValidPeelId(id)) throw new UsageError(`invalid peel id ${JSON.stringify(id)}`);
+  if (!isValidPeelId(id)) {
+    const mapped = peelIdForHost(id);
+    throw new UsageError(
+      `invalid peel id ${JSON.stringify(id)}: use 1-128 characters from A-Z a-z 0-9 _ -, starting with a ` +
+        "letter or digit (no dots: the id is a NATS subject token)" +
+        (mapped !== undefined && mapped !== id ? `; for this host name use --id ${mapped} (dots as _)` : ""),
+    );
+  }
   const enforce = enforceSchedule(o);
-  const enrollUrl = o.enrollUrl ?? (process.env.ZESTER_ENROLL_URL || undefined);
+  const enrollUrl = o.enroll_url;
   if (enrollUrl !== undefined) {
     const { assertHttpsUrl } = await import("../enroll/client.js");
     try {
@@ -155,11 +156,12 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError((err as Error).message);
     }
   }
-  const authDir = o.authDir ?? DEFAULT_AUTH_DIR;
+  const authDir = o.auth_dir;
   const { peelCredsPath } = await import("../auth/auth-dir.js");
   const { Peel, stderrLogger, DEFAULT_PEEL_CACHE_ROOT } = await import("../peel/peel.js");
   const logger = stderrLogger(id);
-  const cacheDir = o.cacheDir ?? join(DEFAULT_PEEL_CACHE_ROOT, id);
+  if (derived) logger.info(`peel id ${id} from the ${derived.source} ${derived.from} (dots as _)`);
+  const cacheDir = o.cache_dir ?? join(DEFAULT_PEEL_CACHE_ROOT, id);
   const creds =
     o.creds ?? (enrollUrl !== undefined ? join(cacheDir, "peel.creds") : peelCredsPath(authDir, id));
 
@@ -206,7 +208,7 @@ export async function run(argv: string[]): Promise<number> {
     cacheDir,
     ...(caFile !== undefined ? { caFile } : {}),
     ...(enrolled.trustedMasters !== undefined ? { trustedMasters: enrolled.trustedMasters } : {}),
-    ...(o.factsDir !== undefined ? { customFactsDir: o.factsDir } : {}),
+    ...(o.facts_dir !== undefined ? { customFactsDir: o.facts_dir } : {}),
     ...(enforce !== undefined ? { enforce } : {}),
   });
 
@@ -227,40 +229,23 @@ export async function run(argv: string[]): Promise<number> {
 /** Shortest accepted enforcement interval: a full state run every few seconds is a mistake. */
 const MIN_ENFORCE_MS = 10_000;
 
-function enforceSchedule(o: DaemonOptions): EnforceSchedule | undefined {
-  if (o.enforceEvery === undefined) {
+function enforceSchedule(o: PeelValues): EnforceSchedule | undefined {
+  if (o.enforce_every === undefined) {
     const stray = [
-      o.enforceSplay !== undefined && "--enforce-splay",
-      o.enforceSls !== undefined && "--enforce-sls",
-      o.enforceTest && "--enforce-test",
+      o.enforce_splay !== undefined && "--enforce-splay",
+      o.enforce_sls !== undefined && "--enforce-sls",
+      o.enforce_test && "--enforce-test",
     ].filter(Boolean);
     if (stray.length > 0) throw new UsageError(`${stray.join(", ")} needs --enforce-every`);
     return undefined;
   }
-  const everyMs = parseInterval(o.enforceEvery);
-  if (everyMs === undefined) {
-    throw new UsageError(
-      `--enforce-every: bad duration ${JSON.stringify(o.enforceEvery)} (use e.g. 30m, 1h)`,
-    );
-  }
+  const everyMs = o.enforce_every;
   if (everyMs < MIN_ENFORCE_MS) throw new UsageError("--enforce-every must be at least 10s");
-  const schedule: EnforceSchedule = { everyMs, test: o.enforceTest };
-  if (o.enforceSplay !== undefined) {
-    const splayMs = parseInterval(o.enforceSplay);
-    if (splayMs === undefined) {
-      throw new UsageError(
-        `--enforce-splay: bad duration ${JSON.stringify(o.enforceSplay)} (use e.g. 30s, 5m)`,
-      );
-    }
-    schedule.splayMs = splayMs;
-  }
-  if (o.enforceSls !== undefined) {
-    const sls = o.enforceSls
-      .split(",")
-      .map((x) => x.trim())
-      .filter((x) => x !== "");
-    if (sls.length === 0) throw new UsageError("--enforce-sls needs at least one sls name");
-    schedule.sls = sls;
+  const schedule: EnforceSchedule = { everyMs, test: o.enforce_test };
+  if (o.enforce_splay !== undefined) schedule.splayMs = o.enforce_splay;
+  if (o.enforce_sls !== undefined) {
+    if (o.enforce_sls.length === 0) throw new UsageError("--enforce-sls needs at least one sls name");
+    schedule.sls = [...o.enforce_sls];
   }
   return schedule;
 }
@@ -276,7 +261,7 @@ interface EnrollStep {
   creds: string;
   cacheDir: string;
   authDir: string;
-  o: DaemonOptions;
+  o: PeelValues;
   logger: { info(m: string): void; warn(m: string): void };
   signal: AbortSignal;
 }
@@ -293,7 +278,7 @@ async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
   const caCopy = join(e.cacheDir, CA_FILE_NAME);
   if (!(await statOrUndefined(e.creds))) {
     const { enrollPeel, writeCreds } = await import("../enroll/client.js");
-    const token = e.o.enrollToken ?? (process.env.ZESTER_ENROLL_TOKEN || undefined);
+    const token = e.o.enroll_token;
     e.logger.info(`no creds at ${e.creds}: enrolling with ${e.url}`);
     const res = await enrollPeel({
       url: e.url,
@@ -302,8 +287,8 @@ async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
       authDir: e.authDir,
       logger: e.logger,
       signal: e.signal,
-      replace: e.o.enrollReplace,
-      ...(e.o.enrollCa !== undefined ? { caFile: e.o.enrollCa } : {}),
+      replace: e.o.enroll_replace,
+      ...(e.o.enroll_ca !== undefined ? { caFile: e.o.enroll_ca } : {}),
       ...(token !== undefined ? { token } : {}),
     });
     if (res.trustedMasters.length > 0) {
