@@ -14,6 +14,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH_FILES } from "../src/auth/auth-dir.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
+import { encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix } from "../src/bus/names.js";
 import { enrollAdmin } from "../src/enroll/admin.js";
@@ -503,6 +504,12 @@ describe("enrollment", () => {
         statuses.push(`${s.type}:${String((s as { error?: unknown }).error ?? "")}`);
     })();
     await (await openKv(live, "facts")).put("rev-01", '{"v":1}');
+    const basket = await openKv(admin, "basket");
+    await (await openKv(live, "basket")).put(
+      "rev-01.role",
+      encode({ peel: "rev-01", function: "role", value: "db", ts: new Date().toISOString(), interval_s: 60 }),
+    );
+    expect((await basket.get("rev-01.role"))?.operation).toBe("PUT");
 
     const revoked = await cli("enroll", "revoke", "rev-01", "--reason", "decommissioned");
     expect(revoked.code).toBe(0);
@@ -520,6 +527,8 @@ describe("enrollment", () => {
     );
     expect(Object.keys(acct.nats.revocations ?? {})).toContain(user.getPublicKey());
     expect((await enrollAdmin(admin, "show", { id: "rev-01" })).record?.status).toBe("revoked");
+    // Its basket entries went with it: nobody reads a decommissioned machine's data as current.
+    expect((await basket.get("rev-01.role"))?.operation).not.toBe("PUT");
 
     // A revoked key cannot enroll again either.
     await expect(

@@ -12,7 +12,7 @@ import { assertPeelId } from "../bus/names.js";
 import { CA_FILES } from "../ca/files.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 import { type AccountSigner, createTrustHierarchy, issueRoleCreds, issueUserCreds } from "./hierarchy.js";
-import { permissionsFor, type Role } from "./permissions.js";
+import { type BasketScope, permissionsFor, type Role } from "./permissions.js";
 import { renderServerConfig } from "./server-config.js";
 import { keyPairFromCreds } from "./signing.js";
 
@@ -185,12 +185,15 @@ export function peelCredsPath(dir: string, peelId: string): string {
 export async function issuePeelCredsFile(
   dir: string,
   peelId: string,
-  opts: { out?: string; force?: boolean } = {},
+  opts: { out?: string; force?: boolean; basketScope?: BasketScope } = {},
 ): Promise<string> {
   assertPeelId(peelId);
   const signer = await loadAccountSigner(dir);
   const out = opts.out ?? peelCredsPath(dir, peelId);
-  const creds = await issueRoleCreds(signer, { peel: peelId });
+  const creds = await issueRoleCreds(signer, {
+    peel: peelId,
+    ...(opts.basketScope ? { basketScope: opts.basketScope } : {}),
+  });
   await writeSecretFile(out, creds, opts.force ?? false);
   return out;
 }

@@ -59,8 +59,31 @@ export const PEEL_READABLE_BUCKETS: readonly BucketName[] = [
   "basket",
 ];
 
-export function peelPermissions(peelId: string): RolePermissions {
+/**
+ * Which basket entries a peel may read. `account`: every entry of its NATS account (accounts
+ * never see each other's buckets), what templates reading the fleet need. `own`: only its own
+ * keys, for peels that must not learn anything about the rest of the fleet.
+ */
+export type BasketScope = "account" | "own";
+export const BASKET_SCOPES: readonly BasketScope[] = ["account", "own"];
+
+/** Reading one peel's own basket keys: direct gets and watches filtered to `<peel>.>`. */
+function basketReadOwn(id: string): string[] {
+  const stream = kvStream("basket");
+  const own = `${kvKeySubject("basket", id)}.>`;
+  return [
+    `${JS_API}.DIRECT.GET.${stream}.${own}`,
+    `${JS_API}.CONSUMER.CREATE.${stream}.*.${own}`,
+    `${JS_API}.CONSUMER.INFO.${stream}.*`,
+    `${JS_API}.CONSUMER.DELETE.${stream}.*`,
+    `$JS.FC.${stream}.>`,
+  ];
+}
+
+export function peelPermissions(peelId: string, opts: { basketScope?: BasketScope } = {}): RolePermissions {
   const id = peelId;
+  const readable =
+    opts.basketScope === "own" ? PEEL_READABLE_BUCKETS.filter((b) => b !== "basket") : PEEL_READABLE_BUCKETS;
   return {
     pub: {
       allow: [
@@ -74,7 +97,8 @@ export function peelPermissions(peelId: string): RolePermissions {
         `${kvKeySubject("basket", id)}.>`,
         `$KV.job-returns.*.${id}`,
         kvDirectGetSubject("secrets", id),
-        ...PEEL_READABLE_BUCKETS.flatMap(kvReadAll),
+        ...readable.flatMap(kvReadAll),
+        ...(opts.basketScope === "own" ? basketReadOwn(id) : []),
       ],
     },
     sub: {
@@ -131,9 +155,10 @@ export function adminPermissions(): RolePermissions {
   };
 }
 
-export type PermissionSubject = Role | { peel: string };
+export type PermissionSubject = Role | { peel: string; basketScope?: BasketScope };
 
 export function permissionsFor(who: PermissionSubject): RolePermissions {
-  if (typeof who === "object") return peelPermissions(who.peel);
+  if (typeof who === "object")
+    return peelPermissions(who.peel, who.basketScope ? { basketScope: who.basketScope } : {});
   return who === "master" ? masterPermissions() : adminPermissions();
 }

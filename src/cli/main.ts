@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   settings: () => import("./settings.js"),
   states: () => import("./states.js"),
   enroll: () => import("./enroll.js"),
+  basket: () => import("./basket.js"),
 };
 
 /** `zester '<target>' module.function ...`: the second word names a function. */
@@ -40,6 +41,7 @@ const HELP = `zester ${VERSION} — configuration management over NATS
 Usage:
   zester '<target>' <module.function> [args] [key=value ...] [--test] [--timeout S] [--format F] [--async]
   zester peel list | job list|show|active|kill            fleet status
+  zester basket get '<target>' <function> | list <peel>  peel-to-peel data (Salt's mine)
   zester dev [--once [FUN ...]]                          a local fleet: nats-server, master, this peel
   zester local <module.function> [id] [key=value ...]   run on this machine, no NATS
   zester local state.apply [sls,...] [--test]            apply states masterless

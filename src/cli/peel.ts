@@ -2,9 +2,11 @@
 
 import { Command } from "commander";
 import { issuePeelCredsFile } from "../auth/auth-dir.js";
+import { BASKET_SCOPES, type BasketScope } from "../auth/permissions.js";
 import { openKv } from "../bus/bootstrap.js";
 import { isValidPeelId, PEEL_HEARTBEAT_TTL_MS } from "../bus/names.js";
 import type { PeelLastRun } from "../jobs/wire.js";
+import { suggestion } from "../util/suggest.js";
 import { addConnectOptions, type ConnectFlags, connectWith } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { parseFormat, printData, table } from "./job.js";
@@ -137,19 +139,28 @@ export async function run(argv: string[]): Promise<number> {
     .requiredOption("--dir <dir>", "auth dir written by `zester nats-auth init`")
     .option("--out <file>", "output file (default <dir>/peels/<peel-id>.creds)")
     .option("--force", "overwrite an existing creds file", false)
-    .action(async (peelId: string, opts: { dir: string; out?: string; force: boolean }) => {
-      if (!isValidPeelId(peelId)) {
-        throw new UsageError(
-          `invalid peel id ${JSON.stringify(peelId)}: use 1-128 characters from A-Z a-z 0-9 _ -, ` +
-            "starting with a letter or digit",
-        );
-      }
-      const out = await issuePeelCredsFile(opts.dir, peelId, {
-        ...(opts.out !== undefined ? { out: opts.out } : {}),
-        force: opts.force,
-      });
-      process.stdout.write(`wrote ${out}\n`);
-    });
+    .option("--basket-scope <scope>", "basket entries it may read: account (all, default) or own", "account")
+    .action(
+      async (peelId: string, opts: { dir: string; out?: string; force: boolean; basketScope: string }) => {
+        if (!(BASKET_SCOPES as readonly string[]).includes(opts.basketScope)) {
+          throw new UsageError(
+            `--basket-scope must be one of ${BASKET_SCOPES.join(", ")}${suggestion(opts.basketScope, BASKET_SCOPES)}`,
+          );
+        }
+        if (!isValidPeelId(peelId)) {
+          throw new UsageError(
+            `invalid peel id ${JSON.stringify(peelId)}: use 1-128 characters from A-Z a-z 0-9 _ -, ` +
+              "starting with a letter or digit",
+          );
+        }
+        const out = await issuePeelCredsFile(opts.dir, peelId, {
+          ...(opts.out !== undefined ? { out: opts.out } : {}),
+          force: opts.force,
+          basketScope: opts.basketScope as BasketScope,
+        });
+        process.stdout.write(`wrote ${out}\n`);
+      },
+    );
 
   addConnectOptions(
     program

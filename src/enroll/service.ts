@@ -13,6 +13,7 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node"
 import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { issueServerCert, normaliseHosts, readCa } from "../ca/ca.js";
+import { purgePeel } from "../peel/basket/store.js";
 import { revokeUserKeys } from "./account.js";
 import {
   ADMIN_OPS,
@@ -341,6 +342,19 @@ export class EnrollmentService {
     await this.accountChain.catch(() => {});
   }
 
+  /** A revoked peel's basket entries would be served as current data forever: they go with it. */
+  private async forgetBasket(peels: string[]): Promise<void> {
+    try {
+      const kv = await openKv(this.opts.nc, "basket");
+      for (const p of peels) {
+        const n = await purgePeel(kv, p);
+        if (n > 0) this.log.info(`removed ${n} basket entr${n === 1 ? "y" : "ies"} of revoked ${p}`);
+      }
+    } catch (err) {
+      this.log.error(`cannot remove the basket entries of ${peels.join(", ")}: ${(err as Error).message}`);
+    }
+  }
+
   /** Account updates are read-modify-write of one JWT: one at a time. */
   private revoke(keys: string[]): Promise<void> {
     const run = this.accountChain.then(async () => {
@@ -449,6 +463,7 @@ export class EnrollmentService {
                 : op === "revoke"
                   ? await r.revoke(req)
                   : await r.token(req);
+      if (op === "revoke" && reply.ok) await this.forgetBasket(reply.peels ?? []);
     } catch (err) {
       if (!(err instanceof EnrollError)) this.log.error(`admin ${op}: ${(err as Error).message}`);
       reply = { ok: false, error: (err as Error).message };

@@ -8,6 +8,7 @@ import type { ExecFunction, ModuleFamily, StateFunction } from "./types.js";
 /** Families shipped with Zester; each is `src/modules/<name>.ts` exporting `family`. */
 export const FAMILY_NAMES: readonly string[] = [
   "archive",
+  "basket",
   "cmd",
   "cron",
   "disk",
@@ -17,8 +18,10 @@ export const FAMILY_NAMES: readonly string[] = [
   "grains",
   "group",
   "host",
+  "mine",
   "module",
   "mount",
+  "network",
   "pip",
   "pillar",
   "pkg",

@@ -7,6 +7,8 @@
  * that plan. A module never decides twice.
  */
 
+import type { BasketReader } from "./basket.js";
+
 export type ParamType = "string" | "number" | "integer" | "boolean" | "list" | "map" | "any";
 
 export interface ParamSpec {
@@ -44,6 +46,8 @@ export interface ModuleContext {
   signal?: AbortSignal;
   /** Calls another module's function (module.run, onlyif {fun: ...}). */
   call?(fun: string, args: Params): Promise<unknown>;
+  /** The fleet's basket (a connected peel); without it basket.get answers for this machine only. */
+  basket?: BasketReader;
 }
 
 /** What a state would change. Empty `changes` means the system already matches. */

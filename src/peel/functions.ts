@@ -5,6 +5,7 @@
  */
 
 import type { Facts } from "../facts/index.js";
+import type { BasketReader } from "../modules/basket.js";
 import { loadAllFamilies, loadFamily } from "../modules/index.js";
 import type { ExecFunction, ModuleContext, StateFunction } from "../modules/types.js";
 import type { RunSummary, StateResult } from "../state/result.js";
@@ -35,6 +36,8 @@ export interface PeelFunctionContext {
   /** Compile cache directory; no caching without one. */
   compileCacheDir?: string;
   signal: AbortSignal;
+  /** The fleet's basket for basket.get / mine.get and templates. */
+  basket?: BasketReader;
 }
 
 export interface FunctionOutcome {
@@ -111,6 +114,7 @@ async function engineOptions(
     signal: ctx.signal,
   };
   if (ctx.compileCacheDir !== undefined) opts.cacheDir = ctx.compileCacheDir;
+  if (ctx.basket !== undefined) opts.basket = ctx.basket;
   return opts;
 }
 
@@ -448,6 +452,7 @@ async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<Funct
     signal: ctx.signal,
     render: (t, extra, source) => renderer.render(t, { facts, settings, ...extra }, source),
   };
+  if (ctx.basket !== undefined) mctx.basket = ctx.basket;
   const value = await callExec(call.fun, call.args, kwargs, mctx);
   if (ctx.signal.aborted) return fail("canceled");
   return ok(value);

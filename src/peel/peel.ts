@@ -8,7 +8,7 @@
  * "ack" Ack, "return" PeelReturn, "facts" {rev}, "heartbeat" PeelHeartbeat, "states" SyncResult,
  * "states-rejected" {rev, reason}, "canceled" {jid}, "outbox" {jid} (a return kept for later),
  * "outbox-flushed" {count, bad, left} (kept returns stored after a (re)connection), "scheduled"
- * PeelReturn (an enforcement run finished).
+ * PeelReturn (an enforcement run finished), "basket" {function} (a basket value written).
  *
  * Secrets: every PeelReturn and log line passes through the settings masker before it leaves
  * the peel, so an opened secret never reaches KV, a subscriber or a log as plaintext.
@@ -32,6 +32,7 @@ import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../s
 import { pendingCount } from "../state/result.js";
 import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
+import { PeelBasket } from "./basket/peel-basket.js";
 import { stableFactsKey } from "./facts-diff.js";
 import {
   type FunctionOutcome,
@@ -42,6 +43,7 @@ import {
   wantsTest,
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
+import { LiveSettings } from "./live-settings.js";
 import { DEFAULT_OUTBOX_LIMIT, ReturnOutbox } from "./outbox.js";
 import { JobQueue } from "./queue.js";
 import { type EnforceSchedule, EnforceScheduler } from "./scheduler.js";
@@ -137,6 +139,7 @@ interface Buckets {
   states: KV;
   settingsFiles: KV;
   secrets: KV;
+  basket: KV;
 }
 
 /** Job ids end up in subjects and KV keys: one token, nothing exotic. */
@@ -179,6 +182,9 @@ export class Peel extends EventEmitter {
   private scheduler: EnforceScheduler | undefined;
   /** The last finished state run, carried by every heartbeat (memory only, see PeelLastRun). */
   private lastRun: PeelLastRun | undefined;
+  /** Settings-driven parts (basket, beacons) follow new settings revisions without a state run. */
+  private live: LiveSettings | undefined;
+  private basketPart: PeelBasket | undefined;
 
   constructor(readonly cfg: PeelConfig) {
     super();
@@ -243,6 +249,7 @@ export class Peel extends EventEmitter {
       fetchTimeoutMs: this.cfg.settingsFetchTimeoutMs ?? DEFAULT_SETTINGS_FETCH_TIMEOUT_MS,
     });
     await this.settingsStore.init();
+    await this.startLiveParts();
     this.version = await peelVersion();
     await this.collect();
 
@@ -303,6 +310,8 @@ export class Peel extends EventEmitter {
     if (this.stopping) return;
     this.stopping = true;
     this.scheduler?.halt();
+    this.live?.stop();
+    await this.basketPart?.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -366,19 +375,24 @@ export class Peel extends EventEmitter {
         },
       }),
     );
-    const [facts, heartbeat, returns, states, settingsFiles, secrets] = await Promise.all([
+    const [facts, heartbeat, returns, states, settingsFiles, secrets, basket] = await Promise.all([
       openKv(nc, "facts"),
       openKv(nc, "peel-heartbeat"),
       openKv(nc, "job-returns"),
       openKv(nc, "state-files"),
       openKv(nc, "settings-files"),
       openKv(nc, "secrets"),
+      openKv(nc, "basket"),
     ]);
-    this.kv = { facts, heartbeat, returns, states, settingsFiles, secrets };
+    this.kv = { facts, heartbeat, returns, states, settingsFiles, secrets, basket };
     this.busUp = true;
     await nc.flush();
     void this.watchStatus(nc);
     await this.watchRevision(states);
+    await this.live
+      ?.watch(settingsFiles)
+      .catch((err: unknown) => this.log.warn(`settings watch: ${errText(err)}`));
+    this.basketPart?.onConnected();
     this.log.info(`connected to ${nc.getServer()}`);
     this.emit("connected");
     if (this.outbox.pending) void this.flushOutbox();
@@ -397,6 +411,7 @@ export class Peel extends EventEmitter {
         void this.beat().catch(() => {});
         void this.refreshFacts().catch(() => {});
         void this.syncStates().catch(() => {});
+        this.basketPart?.onConnected();
         if (this.outbox.pending) void this.flushOutbox();
       } else if (s.type === "error") {
         this.log.error(`NATS: ${String((s as { error?: unknown }).error ?? s.type)}`);
@@ -838,7 +853,37 @@ export class Peel extends EventEmitter {
       lastSettings: () => this.settings.lastKnown(),
       compileCacheDir: join(this.cacheDir, "compile"),
       signal,
+      ...(this.basketPart ? { basket: this.basketPart.reader } : {}),
     };
+  }
+
+  /** Basket and beacons: configured from the snapshot now, from each new settings revision later. */
+  private async startLiveParts(): Promise<void> {
+    const live = new LiveSettings({
+      resolve: () => this.settings.resolve(),
+      lastKnown: () => this.settings.lastKnown(),
+      log: this.log,
+    });
+    const basket = new PeelBasket({
+      peel: this.id,
+      log: this.log,
+      buckets: () => (this.kv && this.busUp ? { basket: this.kv.basket, facts: this.kv.facts } : undefined),
+      context: async () => {
+        const facts = await this.currentFacts();
+        return {
+          test: false,
+          id: "basket",
+          facts,
+          settings: await this.settings.lastKnown(),
+          render: async (t) => t,
+        };
+      },
+      onWrite: (fn) => this.emit("basket", { function: fn }),
+    });
+    live.onChange((s) => basket.configure(s));
+    this.live = live;
+    this.basketPart = basket;
+    await live.init();
   }
 
   /**

@@ -2,6 +2,7 @@
  * The state engine's front door: compile a states tree (sls list or highstate) and run it.
  * Used by `zester local` and by the peel.
  */
+import type { BasketReader } from "../modules/basket.js";
 import type { ModuleContext } from "../modules/types.js";
 import { TemplateRenderer } from "../template/render.js";
 import { loadCached, storeCached } from "./cache.js";
@@ -24,6 +25,8 @@ export interface EngineOptions {
   onResult?: (r: StateResult) => void;
   /** Directory for the compile cache; no caching without one. */
   cacheDir?: string;
+  /** The fleet's basket for templates (a connected peel). */
+  basket?: BasketReader;
 }
 
 export type Target =
@@ -76,6 +79,7 @@ class Session {
       statesDir: this.opts.statesDir,
       render: this.render,
     };
+    if (this.opts.basket) ctx.basket = this.opts.basket;
     return ctx;
   }
 
