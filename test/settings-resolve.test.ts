@@ -166,7 +166,8 @@ describe("resolveSettings", () => {
       return rel === "top.zy" ? "base:\n  '*':\n    - x\n" : rel === "x/init.zy" ? "x: 1\n" : undefined;
     };
     expect(await resolveSettings({ files, facts: web.facts, peelId: web.id })).toEqual({ x: 1 });
-    expect(seen).toEqual(["top.zy", "x.zy", "x/init.zy"]);
+    // Both extensions are probed at each level (a name present as both is an error).
+    expect(seen).toEqual(["top.sls", "top.zy", "x.sls", "x.zy", "x/init.sls", "x/init.zy"]);
     expect(await resolveSettings({ files: {}, facts: web.facts, peelId: web.id })).toEqual({});
   });
 
@@ -179,7 +180,9 @@ describe("resolveSettings", () => {
     expect(err.diagnostics).toHaveLength(1);
     expect(err.diagnostics[0]).toMatchObject({ kind: "include", file: "top.zy", line: 4, col: 7 });
     expect(err.message).toContain("top.zy:4:7");
-    expect(err.message).toContain("nope/there.zy and nope/there/init.zy");
+    expect(err.message).toContain(
+      "looked for nope/there.sls, nope/there.zy, nope/there/init.sls or nope/there/init.zy",
+    );
   });
 
   it("reports template, YAML and structure errors with file:line:column, all at once", async () => {

@@ -286,6 +286,7 @@ async function runExec(
 ): Promise<number> {
   const { callExec } = await import("../state/exec.js");
   const { TemplateRenderer } = await import("../template/render.js");
+  const { saltGrains } = await import("../facts/grains.js");
   const { parse } = await import("yaml");
   const renderer = new TemplateRenderer({ searchPath: o.statesDir });
   // test.* never reads facts; skipping collection keeps `zester local test.ping` instant.
@@ -297,7 +298,7 @@ async function runExec(
     facts: loaded,
     settings,
     render: (t: string, extra: Record<string, unknown>, source: string) =>
-      renderer.render(t, { facts: loaded, settings, ...extra }, source),
+      renderer.render(t, { facts: loaded, grains: saltGrains(loaded), settings, ...extra }, source),
   };
   const positional = args.map((a) => parseValue(a, parse));
   let rec: PeelRun;

@@ -7,6 +7,7 @@ import { collectDisk } from "./disk.js";
 import { collectMemory } from "./memory.js";
 import { collectNetwork } from "./network.js";
 import { collectOs } from "./os.js";
+import { collectRuntime } from "./runtime.js";
 import { collectVirtual } from "./virtual.js";
 
 export { CustomFactCache, DEFAULT_CUSTOM_FACTS_DIR } from "./custom.js";
@@ -36,6 +37,7 @@ export const BUILTIN_COLLECTORS: ReadonlyArray<readonly [string, Collector]> = [
   ["disk", collectDisk],
   ["network", collectNetwork],
   ["defaultip", collectDefaultIp],
+  ["runtime", collectRuntime],
 ];
 
 /** The custom facts directory in effect for these options. */

@@ -1,7 +1,8 @@
 /**
- * facts.* (alias grains.*): read this machine's facts as the templates see them, e.g.
- * `zester local facts.get cpu_count` or `zester 'web*' grains.get network:hostname`.
+ * facts.* and grains.*: read this machine's facts, or Salt's grains view of them, as templates
+ * see them, e.g. `zester local facts.get cpu_count` or `zester 'web*' grains.get osfinger`.
  */
+import { saltGrains } from "../facts/grains.js";
 import { colonGet } from "../template/context.js";
 import type { ExecFunction, ModuleContext, ModuleFamily, Params } from "./types.js";
 
@@ -51,9 +52,16 @@ function readers(
 
 export const factsFamily = (name: string): ModuleFamily => ({
   name,
-  doc: "Facts about this machine (Salt's grains), collected by the peel; read-only.",
+  doc: "Facts about this machine with the spec's names (`os: linux`), collected by the peel; read-only.",
   states: {},
   exec: readers("fact", (ctx) => ctx.facts),
+});
+
+export const grainsFamily = (name: string): ModuleFamily => ({
+  name,
+  doc: "Salt's core grains of this machine (`os: Debian`), computed from its facts; read-only.",
+  states: {},
+  exec: readers("grain", (ctx) => saltGrains(ctx.facts)),
 });
 
 export const settingsFamily = (name: string): ModuleFamily => ({

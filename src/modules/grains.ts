@@ -1,4 +1,4 @@
-import { factsFamily } from "./facts.js";
+import { grainsFamily } from "./facts.js";
 
-/** Salt spelling of facts.*. */
-export const family = factsFamily("grains");
+/** Salt's grains: the facts under Salt's core grain names and values. */
+export const family = grainsFamily("grains");

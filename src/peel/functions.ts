@@ -4,6 +4,7 @@
  * the Peel hands in a call and gets back the fields of a PeelReturn.
  */
 
+import { saltGrains } from "../facts/grains.js";
 import type { Facts } from "../facts/index.js";
 import type { BasketReader } from "../modules/basket.js";
 import { loadAllFamilies, loadFamily } from "../modules/index.js";
@@ -225,11 +226,14 @@ async function apply(call: PeelCall, ctx: PeelFunctionContext, test: boolean): P
   return stateRun(ctx, test, refs.length === 0 ? { kind: "highstate" } : { kind: "sls", refs });
 }
 
-const factsFunctions = (prefix: string): Record<string, Builtin> => ({
+const factsFunctions = (
+  prefix: string,
+  view: (facts: Record<string, unknown>) => Record<string, unknown> = (f) => f,
+): Record<string, Builtin> => ({
   [`${prefix}.items`]: {
-    doc: "Returns all facts of this peel.",
+    doc: `Returns all ${prefix} of this peel.`,
     readOnly: true,
-    run: async (_c, ctx) => ok(await ctx.facts()),
+    run: async (_c, ctx) => ok(view(await ctx.facts())),
   },
   [`${prefix}.get`]: {
     doc: "Returns one fact by colon path (`os`, `network:interfaces:eth0`); `default` when absent (empty string).",
@@ -237,14 +241,14 @@ const factsFunctions = (prefix: string): Record<string, Builtin> => ({
     run: async (call, ctx) => {
       const key = call.args[0] ?? call.kwargs.key;
       if (typeof key !== "string" || key === "") return fail(`${prefix}.get needs a key`);
-      const value = getByColonPath(await ctx.facts(), key);
+      const value = getByColonPath(view(await ctx.facts()), key);
       return ok(value === undefined ? (call.args[1] ?? call.kwargs.default ?? "") : value);
     },
   },
   [`${prefix}.keys`]: {
     doc: "Returns the top-level fact names.",
     readOnly: true,
-    run: async (_c, ctx) => ok(Object.keys(await ctx.facts()).sort()),
+    run: async (_c, ctx) => ok(Object.keys(view(await ctx.facts())).sort()),
   },
 });
 
@@ -290,7 +294,7 @@ async function registryFunctions(): Promise<Map<string, AnyFunction[]>> {
 
 const BUILTINS: Record<string, Builtin> = {
   ...factsFunctions("facts"),
-  ...factsFunctions("grains"),
+  ...factsFunctions("grains", saltGrains),
   ...settingsFunctions("settings"),
   ...settingsFunctions("pillar"),
   "settings.refresh": {
@@ -450,7 +454,8 @@ async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<Funct
     facts,
     settings,
     signal: ctx.signal,
-    render: (t, extra, source) => renderer.render(t, { facts, settings, ...extra }, source),
+    render: (t, extra, source) =>
+      renderer.render(t, { facts, grains: saltGrains(facts), settings, ...extra }, source),
   };
   if (ctx.basket !== undefined) mctx.basket = ctx.basket;
   const value = await callExec(call.fun, call.args, kwargs, mctx);

@@ -69,7 +69,7 @@ export {
   readSettingsTree,
   type SettingsFileReader,
   type SettingsFiles,
-  TOP_FILE,
+  TOP_FILES,
   toReader,
 } from "./source.js";
 export { ENCRYPTED_TAG, encryptedTag } from "./yaml-tag.js";

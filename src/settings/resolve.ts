@@ -4,7 +4,9 @@
  * then list order; later wins), and finally secret placeholders become plaintexts.
  */
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { saltGrains } from "../facts/grains.js";
 import { type Diagnostic, type DiagnosticKind, excerpt } from "../state/diagnostics.js";
+import { SALTENV, slsContext } from "../state/sls-context.js";
 import { compilePredicate, parseTopTarget, TargetSyntaxError } from "../target/index.js";
 import {
   type RendererOptions,
@@ -12,12 +14,13 @@ import {
   TemplateError,
   TemplateRenderer,
 } from "../template/render.js";
+import { AmbiguousRefError, findRef, lookedFor } from "../util/sls-files.js";
 import { SecretError, SettingsError } from "./errors.js";
 import { includeClosure } from "./includes.js";
 import { deepMerge, isPlainMap } from "./merge.js";
 import { placeholder, placeholderPaths, substituteSecrets } from "./placeholders.js";
 import { type ExtractedSecret, secretIdsInFiles } from "./sanitize.js";
-import { SETTINGS_EXT, type SettingsFileReader, type SettingsFiles, TOP_FILE, toReader } from "./source.js";
+import { type SettingsFileReader, type SettingsFiles, TOP_FILES, toReader } from "./source.js";
 import { encryptedTag } from "./yaml-tag.js";
 
 export interface SettingsTopOptions {
@@ -42,7 +45,7 @@ export interface ResolveSettingsOptions extends SettingsTopOptions {
 export interface SettingsRef {
   /** Dotted name as written in top.zy, e.g. `common.base`. */
   ref: string;
-  /** Relative path it resolved to, e.g. `common/base.zy` or `common/base/init.zy`. */
+  /** Relative path it resolved to, e.g. `common/base.sls` or `common/base/init.zy`. */
   file: string;
   /** The target expression that matched first. */
   target: string;
@@ -136,12 +139,8 @@ async function readRef(
   read: SettingsFileReader,
   ref: string,
 ): Promise<{ file: string; text: string } | undefined> {
-  const base = ref.split(".").join("/");
-  for (const file of [`${base}${SETTINGS_EXT}`, `${base}/init${SETTINGS_EXT}`]) {
-    const text = await read(file);
-    if (text !== undefined) return { file, text };
-  }
-  return undefined;
+  const found = await findRef(ref, read);
+  return found && { file: found.file, text: found.value };
 }
 
 interface TopResult {
@@ -156,13 +155,19 @@ async function matchTop(
   out: Collector,
 ): Promise<TopResult> {
   const result: TopResult = { refs: [], texts: new Map() };
-  const source = await read(TOP_FILE);
-  if (source === undefined) return result;
+  const tops = await Promise.all(TOP_FILES.map(async (file) => ({ file, text: await read(file) })));
+  const present = tops.filter((t) => t.text !== undefined);
+  if (present.length > 1) {
+    out.add("include", present[1]!.file, "", 1, 1, new AmbiguousRefError("top", TOP_FILES).message);
+    return result;
+  }
+  if (present.length === 0) return result;
+  const TOP_FILE = present[0]!.file;
   const text = await render(
     renderer,
     TOP_FILE,
-    source,
-    { facts: opts.facts, settings: {}, id: opts.peelId },
+    present[0]!.text!,
+    { facts: opts.facts, grains: saltGrains(opts.facts), settings: {}, id: opts.peelId, saltenv: SALTENV },
     out,
   );
   if (text === undefined) return result;
@@ -176,7 +181,7 @@ async function matchTop(
   const root = parsed.doc.contents;
   if (root === null || (isScalar(root) && root.value === null)) return result;
   if (!isMap(root)) {
-    fail(root, "top.zy must map the environment (base:) to targets");
+    fail(root, `${TOP_FILE} must map the environment (base:) to targets`);
     return result;
   }
   const peel = { id: opts.peelId, facts: opts.facts as Record<string, unknown> };
@@ -236,14 +241,16 @@ async function matchTop(
       for (const { ref, node } of items) {
         if (seen.has(ref)) continue;
         seen.add(ref);
-        const found = await readRef(read, ref);
+        let found: { file: string; text: string } | undefined;
+        try {
+          found = await readRef(read, ref);
+        } catch (err) {
+          if (!(err instanceof AmbiguousRefError)) throw err;
+          fail(node, `settings ${err.message}`, "include");
+          continue;
+        }
         if (!found) {
-          const base = ref.split(".").join("/");
-          fail(
-            node,
-            `settings ${JSON.stringify(ref)} not found (looked for ${base}${SETTINGS_EXT} and ${base}/init${SETTINGS_EXT})`,
-            "include",
-          );
+          fail(node, `settings ${JSON.stringify(ref)} not found (looked for ${lookedFor(ref)})`, "include");
           continue;
         }
         result.refs.push({ ref, file: found.file, target });
@@ -284,7 +291,13 @@ export async function resolveSettingsDetailed(opts: ResolveSettingsOptions): Pro
       renderer,
       ref.file,
       source,
-      { facts: opts.facts, settings, id: opts.peelId },
+      {
+        ...slsContext(ref.ref, ref.file, typeof opts.files === "string" ? opts.files : "", opts.peelId),
+        facts: opts.facts,
+        grains: saltGrains(opts.facts),
+        settings,
+        id: opts.peelId,
+      },
       out,
     );
     if (text === undefined) continue;

@@ -13,8 +13,8 @@ export type SettingsFileReader = (relPath: string) => Promise<string | undefined
 export type SettingsFiles = string | SettingsFileReader | Readonly<Record<string, string>>;
 
 export const DEFAULT_SETTINGS_DIR = "/srv/zester/settings";
-export const SETTINGS_EXT = ".zy";
-export const TOP_FILE = "top.zy";
+/** A settings tree's top file: Salt's name or Zester's (both at once is an error). */
+export const TOP_FILES = ["top.sls", "top.zy"] as const;
 
 /** Relative, forward-slash, no `..`: anything else could read outside the settings root. */
 export function assertRelPath(relPath: string): string {

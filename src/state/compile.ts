@@ -1,9 +1,10 @@
 /**
- * Compile: .zy files → a list of validated states with resolved requisites, or one CompileError
+ * Compile: .sls/.zy files → a list of validated states with resolved requisites, or one CompileError
  * carrying every problem found (template, YAML, structure, modules, parameters, requisites,
  * cycles). Nothing is executed here except `salt[...]` calls made by templates.
  */
 import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from "yaml";
+import { saltGrains } from "../facts/grains.js";
 import { resolveState } from "../modules/index.js";
 import {
   engineKeyNames,
@@ -15,6 +16,7 @@ import {
 } from "../modules/params.js";
 import type { ModuleContext, Params, StateFunction } from "../modules/types.js";
 import { TemplateError, TemplateRenderer } from "../template/render.js";
+import { AmbiguousRefError, isInitFile, lookedFor } from "../util/sls-files.js";
 import { didYouMean } from "../util/suggest.js";
 import {
   CompileError,
@@ -26,6 +28,7 @@ import {
 import { callExec } from "./exec.js";
 import { buildGraph, type Graph } from "./graph.js";
 import { CompileTracker, type LoadedSls, parseSls, readSls, resolveRelativeRef } from "./sls.js";
+import { slsContext } from "./sls-context.js";
 
 export type Facts = Record<string, unknown>;
 
@@ -139,7 +142,10 @@ function toJS(node: unknown): unknown {
   return node;
 }
 
-const FACT_USE = /\b(facts|grains|salt)\b/;
+/** `opts` carries the peel id, which comes with the facts. */
+const FACT_USE = /\b(facts|grains|salt|opts)\b/;
+/** A template that reads other templates may use facts there (a formula's map.jinja does). */
+const READS_TEMPLATES = /\{%-?\s*(include|import|from|extends)\b/;
 
 /** Loads one sls and its includes (each file once: diamonds and cycles are fine). */
 class Loader {
@@ -199,32 +205,34 @@ class Loader {
     ref: string,
     from?: SourcePos,
   ): Promise<{ sls: LoadedSls; isInit: boolean } | undefined> {
-    const found = await readSls(this.opts.statesDir, ref, this.track);
+    const where = from ?? { file: "<command line>", line: 1, col: 1 };
+    let found: { file: string; text: string } | undefined;
+    try {
+      found = await readSls(this.opts.statesDir, ref, this.track);
+    } catch (err) {
+      if (!(err instanceof AmbiguousRefError)) throw err;
+      this.diags.add("include", where, `sls ${err.message}`);
+      return undefined;
+    }
     if (!found) {
-      const where = from ?? { file: "<command line>", line: 1, col: 1 };
-      const paths = ref.split(".").join("/");
-      this.diags.add(
-        "include",
-        where,
-        `sls "${ref}" not found (looked for ${paths}.zy and ${paths}/init.zy)`,
-      );
+      this.diags.add("include", where, `sls "${ref}" not found (looked for ${lookedFor(ref)})`);
       return undefined;
     }
     this.texts.set(found.file, found.text);
     let text = found.text;
     if (/\{[{%#]/.test(text)) {
       // Jinja include/import read files this tracker does not see.
-      if (/\{%-?\s*(include|import|from|extends)\b/.test(text)) this.track.cacheable = false;
+      const readsTemplates = READS_TEMPLATES.test(text);
+      if (readsTemplates) this.track.cacheable = false;
       try {
-        const facts = FACT_USE.test(text) ? await this.facts() : {};
+        const facts = readsTemplates || FACT_USE.test(text) ? await this.facts() : {};
         text = await this.renderer.render(
           text,
           {
+            ...slsContext(ref, found.file, this.opts.statesDir, facts.id as string | undefined),
             facts,
+            grains: saltGrains(facts),
             settings: this.opts.settings,
-            sls: ref,
-            slspath: ref.split(".").slice(0, -1).join("/"),
-            tpldir: found.file.includes("/") ? found.file.slice(0, found.file.lastIndexOf("/")) : "",
           },
           found.file,
         );
@@ -241,7 +249,7 @@ class Loader {
     }
     const sls = await parseSls(ref, found.file, text, this.diags.list);
     if (!sls) return undefined;
-    return { sls, isInit: found.file.endsWith("/init.zy") || found.file === "init.zy" };
+    return { sls, isInit: isInitFile(found.file) };
   }
 
   private walk(sls: LoadedSls, isInit: boolean): { ref: string; pos: SourcePos }[] {

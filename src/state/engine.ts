@@ -2,6 +2,7 @@
  * The state engine's front door: compile a states tree (sls list or highstate) and run it.
  * Used by `zester local` and by the peel.
  */
+import { saltGrains } from "../facts/grains.js";
 import type { BasketReader } from "../modules/basket.js";
 import type { ModuleContext } from "../modules/types.js";
 import { TemplateRenderer } from "../template/render.js";
@@ -67,7 +68,11 @@ class Session {
 
   render: ModuleContext["render"] = async (template, extra, source) => {
     const facts = await this.facts();
-    return this.renderer.render(template, { facts, settings: this.settings, ...extra }, source);
+    return this.renderer.render(
+      template,
+      { facts, grains: saltGrains(facts), settings: this.settings, ...extra },
+      source,
+    );
   };
 
   context(facts: Facts): ModuleContext {

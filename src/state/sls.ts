@@ -1,18 +1,19 @@
 /**
- * Loading one .zy file: locate it from a dotted reference, render it if it holds template syntax,
+ * Loading one .sls or .zy file: locate it from a dotted reference, render it if it holds template syntax,
  * parse the YAML keeping positions. Nothing here knows about modules or requisites.
  */
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Document, LineCounter } from "yaml";
 import { isENOENT } from "../util/files.js";
+import { findRef } from "../util/sls-files.js";
 import type { Diagnostic } from "./diagnostics.js";
 import { excerpt } from "./diagnostics.js";
 
 export interface LoadedSls {
   /** Dotted reference, e.g. `web.nginx`. */
   ref: string;
-  /** Path relative to the states dir, e.g. `web/nginx/init.zy`; used in every diagnostic. */
+  /** Path relative to the states dir, e.g. `web/nginx/init.sls`; used in every diagnostic. */
   file: string;
   /** Text after rendering (what the YAML positions refer to). */
   text: string;
@@ -20,18 +21,12 @@ export interface LoadedSls {
   lines: LineCounter;
 }
 
-/** `a.b` → candidate paths `a/b.zy`, `a/b/init.zy`. */
-export function slsCandidates(ref: string): string[] {
-  const base = ref.split(".").join("/");
-  return [`${base}.zy`, `${base}/init.zy`];
-}
-
 /** Resolves `.sibling` / `..parent` relative includes against the including sls. */
 export function resolveRelativeRef(ref: string, from: string, fromIsInit: boolean): string {
   if (!ref.startsWith(".")) return ref;
   const dots = /^\.+/.exec(ref)![0].length;
   const pkg = from.split(".");
-  // `a/b/init.zy` is package a.b; `a/b.zy` lives in package a.
+  // `a/b/init.sls` is package a.b; `a/b.sls` lives in package a.
   if (!fromIsInit) pkg.pop();
   for (let i = 1; i < dots; i++) pkg.pop();
   const rest = ref.slice(dots);
@@ -54,25 +49,27 @@ export function stampOf(st: { mtimeMs: number; size: number; ino: number }): str
   return `${st.mtimeMs}:${st.size}:${st.ino}`;
 }
 
+/** Reads the file of a dotted ref (see util/sls-files.ts); throws AmbiguousRefError. */
 export async function readSls(
   statesDir: string,
   ref: string,
   track?: CompileTracker,
 ): Promise<{ file: string; text: string } | undefined> {
-  for (const file of slsCandidates(ref)) {
+  const found = await findRef(ref, async (file) => {
     const path = join(statesDir, file);
     try {
       // Stat before reading: a change after the stat shows up as a new stamp next time.
       const st = await stat(path);
       const text = await readFile(path, "utf8");
       track?.files.set(file, stampOf(st));
-      return { file, text };
+      return text;
     } catch (err) {
       if (!isENOENT(err) && (err as NodeJS.ErrnoException).code !== "ENOTDIR") throw err;
       track?.files.set(file, null);
+      return undefined;
     }
-  }
-  return undefined;
+  });
+  return found && { file: found.file, text: found.value };
 }
 
 /** Parses YAML 1.2 keeping offsets; YAML errors become diagnostics (all of them). */

@@ -1,8 +1,9 @@
 /**
- * Highstate: `top.zy` maps targets to sls lists, with the CLI's target grammar (a bare
+ * Highstate: `top.sls` (or `top.zy`) maps targets to sls lists, with the CLI's target grammar (a bare
  * `key:value` is a fact match) and Salt's `- match: grain|glob|pcre|list|compound` items.
  */
 import { isMap, isSeq } from "yaml";
+import { saltGrains } from "../facts/grains.js";
 import {
   compileTarget,
   parseTarget,
@@ -12,9 +13,11 @@ import {
   TargetSyntaxError,
 } from "../target/index.js";
 import { type TemplateError, TemplateRenderer } from "../template/render.js";
+import { AmbiguousRefError } from "../util/sls-files.js";
 import { type CompileOptions, compileSls, type Facts, type Program } from "./compile.js";
 import { CompileError, type Diagnostic, excerpt } from "./diagnostics.js";
 import { CompileTracker, parseSls, readSls } from "./sls.js";
+import { minimalOpts, SALTENV } from "./sls-context.js";
 
 type MatchType = "glob" | "grain" | "pcre" | "list" | "compound";
 
@@ -43,10 +46,22 @@ export async function topRefs(
 ): Promise<{ refs: string[]; facts: Facts | undefined }> {
   const diags: Diagnostic[] = [];
   const track = opts.track ?? new CompileTracker();
-  const found = await readSls(opts.statesDir, "top", track);
+  let found: { file: string; text: string } | undefined;
+  try {
+    found = await readSls(opts.statesDir, "top", track);
+  } catch (err) {
+    if (!(err instanceof AmbiguousRefError)) throw err;
+    throw new CompileError([{ kind: "include", file: err.files[0]!, line: 1, col: 1, message: err.message }]);
+  }
   if (!found) {
     throw new CompileError([
-      { kind: "include", file: "top.zy", line: 1, col: 1, message: `no top.zy in ${opts.statesDir}` },
+      {
+        kind: "include",
+        file: "top.sls",
+        line: 1,
+        col: 1,
+        message: `no top.sls or top.zy in ${opts.statesDir}`,
+      },
     ]);
   }
   // Facts only when top.zy needs them: a templated top, fact matching, or no --id.
@@ -60,9 +75,16 @@ export async function topRefs(
   try {
     if (/\{[{%#]/.test(text)) {
       if (/\{%-?\s*(include|import|from|extends)\b/.test(text)) track.cacheable = false;
+      const facts = await getFacts();
       text = await new TemplateRenderer({ searchPath: opts.statesDir }).render(
         text,
-        { facts: await getFacts(), settings: opts.settings },
+        {
+          facts,
+          grains: saltGrains(facts),
+          settings: opts.settings,
+          saltenv: SALTENV,
+          opts: minimalOpts(opts.statesDir, opts.peelId ?? (facts.id as string | undefined)),
+        },
         found.file,
       );
     }
@@ -90,7 +112,7 @@ export async function topRefs(
     });
   };
   if (!isMap(root)) {
-    fail(root, "top.zy must map environments (base:) to targets");
+    fail(root, `${found.file} must map environments (base:) to targets`);
     throw new CompileError(diags);
   }
   const base = root.get("base", true);

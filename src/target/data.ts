@@ -4,8 +4,10 @@
  *
  * Values are compared as lower-cased strings ("tokens"), as Salt does for grains: `G@os:debian`
  * matches `Debian`. Lists match when any element matches; objects match a `:` glob against their
- * keys; null and missing values match nothing, not even `!=`.
+ * keys; null and missing values match nothing, not even `!=`. `G@` reads a fact and, where
+ * Salt's grain of that name differs (`os`: `linux` and `Debian`), both, as one list.
  */
+import { DERIVED_GRAINS, grainValue } from "../facts/grains.js";
 import type { DataOp } from "./ast.js";
 
 /** Walks `path` through objects (by key) and arrays (by numeric index). */
@@ -22,6 +24,29 @@ export function readPath(root: unknown, path: readonly string[]): unknown {
     }
   }
   return cur;
+}
+
+function asList(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [v];
+}
+
+/**
+ * What `G@` sees at `path`: the fact there, merged with Salt's grain of the same top-level name
+ * when that differs, so `G@os:linux` and `G@os:Debian` both match a Debian peel and
+ * `G@os!=Debian` matches neither reading. Objects are never merged: the fact wins.
+ */
+export function factReading(facts: unknown, path: readonly string[]): unknown {
+  const v = readPath(facts, path);
+  const key = path[0];
+  if (key === undefined || !DERIVED_GRAINS.has(key) || facts === null || typeof facts !== "object") return v;
+  const g = readPath(grainValue(facts as Record<string, unknown>, key), path.slice(1));
+  if (g === undefined || g === null) return v;
+  if (v === undefined || v === null) return g;
+  const isObj = (x: unknown) => typeof x === "object" && !Array.isArray(x);
+  if (isObj(v) || isObj(g)) return v;
+  const merged = [...asList(v)];
+  for (const e of asList(g)) if (!merged.includes(e)) merged.push(e);
+  return merged.length === 1 ? merged[0] : merged;
 }
 
 export function scalarToken(v: unknown): string | undefined {

@@ -3,7 +3,7 @@
  * matcher is built, so `match` does no parsing.
  */
 import type { DataSource, PeelView, TargetNode } from "./ast.js";
-import { comparator, readPath, scalarToken } from "./data.js";
+import { comparator, factReading, readPath, scalarToken } from "./data.js";
 import { globToRegExp, hasGlobChars } from "./glob.js";
 import { type Cidr, cidrContains, parseCidr, parseIp } from "./ip.js";
 import { type ParseOptions, parseTarget } from "./parse.js";
@@ -123,7 +123,7 @@ export function compilePredicate(node: TargetNode): PeelPredicate {
       return (p) => {
         const root = dataRoot(p, source);
         for (const r of readings) {
-          const v = readPath(root, r.path);
+          const v = source === "facts" ? factReading(root, r.path) : readPath(root, r.path);
           if (v !== undefined && r.test(v)) return true;
         }
         return false;

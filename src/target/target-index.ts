@@ -10,7 +10,7 @@
  */
 import type { DataSource, PeelView, TargetNode } from "./ast.js";
 import { Bitset } from "./bitset.js";
-import { comparator, readPath, type ValueTokens, valueTokens } from "./data.js";
+import { comparator, factReading, readPath, type ValueTokens, valueTokens } from "./data.js";
 import { globLiteralPrefix, globToRegExp, hasGlobChars } from "./glob.js";
 import { type Cidr, type Ip, parseIp } from "./ip.js";
 import { compilePredicate, IP_FACT_KEYS, idRegex, mustCidr, type PeelPredicate } from "./matcher.js";
@@ -487,7 +487,7 @@ export class TargetIndex {
 
   private reindex(p: Posting, slot: number, peel: PeelView): void {
     const root = p.source === "facts" ? peel.facts : peel.settings;
-    const tokens = valueTokens(readPath(root, p.path));
+    const tokens = valueTokens(p.source === "facts" ? factReading(root, p.path) : readPath(root, p.path));
     const old = p.bySlot[slot];
     // Most fact updates change little: leaving equal entries alone keeps the caches warm.
     if (old && sameTokens(old, tokens)) return;
