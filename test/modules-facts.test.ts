@@ -26,7 +26,11 @@ describe("facts / grains / settings / pillar readers", () => {
     expect(await call("facts.get", { key: "nope" })).toBe("");
     expect(await call("pillar.get", { key: "app:listen" })).toBe("127.0.0.1:8080");
     expect(await call("settings.keys")).toEqual(["app"]);
-    expect(await call("grains.keys")).toEqual(["cpu", "ipv4", "os_family"]);
+    expect(await call("facts.keys")).toEqual(["cpu", "ipv4", "os_family"]);
+    // grains are Salt's view of the facts: every fact plus Salt's derived core names.
+    expect(await call("grains.keys")).toEqual(
+      expect.arrayContaining(["cpu", "ipv4", "os_family", "saltversion", "pythonversion"]),
+    );
     expect(await call("facts.items")).toBe(ctx.facts);
   });
 
@@ -37,5 +41,9 @@ describe("facts / grains / settings / pillar readers", () => {
       execFileSync(process.execPath, [bin, "local", "facts.get", "os", "--format", "json"]).toString(),
     );
     expect(out[0].return).toBe("linux");
+    const grain = JSON.parse(
+      execFileSync(process.execPath, [bin, "local", "grains.get", "os", "--format", "json"]).toString(),
+    );
+    expect(grain[0].return).toBe("Debian");
   });
 });
