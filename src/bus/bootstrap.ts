@@ -1,6 +1,7 @@
 /**
  * Creates every bucket and stream from the tables in names.ts. Idempotent: what exists is left
- * exactly as it is (no update), so running it on every master start is safe.
+ * as it is (no update) except for the rollup policy of stream-policy.ts, which is a security
+ * fix existing deployments must get too, so running it on every master start is safe.
  */
 
 import {
@@ -13,6 +14,7 @@ import {
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { BUCKETS, type BucketName, STREAMS, type StreamName } from "./names.js";
+import { enforceRollupPolicy } from "./stream-policy.js";
 
 export interface BootstrapResult {
   created: string[];
@@ -43,10 +45,11 @@ export async function bootstrap(nc: NatsConnection): Promise<BootstrapResult> {
     const name = `KV_${bucket}`;
     if (await streamExists(jsm, name)) {
       result.existing.push(name);
-      continue;
+    } else {
+      await kvm.create(bucket, { ...spec.options, allow_direct: true, storage: StorageType.File });
+      result.created.push(name);
     }
-    await kvm.create(bucket, { ...spec.options, allow_direct: true, storage: StorageType.File });
-    result.created.push(name);
+    await enforceRollupPolicy(jsm, bucket);
   }
 
   for (const [name, spec] of Object.entries(STREAMS) as [StreamName, (typeof STREAMS)[StreamName]][]) {

@@ -1,0 +1,119 @@
+/**
+ * The attack suite: a real deployment attacked with one peel's credentials (`mallory`), trying
+ * what a compromised node would try. Each attempt prints one line; each test fails if the attack
+ * works.
+ */
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { peelPermissions } from "../../src/auth/permissions.js";
+import { openKv } from "../../src/bus/bootstrap.js";
+import { encode } from "../../src/bus/codec.js";
+import { BUCKET_NAMES, JS_API, kvStream } from "../../src/bus/names.js";
+import { enforceRollupPolicy } from "../../src/bus/stream-policy.js";
+import { ATTACKER, type Deployment, failureOf, jsPublish, report, startDeployment, VICTIM } from "./setup.js";
+
+let d: Deployment;
+
+beforeAll(async () => {
+  d = await startDeployment();
+}, 60_000);
+afterAll(async () => {
+  await d?.stop();
+});
+
+/** The KV keys a peel may put, one per bucket: every `$KV.<bucket>.<key>` its JWT allows. */
+function writableKeys(id: string): { bucket: string; subject: string }[] {
+  const out: { bucket: string; subject: string }[] = [];
+  for (const s of peelPermissions(id).pub.allow) {
+    const m = /^\$KV\.([^.]+)\.(.+)$/.exec(s);
+    if (!m) continue;
+    const subject = `$KV.${m[1]}.${m[2]!.replace(/\*/g, "J1").replace(/>/g, "f")}`;
+    out.push({ bucket: m[1]!, subject });
+  }
+  return out;
+}
+
+describe("rollups, purges and stream operations", () => {
+  const targets = writableKeys(ATTACKER);
+
+  it("finds the buckets a peel writes", () => {
+    expect(targets.map((t) => t.bucket)).toEqual(
+      expect.arrayContaining(["facts", "peel-heartbeat", "job-returns", "basket"]),
+    );
+  });
+
+  for (const { bucket, subject } of targets) {
+    it(`a peel cannot wipe ${bucket} with Nats-Rollup: all on its own key`, async () => {
+      const kv = await openKv(d.master, bucket as never);
+      const victimKey =
+        bucket === "job-returns" ? `J0.${VICTIM}` : bucket === "basket" ? `${VICTIM}.f` : VICTIM;
+      await kv.put(victimKey, encode({ owner: VICTIM }));
+      const err = await failureOf(() =>
+        jsPublish(d.attacker, subject, encode({ x: 1 }), { "Nats-Rollup": "all" }),
+      );
+      report(`rollup all on ${subject}`, err ? `refused (${err.message})` : "ACCEPTED");
+      expect(err?.message).toMatch(/rollup not permitted/i);
+      expect((await kv.get(victimKey))?.operation).toBe("PUT");
+    });
+  }
+
+  it("a plain put on its own keys still works (the fix keeps peels working)", async () => {
+    for (const { subject } of targets) await jsPublish(d.attacker, subject, encode({ ok: true }));
+    report("plain put on own keys", "accepted (expected)");
+  });
+
+  it("a peel can call no stream or purge API on any bucket or stream", async () => {
+    const streams = [...BUCKET_NAMES.map(kvStream), "events", "job-events"];
+    for (const s of streams) {
+      for (const api of [
+        "STREAM.PURGE",
+        "STREAM.DELETE",
+        "STREAM.UPDATE",
+        "STREAM.MSG.DELETE",
+        "STREAM.INFO",
+        "CONSUMER.LIST",
+        "CONSUMER.NAMES",
+      ]) {
+        const subject = `${JS_API}.${api}.${s}`;
+        const err = await failureOf(() => d.attacker.request(subject, "{}", { timeout: 2000 }));
+        expect(err?.name ?? err?.cause, subject).toBeDefined();
+        expect(`${err?.name} ${(err?.cause as Error | undefined)?.name ?? ""} ${err?.message}`).toMatch(
+          /Permission/i,
+        );
+      }
+    }
+    for (const api of ["STREAM.CREATE.evil", "STREAM.NAMES", "STREAM.LIST", "ACCOUNT.INFO"]) {
+      const err = await failureOf(() => d.attacker.request(`${JS_API}.${api}`, "{}", { timeout: 2000 }));
+      expect(`${err?.name} ${(err?.cause as Error | undefined)?.name ?? ""} ${err?.message}`).toMatch(
+        /Permission/i,
+      );
+    }
+    report(
+      `purge/delete/update/msg-delete/list on ${streams.length} streams`,
+      "refused (permission violation)",
+    );
+  });
+
+  it("bootstrap turns rollups off on a bucket made before the policy, and purges still work where Zester uses them", async () => {
+    const kvm = new Kvm(d.master);
+    const old = await kvm.create("made-by-an-old-master");
+    expect((await old.status()).streamInfo.config.allow_rollup_hdrs).toBe(true);
+    const jsm = await jetstreamManager(d.master);
+    expect(await enforceRollupPolicy(jsm, "made-by-an-old-master")).toBe(true);
+    expect((await old.status()).streamInfo.config.allow_rollup_hdrs).toBe(false);
+    expect(await enforceRollupPolicy(jsm, "made-by-an-old-master")).toBe(false);
+    const secrets = await openKv(d.master, "secrets");
+    await secrets.put("gone", encode({}));
+    await secrets.purge("gone");
+    expect((await secrets.get("gone"))?.operation).toBe("PURGE");
+  });
+
+  it("the bucket configs say no rollups where peels write", async () => {
+    const kvm = new Kvm(d.master);
+    for (const { bucket } of targets) {
+      const st = await (await kvm.open(bucket)).status();
+      expect(st.streamInfo.config.allow_rollup_hdrs, bucket).toBe(false);
+    }
+  });
+});
