@@ -6,25 +6,59 @@
  * caught by the peel's persisted job-id store.
  */
 import { fromSeed, type KeyPair } from "@nats-io/nkeys";
+import {
+  arrayOf,
+  bool,
+  json,
+  MAX_DEPTH,
+  nonNegInt,
+  num,
+  object,
+  PayloadError,
+  recordOf,
+  type Schema,
+  str,
+} from "../bus/validate.js";
 import type { Command } from "../jobs/wire.js";
 import { ed25519Sign, ed25519Verify, publicNkeyOf } from "./ed25519.js";
 
 /** How far a command's timestamp may be from the peel's clock. */
 export const DEFAULT_MAX_SKEW_MS = 120_000;
 
-/** JSON with object keys sorted at every level, so signer and verifier hash the same bytes. */
-export function canonicalJson(value: unknown): string {
+/**
+ * JSON with object keys sorted at every level, so signer and verifier hash the same bytes.
+ * Refuses (PayloadError) to nest deeper than MAX_DEPTH: it runs on unverified input.
+ */
+export function canonicalJson(value: unknown, depth = 0): string {
   if (value === null || typeof value !== "object") {
     if (value === undefined) return "null";
     return JSON.stringify(value);
   }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (depth >= MAX_DEPTH) throw new PayloadError(`value nests deeper than ${MAX_DEPTH} levels`);
+  if (Array.isArray(value)) return `[${value.map((x) => canonicalJson(x, depth + 1)).join(",")}]`;
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj)
     .filter((k) => obj[k] !== undefined)
     .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k], depth + 1)}`).join(",")}}`;
 }
+
+/** What a command must look like before its signature is even computed. */
+export const commandSchema: Schema<Command> = object(
+  {
+    jid: str,
+    fun: str,
+    args: arrayOf(json),
+    kwargs: recordOf(json),
+    test: bool,
+    peel: str,
+    ts: num,
+    timeout_s: num,
+    master: str,
+    sig: str,
+  },
+  { states_rev: nonNegInt },
+);
 
 const enc = new TextEncoder();
 
@@ -54,20 +88,27 @@ export interface VerifyOptions {
   maxSkewMs?: number;
 }
 
-export function verifyCommand(cmd: Partial<Command>, opts: VerifyOptions): Verdict {
-  if (typeof cmd.sig !== "string" || cmd.sig === "") return { ok: false, reason: "unsigned command" };
-  if (typeof cmd.master !== "string" || !opts.trusted.has(cmd.master)) {
-    return { ok: false, reason: `signed by an untrusted key ${String(cmd.master)}` };
+/**
+ * Checks a decoded payload: shape, trusted signer, signature, address and age. Never throws:
+ * every way the input can be wrong is a refusal with a reason.
+ */
+export function verifyCommand(input: unknown, opts: VerifyOptions): Verdict {
+  const maybe = (typeof input === "object" && input !== null ? input : {}) as Partial<
+    Record<keyof Command, unknown>
+  >;
+  if (typeof maybe.sig !== "string" || maybe.sig === "") return { ok: false, reason: "unsigned command" };
+  if (typeof maybe.master !== "string" || !opts.trusted.has(maybe.master)) {
+    return { ok: false, reason: `signed by an untrusted key ${String(maybe.master).slice(0, 80)}` };
   }
-  if (
-    typeof cmd.jid !== "string" ||
-    typeof cmd.fun !== "string" ||
-    typeof cmd.ts !== "number" ||
-    (cmd.states_rev !== undefined && !(Number.isSafeInteger(cmd.states_rev) && cmd.states_rev >= 0))
-  ) {
-    return { ok: false, reason: "malformed command" };
+  let cmd: Command;
+  let bytes: Uint8Array;
+  try {
+    cmd = commandSchema.parse(input);
+    bytes = signedBytes(cmd);
+  } catch (err) {
+    return { ok: false, reason: `malformed command: ${(err as Error).message}` };
   }
-  const valid = ed25519Verify(cmd.master, signedBytes(cmd as Command), Buffer.from(cmd.sig, "base64url"));
+  const valid = ed25519Verify(cmd.master, bytes, Buffer.from(cmd.sig, "base64url"));
   if (!valid) return { ok: false, reason: "bad signature (command altered or forged)" };
   if (cmd.peel !== opts.peel)
     return { ok: false, reason: `command is addressed to ${String(cmd.peel)}, not ${opts.peel}` };

@@ -3,11 +3,11 @@
  * version, so a reader accepts its own major and refuses anything newer instead of guessing.
  */
 
-export const PROTOCOL_VERSION = 1;
+import { checkDepth, checkSize, ProtocolError, type Schema } from "./validate.js";
 
-export class ProtocolError extends Error {
-  override name = "ProtocolError";
-}
+export { ProtocolError };
+
+export const PROTOCOL_VERSION = 1;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -18,12 +18,14 @@ export function encode<T extends object>(payload: T): Uint8Array {
 }
 
 /**
- * Parses a payload and checks its version. Throws ProtocolError for invalid JSON, a non-object,
- * a missing or malformed `v`, or a newer major version. The payload is not otherwise validated.
+ * Parses a payload and checks its version. Throws ProtocolError for a payload over the size or
+ * nesting limits of validate.ts, invalid JSON, a non-object, a missing or malformed `v`, or a
+ * newer major version. The fields are not checked: that is decodeAs() with a schema.
  */
 export function decode<T extends object = Record<string, unknown>>(
   data: Uint8Array | string,
 ): T & { v: number } {
+  checkSize(data.length);
   let text: string;
   try {
     text = typeof data === "string" ? data : decoder.decode(data);
@@ -39,6 +41,7 @@ export function decode<T extends object = Record<string, unknown>>(
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new ProtocolError("message must be a JSON object");
   }
+  checkDepth(value);
   const v = (value as { v?: unknown }).v;
   if (v === undefined) {
     throw new ProtocolError(`message has no protocol version field "v" (expected v: ${PROTOCOL_VERSION})`);
@@ -52,5 +55,12 @@ export function decode<T extends object = Record<string, unknown>>(
       `message uses protocol version ${v}, newer than this build supports (${PROTOCOL_VERSION}); upgrade zester`,
     );
   }
+  return value as T & { v: number };
+}
+
+/** decode() and then the schema: the payload as T, or a ProtocolError naming the bad field. */
+export function decodeAs<T extends object>(schema: Schema<T>, data: Uint8Array | string): T & { v: number } {
+  const value = decode(data);
+  schema.parse(value);
   return value as T & { v: number };
 }

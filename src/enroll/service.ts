@@ -12,6 +12,7 @@ import { hostname } from "node:os";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
+import { relayedReason } from "../bus/validate.js";
 import { issueServerCert, normaliseHosts, readCa } from "../ca/ca.js";
 import { purgePeel } from "../peel/basket/store.js";
 import { revokeUserKeys } from "./account.js";
@@ -447,6 +448,11 @@ export class EnrollmentService {
   }
 
   private async onAdmin(op: AdminOp, msg: Msg): Promise<void> {
+    const relayed = relayedReason(msg, adminSubject(op));
+    if (relayed) {
+      this.log.warn(`admin ${op}: ignored: ${relayed}`);
+      return;
+    }
     let reply: AdminReply;
     try {
       const req = decode<AdminRequest>(msg.data);

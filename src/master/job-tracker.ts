@@ -6,8 +6,9 @@
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { signCancel, signCommand } from "../auth/signing.js";
-import { decode, encode } from "../bus/codec.js";
+import { decodeAs, encode } from "../bus/codec.js";
 import { ROOT, subjects } from "../bus/names.js";
+import { relayedReason } from "../bus/validate.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import {
   isJobFinished,
@@ -18,6 +19,7 @@ import {
   settledJobStatus,
 } from "../jobs/store.js";
 import type { JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
+import { peelReturnSchema } from "../jobs/wire-schema.js";
 
 /** `data` of the master event `_master/job/<jid>/done` (src/events/master-events.ts). */
 export interface JobDoneEvent {
@@ -145,13 +147,18 @@ export class JobTracker {
     const kind = parts[3];
     const peel = parts[4];
     if (peel === undefined || parts.length !== 5 || !(peel in this.record.peels)) return;
+    const relayed = relayedReason(msg, () => true);
+    if (relayed) {
+      this.deps.log(`job ${this.jid}: ignored a ${kind} for ${peel}: ${relayed}`);
+      return;
+    }
     const cur = this.record.peels[peel]!;
     if (kind === "ack") {
       if (cur === "pending" || cur === "unreachable") this.setPeel(peel, "acked");
     } else if (kind === "return") {
       let ret: PeelReturn;
       try {
-        ret = decode<PeelReturn>(msg.data);
+        ret = decodeAs(peelReturnSchema, msg.data);
       } catch (err) {
         this.deps.log(`job ${this.jid}: bad return from ${peel}: ${(err as Error).message}`);
         return;

@@ -15,6 +15,7 @@ import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
+import { relayedReason } from "../bus/validate.js";
 import type { EnrollmentService } from "../enroll/service.js";
 import { JobStore } from "../jobs/store.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
@@ -356,6 +357,8 @@ export class Master {
             this.log(`subscription ${subject}: ${err.message}`);
             return;
           }
+          const relayed = relayedReason(msg, subject);
+          if (relayed) return this.log(`${subject}: ignored: ${relayed}`);
           Promise.resolve()
             .then(() => handler(msg))
             .catch((e: Error) => {

@@ -25,6 +25,7 @@ import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } from "../bus/names.js";
+import { relayedReason } from "../bus/validate.js";
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelLastRun, PeelReturn, StateRevision } from "../jobs/wire.js";
@@ -366,12 +367,21 @@ export class Peel extends EventEmitter {
     this.subs.push(
       nc.subscribe(subjects.cmd(this.id), {
         callback: (err, msg) => {
-          if (!err) void this.onCommand(msg);
+          if (err) return;
+          // A rejection here would end the process: one bad message must not stop the peel.
+          this.onCommand(msg).catch((e: unknown) =>
+            this.log.error(`command on ${msg.subject}: ${errText(e)}`),
+          );
         },
       }),
       nc.subscribe(subjects.jobAnyCancel(this.id), {
         callback: (err, msg) => {
-          if (!err) this.onCancel(msg);
+          if (err) return;
+          try {
+            this.onCancel(msg);
+          } catch (e) {
+            this.log.error(`cancel on ${msg.subject}: ${errText(e)}`);
+          }
         },
       }),
     );
@@ -576,6 +586,11 @@ export class Peel extends EventEmitter {
   }
 
   private async onCommand(msg: Msg): Promise<void> {
+    const relayed = relayedReason(msg, subjects.cmd(this.id));
+    if (relayed) {
+      this.refuse(msg.subject, undefined, relayed);
+      return;
+    }
     let cmd: Partial<Command>;
     try {
       cmd = decode<Partial<Command>>(msg.data);
@@ -812,6 +827,14 @@ export class Peel extends EventEmitter {
   private onCancel(msg: Msg): void {
     // zester.job.<jid>.cancel.<peel>: a signed cancel for that very job, or nothing happens.
     const jid = msg.subject.split(".")[2] ?? "";
+    const relayed = relayedReason(msg, (s) => {
+      const p = s.split(".");
+      return p.length === 5 && `${p[0]}.${p[1]}.*.${p[3]}.${p[4]}` === subjects.jobAnyCancel(this.id);
+    });
+    if (relayed) {
+      this.refuse(msg.subject, undefined, relayed);
+      return;
+    }
     let cmd: Partial<Command>;
     try {
       cmd = decode<Partial<Command>>(msg.data);

@@ -7,11 +7,23 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { peelPermissions } from "../../src/auth/permissions.js";
+import { verifyCommand } from "../../src/auth/signing.js";
 import { openKv } from "../../src/bus/bootstrap.js";
 import { encode } from "../../src/bus/codec.js";
-import { BUCKET_NAMES, JS_API, kvStream } from "../../src/bus/names.js";
+import { BUCKET_NAMES, JS_API, kvStream, subjects } from "../../src/bus/names.js";
 import { enforceRollupPolicy } from "../../src/bus/stream-policy.js";
-import { ATTACKER, type Deployment, failureOf, jsPublish, report, startDeployment, VICTIM } from "./setup.js";
+import { returnOf, testCommand } from "../support/commands.js";
+import { waitFor } from "../support/wait.js";
+import {
+  ATTACKER,
+  type Deployment,
+  failureOf,
+  jsPublish,
+  relayOwnFacts,
+  report,
+  startDeployment,
+  VICTIM,
+} from "./setup.js";
 
 let d: Deployment;
 
@@ -115,5 +127,82 @@ describe("rollups, purges and stream operations", () => {
       const st = await (await kvm.open(bucket)).status();
       expect(st.streamInfo.config.allow_rollup_hdrs, bucket).toBe(false);
     }
+  });
+});
+
+/** A command signed by nobody, naming the trusted master key, with args nested `depth` deep. */
+function deepCommandText(masterKey: string, depth: number): string {
+  const head = `{"v":1,"jid":"2ZZZZZZZZZZZZZZZZZZZZZZZZZZ","fun":"test.ping","kwargs":{},"test":false,"peel":"${VICTIM}","ts":${Date.now()},"timeout_s":5,"master":"${masterKey}","sig":"AAAA","args":`;
+  return `${head}${"[".repeat(depth)}${"]".repeat(depth)}}`;
+}
+
+describe("crashing another peel", () => {
+  it("a 100,000-deep command relayed onto the victim's command subject is refused and the victim lives", async () => {
+    const facts = await openKv(d.attacker, "facts");
+    await facts.put(ATTACKER, new TextEncoder().encode(deepCommandText(d.signer.getPublicKey(), 100_000)));
+    const before = d.victimLog.length;
+    await relayOwnFacts(d.attacker, ATTACKER, subjects.cmd(VICTIM), "deep1");
+    await waitFor(
+      "two refusals",
+      () => d.victimLog.slice(before).filter((l) => l.includes("refused")).length >= 2,
+    );
+    const refusals = d.victimLog.slice(before).filter((l) => l.includes("refused"));
+    for (const r of refusals)
+      report("100,000-deep command relayed to zester.cmd.bob", `refused (${r.replace(/^WARN /, "")})`);
+    expect(refusals.join("\n")).toMatch(/relayed here/);
+    expect(refusals.join("\n")).toMatch(/JetStream answer/);
+    // Still alive and obeying its master.
+    const ret = await returnOf(d.master, testCommand(d.signer, VICTIM, "test.ping"));
+    expect(ret.success).toBe(true);
+  });
+
+  it("the same payload sent straight to the peel (as a compromised master would) is refused by the size/depth limits", async () => {
+    const before = d.victimLog.length;
+    d.master.publish(subjects.cmd(VICTIM), deepCommandText(d.signer.getPublicKey(), 100_000));
+    await waitFor("a refusal", () => d.victimLog.slice(before).find((l) => l.includes("refused")));
+    const line = d.victimLog.slice(before).find((l) => l.includes("refused"))!;
+    report("100,000-deep command on zester.cmd.bob", `refused (${line.replace(/^WARN /, "")})`);
+    expect(line).toMatch(/nests deeper than 100/);
+    expect((await returnOf(d.master, testCommand(d.signer, VICTIM, "test.ping"))).success).toBe(true);
+  });
+
+  it("a command whose fields have the wrong types is refused before its signature is computed", () => {
+    const good = testCommand(d.signer, VICTIM, "test.ping");
+    for (const [field, value] of [
+      ["args", { a: 1 }],
+      ["kwargs", []],
+      ["test", "yes"],
+      ["timeout_s", "5"],
+    ] as const) {
+      const v = verifyCommand(
+        { ...good, [field]: value },
+        { trusted: new Set([d.signer.getPublicKey()]), peel: VICTIM },
+      );
+      report(`command with ${field}=${JSON.stringify(value)}`, v.ok ? "ACCEPTED" : `refused (${v.reason})`);
+      expect(v.ok).toBe(false);
+      if (!v.ok) expect(v.reason).toContain(`malformed command: ${field}`);
+    }
+  });
+});
+
+describe("relaying the attacker's data onto master services", () => {
+  it("a dispatch request relayed onto zester.dispatch runs no job", async () => {
+    const facts = await openKv(d.attacker, "facts");
+    await facts.put(ATTACKER, encode({ target: "*", fun: "test.ping", args: [], kwargs: {} }));
+    const seen: string[] = [];
+    const sub = d.master.subscribe("zester.cmd.>", {
+      callback: (_e, m) => {
+        seen.push(m.subject);
+      },
+    });
+    await d.master.flush();
+    await relayOwnFacts(d.attacker, ATTACKER, subjects.dispatch, "disp1");
+    await new Promise((r) => setTimeout(r, 1500));
+    sub.unsubscribe();
+    report(
+      "DispatchRequest relayed onto zester.dispatch (consumer + direct-get reply-to)",
+      seen.length ? `ACCEPTED: ${seen.join(", ")}` : "ignored (no command sent)",
+    );
+    expect(seen).toEqual([]);
   });
 });

@@ -4,11 +4,19 @@
  * beside its victim `bob`. Every attempt prints one line, so a CI log reads as the list of what
  * was tried and how it was refused.
  */
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
+import type { KeyPair } from "@nats-io/nkeys";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { keyPairFromCreds } from "../../src/auth/signing.js";
 import { bootstrap } from "../../src/bus/bootstrap.js";
 import { connect } from "../../src/bus/connect.js";
 import { peelInboxPrefix } from "../../src/bus/names.js";
+import type { Master } from "../../src/master/master.js";
+import { Peel } from "../../src/peel/peel.js";
+import { startTestMaster } from "../support/master.js";
 import { type StartedNats, startNats } from "../support/nats.js";
 
 export const ATTACKER = "mallory";
@@ -16,32 +24,62 @@ export const VICTIM = "bob";
 
 export interface Deployment {
   nats: StartedNats;
+  /** A raw master-creds connection (for planting and checking data). */
   master: NatsConnection;
+  /** Signs commands as the deployment's master does. */
+  signer: KeyPair;
+  /** A running Master (dispatch, job tracking) and the victim's running Peel. */
+  zesterMaster: Master;
+  victim: Peel;
+  /** What the victim peel logged. */
+  victimLog: string[];
   attacker: NatsConnection;
+  work: string;
   stop(): Promise<void>;
 }
 
 export async function startDeployment(): Promise<Deployment> {
   const nats = await startNats();
-  const conns: NatsConnection[] = [];
+  const work = await mkdtemp(join(tmpdir(), "zester-attacks-"));
+  const stops: (() => Promise<unknown>)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {});
+    await nats.stop();
+    await rm(work, { recursive: true, force: true });
+  };
   try {
     const master = await nats.connectAs("master");
-    conns.push(master);
+    stops.push(() => master.close());
     await bootstrap(master);
-    const attacker = await connectPeel(nats, ATTACKER);
-    conns.push(attacker);
-    return {
-      nats,
-      master,
-      attacker,
-      async stop() {
-        for (const nc of conns) await nc.close().catch(() => {});
-        await nats.stop();
+    const signer = keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8"));
+    await mkdir(join(work, "states"));
+    const zesterMaster = await startTestMaster(nats, { statesDir: join(work, "states") });
+    stops.push(() => zesterMaster.stop());
+    const victimLog: string[] = [];
+    const victim = new Peel({
+      id: VICTIM,
+      servers: nats.url,
+      credsFile: await nats.credsFile(VICTIM),
+      caFile: nats.caFile,
+      authDir: nats.authDir,
+      cacheDir: join(work, "cache-victim"),
+      customFactsDir: join(work, "facts-victim"),
+      factsIntervalMs: 3_600_000,
+      heartbeatMs: 3_600_000,
+      logger: {
+        info: (m) => victimLog.push(`INFO ${m}`),
+        warn: (m) => victimLog.push(`WARN ${m}`),
+        error: (m) => victimLog.push(`ERROR ${m}`),
       },
-    };
+    });
+    stops.push(() => victim.stop());
+    await victim.start();
+    await victim.waitConnected(10_000);
+    const attacker = await connectPeel(nats, ATTACKER);
+    stops.push(() => attacker.close());
+    return { nats, master, signer, zesterMaster, victim, victimLog, attacker, work, stop };
   } catch (err) {
-    for (const nc of conns) await nc.close().catch(() => {});
-    await nats.stop();
+    await stop();
     throw err;
   }
 }
@@ -82,4 +120,36 @@ export function jsPublish(
   const h = headers();
   for (const [k, v] of Object.entries(hdrs)) h.set(k, v);
   return jetstream(nc, { timeout: timeoutMs }).publish(subject, data, { headers: h });
+}
+
+/**
+ * Has the server deliver the attacker's stored `$KV.facts.<attacker>` onto `subject`, both ways a
+ * peel can: a push consumer with that deliver subject, and a direct get with it as reply-to.
+ */
+export async function relayOwnFacts(
+  nc: NatsConnection,
+  attacker: string,
+  subject: string,
+  name: string,
+): Promise<void> {
+  const filter = `$KV.facts.${attacker}`;
+  const created = await nc.request(
+    `$JS.API.CONSUMER.CREATE.KV_facts.${name}.${filter}`,
+    JSON.stringify({
+      stream_name: "KV_facts",
+      config: {
+        name,
+        deliver_subject: subject,
+        ack_policy: "none",
+        deliver_policy: "last",
+        filter_subject: filter,
+      },
+    }),
+    { timeout: 3000 },
+  );
+  if (!created.string().includes("consumer_create_response") || created.string().includes('"error"')) {
+    throw new Error(`consumer create failed: ${created.string()}`);
+  }
+  nc.publish(`$JS.API.DIRECT.GET.KV_facts.${filter}`, "", { reply: subject });
+  await nc.flush();
 }
