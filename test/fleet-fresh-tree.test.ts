@@ -233,7 +233,10 @@ describe("jobs run the trees as they are on the master's disk", () => {
     });
     return import("../src/auth/signing.js").then(({ verifyCommand }) => {
       const v = verifyCommand(cmd, { trusted: new Set([signer.getPublicKey()]), peel: "fresh-01" });
-      expect(v).toEqual({ ok: false, reason: "malformed command" });
+      expect(v).toEqual({
+        ok: false,
+        reason: "malformed command: states_rev: expected a non-negative integer, got number -1",
+      });
       const tampered = { ...signCommand(signer, { ...cmd, states_rev: 3 }), states_rev: 4 };
       const t = verifyCommand(tampered, { trusted: new Set([signer.getPublicKey()]), peel: "fresh-01" });
       expect(t.ok).toBe(false);

@@ -63,7 +63,14 @@ export interface Schema<T> {
 export type Infer<S> = S extends Schema<infer T> ? T : never;
 
 function fail(path: string, want: string, got: unknown): never {
-  const kind = got === null ? "null" : Array.isArray(got) ? "an array" : typeof got;
+  const kind =
+    got === null
+      ? "null"
+      : Array.isArray(got)
+        ? "an array"
+        : typeof got === "object"
+          ? "an object"
+          : `${typeof got} ${JSON.stringify(got)?.slice(0, 40)}`;
   throw new PayloadError(`${path || "payload"}: expected ${want}, got ${kind}`);
 }
 
