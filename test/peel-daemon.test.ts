@@ -130,4 +130,41 @@ describe("zester-peel daemon", () => {
     expect(stderr).toMatch(/stopped/);
     child = undefined;
   });
+
+  it("finds creds, CA and trusted master keys in $ZESTER_AUTH_DIR, as the master and CLI do", async () => {
+    const id = "daemon-env-01";
+    await nats.credsFile(id); // issued into <auth-dir>/peels/<id>.creds, the default path
+    const env: NodeJS.ProcessEnv = { ...process.env, ZESTER_AUTH_DIR: nats.authDir };
+    delete env.NATS_CA_FILE;
+    child = spawn(
+      process.execPath,
+      [
+        BIN,
+        "--id",
+        id,
+        "--nats-url",
+        nats.url,
+        "--cache-dir",
+        join(work, "cache-env"),
+        "--facts-dir",
+        join(work, "facts"),
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString("utf8");
+    });
+    const exited = new Promise<number | null>((r) => child!.on("exit", (code) => r(code)));
+    const signer = keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8"));
+    const hb = await openKv(master, "peel-heartbeat");
+    const deadline = Date.now() + 20_000;
+    while (!(await hb.get(id)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await hb.get(id), stderr).not.toBeNull();
+    const ret = await returnOf(master, testCommand(signer, id, "test.echo", ["env"], {}, 10));
+    expect(ret).toMatchObject({ success: true, return: "env" });
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    child = undefined;
+  });
 });

@@ -128,6 +128,30 @@ export async function connect(opts: BusConnectOptions): Promise<NatsConnection> 
         { cause: err },
       );
     }
+    const tls = tlsRefusal(err);
+    if (tls !== undefined) {
+      throw new Error(
+        `NATS server at ${servers.join(",")}: TLS handshake refused (${tls}); Zester requires TLS 1.3, ` +
+          "so a server offering only TLS 1.2 or older is refused (upgrade the server or its TLS settings)",
+        { cause: err },
+      );
+    }
     throw err;
   }
+}
+
+/** The TLS version refusal inside a connect error (OpenSSL's words for it), if that is what it is. */
+function tlsRefusal(err: unknown): string | undefined {
+  for (
+    let e = err as { message?: string; code?: string; cause?: unknown } | undefined, i = 0;
+    e && i < 5;
+    i++
+  ) {
+    const text = `${e.code ?? ""} ${e.message ?? ""}`;
+    if (/UNSUPPORTED_PROTOCOL|protocol version|TLSV1_ALERT_PROTOCOL_VERSION/i.test(text)) {
+      return /alert/i.test(text) ? "the server does not speak TLS 1.3" : "no TLS version in common";
+    }
+    e = e.cause as typeof e;
+  }
+  return undefined;
 }
