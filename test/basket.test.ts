@@ -291,7 +291,7 @@ describe("permissions", () => {
         encode({ peel: "web-01", function: "scratch", value: 1, ts: new Date().toISOString() }),
       );
       expect((await entry("web-01.scratch"))?.value).toBe(1);
-      await kv.purge("web-01.scratch");
+      await kv.delete("web-01.scratch");
     } finally {
       await nc.close();
     }
@@ -317,7 +317,7 @@ describe("permissions", () => {
       expect(await storedFunctionsOf(kv, "solo-01")).toEqual(["role"]);
       await expect(kv.get("web-01.role")).rejects.toThrow();
       await expect(readFunction(kv, "role", (p) => new Set(p))).rejects.toThrow();
-      await kv.purge("solo-01.role");
+      await kv.delete("solo-01.role");
     } finally {
       await nc.close();
     }

@@ -159,7 +159,8 @@ export class BasketPublisher {
     try {
       for (const fn of await storedFunctionsOf(kv, this.opts.peel)) {
         if (this.slots.has(fn)) continue;
-        await kv.purge(basketKey(this.opts.peel, fn));
+        // A delete marker, not a purge: buckets peels write refuse rollups (bus/stream-policy.ts).
+        await kv.delete(basketKey(this.opts.peel, fn));
         this.opts.log.info(`basket: removed ${this.opts.peel}.${fn} (no longer in basket_functions)`);
       }
     } catch (err) {

@@ -125,6 +125,7 @@ export async function storedFunctionsOf(kv: KV, peel: string): Promise<string[]>
 /** Removes every entry of a peel (revoked or removed); returns how many keys were purged. */
 export async function purgePeel(kv: KV, peel: string): Promise<number> {
   const fns = await storedFunctionsOf(kv, peel);
-  for (const fn of fns) await kv.purge(basketKey(peel, fn));
+  // Delete markers: the basket refuses the rollup a purge is (bus/stream-policy.ts); history 1 keeps only them.
+  for (const fn of fns) await kv.delete(basketKey(peel, fn));
   return fns.length;
 }
