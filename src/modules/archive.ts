@@ -17,6 +17,7 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { errText } from "../util/errors.js";
 import { type ExecOptions, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
+import { localSource, onePath } from "./footprints.js";
 import {
   applyFailed,
   boolParam,
@@ -395,6 +396,7 @@ const extracted: StateFunction = {
     "Makes sure an archive (tar.gz/xz/bz2/zst or zip, from a local path or an http(s) URL) is extracted " +
     "into a directory. source_hash is verified before extraction; entries escaping the target are refused.",
   primary: "name",
+  footprint: onePath("name", (p) => ({ reads: localSource(p) })),
   params: {
     name: { type: "string", doc: "The directory to extract into.", required: true, aliases: ["target"] },
     source: {

@@ -297,6 +297,7 @@ const present: StateFunction = {
     "Ensures a cron job is in a user's crontab. The job is found by identifier, or by its command, and " +
     "rewritten in place when its schedule or comment differ; other lines are kept exactly.",
   primary: "name",
+  footprint: (p) => ({ writes: [`crontab:${String(p.user ?? "root")}`], reads: ["userdb"] }),
   params: {
     name: nameParam,
     user: userParam,
@@ -315,6 +316,7 @@ const present: StateFunction = {
 const absent: StateFunction = {
   doc: "Ensures a cron job is not in a user's crontab (found by identifier, or by its command).",
   primary: "name",
+  footprint: (p) => ({ writes: [`crontab:${String(p.user ?? "root")}`], reads: ["userdb"] }),
   params: {
     name: nameParam,
     user: userParam,
@@ -330,6 +332,7 @@ const absent: StateFunction = {
 const envPresent: StateFunction = {
   doc: "Ensures an environment line NAME=value in a user's crontab (added above the first job).",
   primary: "name",
+  footprint: (p) => ({ writes: [`crontab:${String(p.user ?? "root")}`], reads: ["userdb"] }),
   params: {
     name: { type: "string", doc: "Variable name, e.g. MAILTO or PATH.", required: true },
     value: { type: ["string", "number"], doc: "Value of the variable.", required: true },
@@ -341,6 +344,7 @@ const envPresent: StateFunction = {
 const envAbsent: StateFunction = {
   doc: "Ensures an environment variable is not set in a user's crontab.",
   primary: "name",
+  footprint: (p) => ({ writes: [`crontab:${String(p.user ?? "root")}`], reads: ["userdb"] }),
   params: {
     name: { type: "string", doc: "Variable name.", required: true },
     user: userParam,

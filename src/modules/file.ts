@@ -28,6 +28,7 @@ import { errnoText } from "../util/errors.js";
 import { run } from "../util/exec.js";
 import { isENOENT, statOrUndefined, writeFileAtomic } from "../util/files.js";
 import { unifiedDiff } from "./diff.js";
+import { localSource, onePath } from "./footprints.js";
 import {
   applying,
   bool,
@@ -558,6 +559,7 @@ const managed: StateFunction = {
     "Ensures a file exists with the given contents (inline `contents` or a `source` file), mode and owner. " +
     "Reports a unified diff of content changes; writes are atomic.",
   primary: "name",
+  footprint: onePath("name", (p) => ({ reads: localSource(p) })),
   params: {
     name: PATH,
     contents: {
@@ -688,6 +690,7 @@ async function planDirectory(params: Params): Promise<Plan> {
 const directory: StateFunction = {
   doc: "Ensures a directory exists with the given mode and owner, optionally applied recursively.",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     user: USER,
@@ -735,6 +738,7 @@ async function planAbsent(params: Params): Promise<Plan> {
 const absent: StateFunction = {
   doc: "Ensures a file, symlink or directory (recursively) does not exist.",
   primary: "name",
+  footprint: onePath(),
   params: { name: PATH },
   plan: (params) => guard(() => planAbsent(params)),
 };
@@ -779,6 +783,7 @@ function planAppend(params: Params): Promise<Plan> {
 const append: StateFunction = {
   doc: "Appends text to a file, only the lines (or multi-line blocks) not already present. Creates the file if missing.",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     text: {
@@ -880,6 +885,7 @@ function lineEdit(params: Params, old: string): Edit {
 const line: StateFunction = {
   doc: "Edits one line of a file: ensure it next to an anchor, replace matching lines, delete them or insert it.",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     content: { type: "string", doc: "The line to put in the file (not needed for mode: delete)." },
@@ -949,6 +955,7 @@ function replaceEdit(params: Params, old: string): Edit {
 const replace: StateFunction = {
   doc: "Replaces text matching a regular expression (Python syntax accepted: \\1 and (?P<name>...)).",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     pattern: { type: "string", doc: "Regular expression to search for.", required: true },
@@ -1017,6 +1024,7 @@ function blockEdit(params: Params, old: string): Edit {
 const blockreplace: StateFunction = {
   doc: "Maintains a block of text between two marker lines, leaving the rest of the file alone.",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     marker_start: {
@@ -1124,6 +1132,7 @@ async function planSymlink(params: Params): Promise<Plan> {
 const symlinkState: StateFunction = {
   doc: "Ensures a symbolic link points to a target.",
   primary: "name",
+  footprint: onePath("name", (p) => ({ reads: localSource(p, "target") })),
   params: {
     name: PATH,
     target: { type: "string", doc: "What the link points to (stored as given).", required: true },
@@ -1195,6 +1204,7 @@ const touch: StateFunction = {
     "Ensures a file exists (created empty if missing). Unlike the shell's touch, an existing file is left " +
     "alone unless atime/mtime are given, so repeated runs report no change.",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     atime: {
@@ -1258,6 +1268,7 @@ async function planCopy(params: Params, ctx: ModuleContext): Promise<Plan> {
 const copy: StateFunction = {
   doc: "Copies a local file to `name`. An existing destination is replaced only with force: true.",
   primary: "name",
+  footprint: onePath("name", (p) => ({ reads: localSource(p) })),
   params: {
     name: PATH,
     source: {
@@ -1418,6 +1429,7 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
 const recurse: StateFunction = {
   doc: "Mirrors a source directory into `name`: creates and updates files, optionally renders templates and removes extras (clean).",
   primary: "name",
+  footprint: onePath("name", (p) => ({ reads: localSource(p) })),
   params: {
     name: { ...PATH, doc: "Target directory (absolute path)." },
     source: {
@@ -1482,6 +1494,7 @@ function commentState(uncomment: boolean): StateFunction {
       ? "Uncomments lines whose text (after the comment character) matches a regex."
       : "Comments out the lines matching a regex.",
     primary: "name",
+    footprint: onePath(),
     params: {
       name: PATH,
       regex: { type: "string", doc: "Regular expression selecting the lines.", required: true },
@@ -1546,6 +1559,7 @@ function keyvalueEdit(params: Params, old: string): Edit {
 const keyvalue: StateFunction = {
   doc: "Sets `key<separator>value` lines in a file (config files like sshd_config or sysctl.conf).",
   primary: "name",
+  footprint: onePath(),
   params: {
     name: PATH,
     key_values: { type: "map", doc: "Keys and the values they must have.", required: true },

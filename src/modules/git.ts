@@ -10,6 +10,7 @@ import { resolve } from "node:path";
 import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
+import { pathParam } from "./footprints.js";
 import { applyFailed, boolParam, failed, failure, optString, StateError, unchanged } from "./support.js";
 import type {
   ApplyOutcome,
@@ -358,6 +359,7 @@ const latest: StateFunction = {
     "Makes sure target is a clone of the remote at the latest commit of rev (default: the remote's HEAD). " +
     "Updates fast-forward; local modifications or local commits fail the state unless force_reset: true.",
   primary: "name",
+  footprint: (p) => ({ writes: [pathParam(p, "target") ?? "/"], reads: ["*"] }),
   params: {
     name: REMOTE_URL,
     ...COMMON,
@@ -379,6 +381,7 @@ const latest: StateFunction = {
 const cloned: StateFunction = {
   doc: "Makes sure target is a clone of the remote; never updates an existing clone (see git.latest).",
   primary: "name",
+  footprint: (p) => ({ writes: [pathParam(p, "target") ?? "/"], reads: ["*"] }),
   params: {
     name: REMOTE_URL,
     ...COMMON,

@@ -137,6 +137,7 @@ const present: StateFunction = {
     "Ensures a local group exists (groupadd/groupmod). Members are managed only when members, " +
     "addusers or delusers is given.",
   primary: "name",
+  footprint: () => ({ writes: ["userdb"] }),
   params: {
     name: { type: "string", doc: "The group name.", required: true },
     gid: { type: ["integer", "string"], doc: "Group id." },
@@ -151,6 +152,7 @@ const present: StateFunction = {
 const absent: StateFunction = {
   doc: "Ensures a local group does not exist (groupdel).",
   primary: "name",
+  footprint: () => ({ writes: ["userdb"] }),
   params: { name: { type: "string", doc: "The group name.", required: true } },
   plan: (params) => guard(() => planAbsent(params)),
 };

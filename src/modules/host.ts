@@ -7,6 +7,7 @@
  */
 import { isIP } from "node:net";
 import { unifiedDiff } from "./diff.js";
+import { pathParam } from "./footprints.js";
 import {
   applying,
   bool,
@@ -179,6 +180,7 @@ const fileParam: ParamSpec = {
 const present: StateFunction = {
   doc: "Ensures a host name resolves to the given address(es) in /etc/hosts; other lines are kept exactly.",
   primary: "name",
+  footprint: (p) => ({ writes: [pathParam(p, "file") ?? "/etc/hosts"] }),
   params: {
     name: { type: "string", doc: "The host name.", required: true, aliases: ["hostname"] },
     ip: { type: ["string", "list"], items: "string", doc: "Address or list of addresses.", required: true },
@@ -195,6 +197,7 @@ const present: StateFunction = {
 const absent: StateFunction = {
   doc: "Ensures a host name is not listed for the given address(es), or for any address when ip is omitted.",
   primary: "name",
+  footprint: (p) => ({ writes: [pathParam(p, "file") ?? "/etc/hosts"] }),
   params: {
     name: { type: "string", doc: "The host name.", required: true, aliases: ["hostname"] },
     ip: { type: ["string", "list"], items: "string", doc: "Address or list of addresses (default: all)." },

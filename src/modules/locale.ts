@@ -105,6 +105,7 @@ const present: StateFunction = {
     "Ensures a locale is generated and available: enables it in /etc/locale.gen and runs locale-gen " +
     "(Debian and Ubuntu). Fails when locale-gen is missing or the locale is not supported.",
   primary: "name",
+  footprint: () => ({ writes: ["locale", "/etc/locale.gen", "/usr/lib/locale"] }),
   params: {
     name: { type: "string", doc: "Locale name, e.g. en_US.UTF-8.", required: true, aliases: ["locale"] },
   },

@@ -11,6 +11,7 @@ import { errText } from "../util/errors.js";
 import { type ExecOptions, run } from "../util/exec.js";
 import { statOrUndefined, writeFileAtomic } from "../util/files.js";
 import { unifiedDiff } from "./diff.js";
+import { pathParam } from "./footprints.js";
 import {
   applyFailed,
   boolParam,
@@ -335,6 +336,9 @@ const mounted: StateFunction = {
     "Makes sure a filesystem is in fstab (persist) and mounted (mount). A live mount is never remounted " +
     "unless its options differ and remount: true.",
   primary: "name",
+  footprint: (p) => ({
+    writes: [pathParam(p, "name") ?? "/", pathParam(p, "config") ?? "/etc/fstab", "mount"],
+  }),
   params: {
     name: { type: "string", doc: "The mount point.", required: true, aliases: ["mountpoint"] },
     device: {
@@ -362,6 +366,9 @@ const mounted: StateFunction = {
 const unmounted: StateFunction = {
   doc: "Makes sure nothing is mounted on a mount point; with persist: true also removes its fstab entry.",
   primary: "name",
+  footprint: (p) => ({
+    writes: [pathParam(p, "name") ?? "/", pathParam(p, "config") ?? "/etc/fstab", "mount"],
+  }),
   params: {
     name: mounted.params.name!,
     config: mounted.params.config!,

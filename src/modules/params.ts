@@ -33,6 +33,8 @@ export const ENGINE_KEYWORDS: ReadonlySet<string> = new Set([
   "retry",
   "names",
   "use",
+  "parallel",
+  "check_cmd",
 ]);
 
 export function isRequisiteKind(key: string): key is RequisiteKind {

@@ -282,6 +282,7 @@ const managed: StateFunction = {
     "Makes sure a package repository is configured: an apt source (one-line or deb822, with an optional " +
     "signing key from key_text) or a yum .repo file.",
   primary: "name",
+  footprint: () => ({ writes: ["pkg", "/etc/apt"] }),
   params: {
     ...COMMON,
     line: { type: "string", doc: "apt: the one-line source when name is only a label." },
@@ -313,6 +314,7 @@ const managed: StateFunction = {
 const absent: StateFunction = {
   doc: "Makes sure a repository definition file (and the keyring, when given) is gone.",
   primary: "name",
+  footprint: () => ({ writes: ["pkg", "/etc/apt"] }),
   params: COMMON,
   plan: planAbsent,
 };

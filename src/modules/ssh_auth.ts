@@ -226,6 +226,7 @@ const present: StateFunction = {
     "Ensures a public key is in a user's authorized_keys. A key already there with other options or " +
     "comment is rewritten in place; ~/.ssh (0700) and the file (0600) are created owned by the user.",
   primary: "name",
+  footprint: (p) => ({ writes: [`ssh_auth:${String(p.user ?? "root")}`], reads: ["*"] }),
   params: {
     ...common,
     comment: { type: "string", doc: "Comment after the key (default: the one in name, if any)." },
@@ -241,6 +242,7 @@ const present: StateFunction = {
 const absent: StateFunction = {
   doc: "Ensures a public key (matched by its base64 body) is not in a user's authorized_keys.",
   primary: "name",
+  footprint: (p) => ({ writes: [`ssh_auth:${String(p.user ?? "root")}`], reads: ["*"] }),
   params: common,
   plan: (params) => guard(() => planAbsent(params)),
 };

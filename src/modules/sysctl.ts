@@ -6,6 +6,7 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { unifiedDiff } from "./diff.js";
+import { pathParam } from "./footprints.js";
 import {
   applying,
   guard,
@@ -109,6 +110,7 @@ const present: StateFunction = {
     "Ensures a kernel parameter has a value now (/proc/sys) and after reboot (a line in the " +
     "config file; other lines are kept).",
   primary: "name",
+  footprint: (p) => ({ writes: [`sysctl:${String(p.name)}`, pathParam(p, "config") ?? "/etc/sysctl.conf"] }),
   params: {
     name: { type: "string", doc: "Parameter name, e.g. net.ipv4.ip_forward.", required: true },
     value: {

@@ -3,6 +3,7 @@
  * parallelism without touching the system. Each state may `sleep` (seconds) first.
  */
 import { setTimeout as delay } from "node:timers/promises";
+import { touchesNothing } from "./footprints.js";
 import type {
   ExecFunction,
   ModuleContext,
@@ -96,6 +97,8 @@ states.ping = {
   ...fixed("Succeeds without changes (a state that proves the engine runs).", false, true),
   doc: "Succeeds without changes (a state that proves the engine runs).",
 };
+// Test states touch nothing: they may overlap with anything.
+for (const st of Object.values(states)) st.footprint = touchesNothing;
 
 const exec: Record<string, ExecFunction> = {
   ping: { doc: "Returns true.", params: {}, readOnly: true, run: async () => true },

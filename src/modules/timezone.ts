@@ -111,6 +111,7 @@ async function planSystem(params: Params): Promise<Plan> {
 const system: StateFunction = {
   doc: "Sets the system time zone: /etc/localtime links to /usr/share/zoneinfo/<name>, and /etc/timezone names it (Debian).",
   primary: "name",
+  footprint: () => ({ writes: ["timezone", "/etc/timezone", "/etc/localtime"] }),
   params: {
     name: {
       type: "string",

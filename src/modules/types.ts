@@ -48,6 +48,12 @@ export interface ModuleContext {
   call?(fun: string, args: Params): Promise<unknown>;
   /** The fleet's basket (a connected peel); without it basket.get answers for this machine only. */
   basket?: BasketReader;
+  /**
+   * Salt's `__context__["retcode"]`: an execution function reports the non-zero exit code of a
+   * command it ran (and was not told to ignore). A job or CLI call then fails with that code while
+   * still returning the function's value; templates and guards pass no callback and only read values.
+   */
+  retcode?(code: number): void;
 }
 
 /** What a state would change. Empty `changes` means the system already matches. */
@@ -60,6 +66,11 @@ export interface Plan {
   apply?(): Promise<ApplyOutcome | undefined>;
   /** A plan can also be a failure found while checking (bad source, unreadable file...). */
   failed?: boolean;
+  /**
+   * Test mode only: the check cannot answer until earlier states of the run have applied (the
+   * service a package state installs). Reported as pending, Salt's result None, not as a failure.
+   */
+  pending?: boolean;
 }
 
 export interface ApplyOutcome {
@@ -68,6 +79,34 @@ export interface ApplyOutcome {
   comment?: string;
   /** False when the apply ran but did not succeed (e.g. a command exit code != 0). */
   result?: boolean;
+}
+
+/**
+ * Something a state may touch, as the scheduler compares them. An absolute path covers itself and
+ * everything below it (so `/x` and `/x/d/f` overlap); a `kind:name` key names one non-file
+ * resource (`crontab:root`, `service:nginx`, `sysctl:vm.swappiness`); a bare kind covers every key
+ * of that kind (`pkg` is the package manager, `userdb` the user and group database); `*` is
+ * everything.
+ */
+export type Resource = "*" | `/${string}` | ResourceKind | `${ResourceKind}:${string}`;
+
+export type ResourceKind =
+  | "pkg"
+  | "userdb"
+  | "crontab"
+  | "service"
+  | "sysctl"
+  | "timezone"
+  | "locale"
+  | "ssh_auth"
+  | "mount";
+
+/** What one state touches. Two states may overlap in time only when their footprints are disjoint. */
+export interface Footprint {
+  /** Resources the state may change. */
+  writes: readonly Resource[];
+  /** Resources its outcome depends on without changing them (the users a file is owned by, ...). */
+  reads?: readonly Resource[];
 }
 
 export interface StateFunction {
@@ -82,6 +121,12 @@ export interface StateFunction {
    * Absent means a watch trigger does nothing beyond the normal run.
    */
   watch?(params: Params, ctx: ModuleContext): Promise<Plan>;
+  /**
+   * What the state touches, from its validated parameters, without looking at the system.
+   * Absent means unknown (commands, scripts, package installs that write anywhere): such a state
+   * is a barrier that runs alone, after everything before it and before everything after it.
+   */
+  footprint?(params: Params): Footprint;
 }
 
 export interface ExecFunction {

@@ -9,6 +9,7 @@ import { chown, mkdir } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
+import { pathParam } from "./footprints.js";
 import {
   applying,
   bool,
@@ -290,11 +291,17 @@ const nameParam: ParamSpec = {
   aliases: ["user"],
 };
 
+/** The home directory a user state may create or remove (useradd's default when not given). */
+function homeOf(p: Params): `/${string}`[] {
+  return [pathParam(p, "home") ?? `/home/${String(p.name)}`];
+}
+
 const present: StateFunction = {
   doc:
     "Ensures a local user exists with the given properties (useradd/usermod). Only the properties " +
     "you give are managed; supplementary groups are managed when groups or optional_groups is set.",
   primary: "name",
+  footprint: (p) => ({ writes: ["userdb", ...homeOf(p)], reads: ["/etc/skel"] }),
   params: {
     name: nameParam,
     uid: { type: ["integer", "string"], doc: "User id." },
@@ -347,6 +354,7 @@ const present: StateFunction = {
 const absent: StateFunction = {
   doc: "Ensures a local user does not exist (userdel).",
   primary: "name",
+  footprint: (p) => ({ writes: ["userdb", ...homeOf(p)], reads: ["/etc/skel"] }),
   params: {
     name: nameParam,
     purge: { type: "boolean", doc: "Also remove the home directory and mail spool.", default: false },

@@ -14,7 +14,7 @@ import type { CompiledState, Facts, Program } from "./compile.js";
 import type { Graph } from "./graph.js";
 import { type CompileTracker, stampOf } from "./sls.js";
 
-const FORMAT = 1;
+const FORMAT = 2;
 
 export interface CacheKey {
   statesDir: string;

@@ -76,7 +76,15 @@ export interface CompiledState {
   unless: Guard[];
   /** Numeric rank from `order`; first = -Infinity, last = +Infinity. */
   order?: number;
+  /** Place in declaration order through includes (Salt's state_auto_order), from 0. */
+  autoOrder: number;
+  /** 1-based place among the states one `names:` list expanded to. */
+  nameOrder?: number;
   failhard: boolean;
+  /** Salt's `parallel: true`: an unknown footprint does not make this state a barrier. */
+  parallel: boolean;
+  /** Commands run after the state; their exit code decides its result (Salt's check_cmd). */
+  checkCmd: string[];
   retry?: RetrySpec;
 }
 
@@ -105,6 +113,9 @@ interface RawState {
   pos: SourcePos;
   sls: string;
   file: string;
+  /** Place in declaration order (see declarationOrder). */
+  decl?: number;
+  nameOrder?: number;
 }
 
 /** Collects diagnostics with source excerpts. */
@@ -153,6 +164,8 @@ class Loader {
   readonly diags = new Diags(this.texts);
   readonly states: RawState[] = [];
   readonly extends: { sls: LoadedSls; node: YAMLMap }[] = [];
+  /** The sls refs each loaded file includes, in the order written. */
+  readonly includesOf = new Map<string, string[]>();
   private readonly seen = new Set<string>();
   private readonly renderer: TemplateRenderer;
   private factsLoaded: Facts | undefined;
@@ -291,6 +304,10 @@ class Loader {
       }
       this.parseStateDecl(sls, id, kpos, pair.value as Node | null, this.states);
     }
+    this.includesOf.set(
+      sls.ref,
+      includes.map((i) => i.ref),
+    );
     return includes;
   }
 
@@ -465,6 +482,47 @@ function parseOrder(a: RawArg, diags: Diags, id: string): number | undefined {
   return undefined;
 }
 
+/** Arguments `use` never copies: the state's own identity and position. */
+const NOT_USED: ReadonlySet<string> = new Set(["name", "names", "use", "order"]);
+
+function parseCheckCmd(a: RawArg, diags: Diags, id: string): string[] {
+  const items = Array.isArray(a.value) ? a.value : [a.value];
+  if (items.every((x) => typeof x === "string")) return items as string[];
+  diags.add("param", a.pos, "check_cmd takes a shell command or a list of them", id);
+  return [];
+}
+
+/**
+ * Salt's state_auto_order: states are numbered in declaration order, a file's includes (depth
+ * first, each file once) before its own states, the roots in the order given.
+ */
+function declarationOrder(
+  states: RawState[],
+  roots: readonly string[],
+  includesOf: ReadonlyMap<string, readonly string[]>,
+): RawState[] {
+  const bySls = new Map<string, RawState[]>();
+  for (const s of states) {
+    const l = bySls.get(s.sls);
+    if (l) l.push(s);
+    else bySls.set(s.sls, [s]);
+  }
+  const out: RawState[] = [];
+  const visited = new Set<string>();
+  const visit = (ref: string) => {
+    if (visited.has(ref)) return;
+    visited.add(ref);
+    for (const inc of includesOf.get(ref) ?? []) visit(inc);
+    for (const s of bySls.get(ref) ?? []) out.push(s);
+  };
+  for (const r of roots) visit(r);
+  for (const s of states) if (!visited.has(s.sls)) visit(s.sls);
+  out.forEach((s, i) => {
+    s.decl = i;
+  });
+  return out;
+}
+
 /** Applies `extend:` blocks: requisites are appended, other parameters replaced. */
 function applyExtends(loader: Loader, states: RawState[]): void {
   const byIdFamily = new Map<string, RawState>();
@@ -525,6 +583,7 @@ function expandNames(states: RawState[], diags: Diags): RawState[] {
       continue;
     }
     const rest = s.args.filter((a) => a.key !== "names");
+    let nameOrder = 0;
     for (const item of names.value) {
       let name: string;
       const extra: RawArg[] = [];
@@ -547,6 +606,7 @@ function expandNames(states: RawState[], diags: Diags): RawState[] {
       out.push({
         ...s,
         id: name,
+        nameOrder: ++nameOrder,
         args: [
           ...rest.filter((a) => !keys.has(a.key) && a.key !== "name"),
           { key: "name", value: name, pos: names.pos },
@@ -612,7 +672,8 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
   const diags = loader.diags;
   applyExtends(loader, raw);
 
-  // `use`: copy the non-requisite parameters of another state that this one does not set.
+  // `use`: copy the non-requisite arguments of another state that this one does not set, guards
+  // and other state options included, as Salt does.
   const preIndex = new RefIndex(raw);
   for (const s of raw) {
     const use = s.args.find((a) => a.key === "use");
@@ -631,7 +692,8 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
         continue;
       }
       for (const a of raw[found[0]!]!.args) {
-        if (a.key === "name" || a.key === "names" || isEngineKey(a.key) || have.has(a.key)) continue;
+        if (NOT_USED.has(a.key) || isRequisiteKind(a.key) || inRequisiteBase(a.key) || have.has(a.key))
+          continue;
         s.args.push(a);
         have.add(a.key);
       }
@@ -702,8 +764,12 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       requisites: [],
       onlyif: [],
       unless: [],
+      autoOrder: s.decl ?? 0,
       failhard: false,
+      parallel: false,
+      checkCmd: [],
     };
+    if (s.nameOrder !== undefined) state.nameOrder = s.nameOrder;
     for (const a of engineArgs) {
       if (a.key === "onlyif") state.onlyif = parseGuards(a, diags, s.id);
       else if (a.key === "unless") state.unless = parseGuards(a, diags, s.id);
@@ -711,6 +777,8 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
         const o = parseOrder(a, diags, s.id);
         if (o !== undefined) state.order = o;
       } else if (a.key === "failhard") state.failhard = a.value === true;
+      else if (a.key === "parallel") state.parallel = a.value === true;
+      else if (a.key === "check_cmd") state.checkCmd = parseCheckCmd(a, diags, s.id);
       else if (a.key === "retry") {
         const r = parseRetry(a, diags, s.id);
         if (r) state.retry = r;
@@ -804,7 +872,7 @@ function suggestId(id: string, index: RefIndex): string {
 export async function compileSls(refs: readonly string[], opts: CompileOptions): Promise<Program> {
   const loader = new Loader(opts);
   await loader.load(refs.map((ref) => ({ ref })));
-  return finish(loader, loader.states);
+  return finish(loader, declarationOrder(loader.states, refs, loader.includesOf));
 }
 
 /** A one-state program from the command line: `zester local file.managed /etc/x mode=0644`. */

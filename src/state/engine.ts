@@ -10,6 +10,7 @@ import { loadCached, storeCached } from "./cache.js";
 import type { CompileOptions, Facts, Program } from "./compile.js";
 import { type RunSummary, type StateResult, summarize } from "./result.js";
 import { runProgram } from "./runner.js";
+import { type AloneReason, buildSchedule, type Wait } from "./schedule.js";
 import { CompileTracker } from "./sls.js";
 
 export interface EngineOptions {
@@ -175,32 +176,53 @@ export async function applyTarget(target: Target, opts: EngineOptions): Promise<
   return { results, summary: summarize(results, performance.now() - started) };
 }
 
-/** Planned execution order with the reason each state waits, for `state.show_order`. */
-export function plannedOrder(
-  program: Program,
-): { name: string; sls?: string; after: string[]; order?: number | string }[] {
-  const g = program.graph;
-  const indeg = g.indegree.slice();
-  const queue: number[] = [];
-  for (let i = 0; i < g.nodeCount; i++) if (indeg[i] === 0) queue.push(i);
-  const out: { name: string; sls?: string; after: string[]; order?: number | string }[] = [];
-  for (let h = 0; h < queue.length; h++) {
-    const n = queue[h]!;
-    for (const m of g.succ[n]!) if (--indeg[m]! === 0) queue.push(m);
-    if (n >= g.stateCount) continue;
-    const s = program.states[n]!;
+export interface OrderRow {
+  name: string;
+  sls?: string;
+  /** 1-based place in Salt's order: the run_num the state will get. */
+  position: number;
+  /** Requisites, as `<kind> <state name>`. */
+  after: string[];
+  /** Every reason the state waits: requisites, declaration order, footprint conflicts. */
+  waits: string[];
+  order?: number | string;
+}
+
+/** Salt's order for `state.show_order`, with the reason each state waits for the ones it does. */
+export function plannedOrder(program: Program, opts: { failhard?: boolean } = {}): OrderRow[] {
+  const sched = buildSchedule(program, { sequential: opts.failhard === true });
+  const name = (i: number) => program.states[i]!.name;
+  return sched.seq.map((i, p) => {
+    const s = program.states[i]!;
     const after: string[] = [];
-    for (const r of s.requisites) {
-      for (const t of r.targets) after.push(`${r.kind} ${program.states[t]!.name}`);
-    }
-    const row: { name: string; sls?: string; after: string[]; order?: number | string } = {
+    for (const r of s.requisites) for (const t of r.targets) after.push(`${r.kind} ${name(t)}`);
+    const row: OrderRow = {
       name: s.name,
+      position: p + 1,
       after,
+      waits: sched.waits[i]!.map((w) => describeWait(w, i, name)),
     };
     if (s.sls) row.sls = s.sls;
     if (s.order !== undefined)
       row.order = Number.isFinite(s.order) ? s.order : s.order < 0 ? "first" : "last";
-    out.push(row);
+    return row;
+  });
+}
+
+const ALONE: Record<AloneReason, string> = {
+  "unknown footprint": "runs alone: its footprint is unknown",
+  failhard: "runs alone: failhard",
+  order: "runs alone: explicit order",
+  guard: "has onlyif/unless/check_cmd, which may read anything",
+};
+
+function describeWait(w: Wait, self: number, name: (i: number) => string): string {
+  switch (w.why) {
+    case "requisite":
+      return `${w.kind} ${name(w.on)}`;
+    case "sequence":
+      return `declaration order: after ${name(w.on)} (${w.alone === self ? "this state" : name(w.on)} ${ALONE[w.because]})`;
+    case "footprint":
+      return `footprint: ${w.mine} overlaps ${w.theirs} of ${name(w.on)}`;
   }
-  return out;
 }

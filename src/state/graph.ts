@@ -1,19 +1,18 @@
 /**
- * The execution graph, built once in O(V+E). Nodes 0..n-1 are states; nodes from n on are
- * virtual barriers that implement `order` (every state of one rank finishes before the next rank
- * starts) without an edge per pair of states.
+ * The requisite graph, built once in O(V+E): node i is state i, an edge points from a state to
+ * what waits for it. `order` is not an edge: Salt lets requisites override it, so it only ranks
+ * states in Salt's order (order.ts).
  */
 
 export interface GraphInput {
   index: number;
-  order?: number;
   requisites: readonly { kind: string; targets: readonly number[] }[];
 }
 
 export interface Graph {
   /** Real states. */
   stateCount: number;
-  /** States plus barrier nodes. */
+  /** Equal to stateCount. */
   nodeCount: number;
   /** Successors: node → nodes that wait for it. */
   succ: number[][];
@@ -22,9 +21,6 @@ export interface Graph {
   /** Cycles found (as real-state paths); empty when the graph is a DAG. */
   cycles: number[][];
 }
-
-/** Salt ranks states without `order` after numbered ones. */
-export const DEFAULT_ORDER = 10000;
 
 export function buildGraph(states: readonly GraphInput[]): Graph {
   const n = states.length;
@@ -52,36 +48,8 @@ export function buildGraph(states: readonly GraphInput[]): Graph {
       }
     }
   }
-  addOrderBarriers(states, succ, indegree);
   const cycles = findCycles(succ, indegree, n);
   return { stateCount: n, nodeCount: succ.length, succ, indegree, cycles };
-}
-
-function addOrderBarriers(states: readonly GraphInput[], succ: number[][], indegree: number[]): void {
-  let any = false;
-  for (const s of states) if (s.order !== undefined) any = true;
-  if (!any) return;
-  const ranks = new Map<number, number[]>();
-  for (const s of states) {
-    const r = s.order ?? DEFAULT_ORDER;
-    const l = ranks.get(r);
-    if (l) l.push(s.index);
-    else ranks.set(r, [s.index]);
-  }
-  const sorted = [...ranks.keys()].sort((a, b) => a - b);
-  for (let i = 1; i < sorted.length; i++) {
-    const barrier = succ.length;
-    succ.push([]);
-    indegree.push(0);
-    for (const s of ranks.get(sorted[i - 1]!)!) {
-      succ[s]!.push(barrier);
-      indegree[barrier]!++;
-    }
-    for (const s of ranks.get(sorted[i]!)!) {
-      succ[barrier]!.push(s);
-      indegree[s]!++;
-    }
-  }
 }
 
 /** Kahn's algorithm; whatever is left sits on or behind a cycle, found with Tarjan's SCCs. */

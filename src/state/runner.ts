@@ -9,6 +9,7 @@ import { run as runCommand } from "../util/exec.js";
 import type { CompiledState, Facts, Guard, Program } from "./compile.js";
 import { callExec } from "./exec.js";
 import type { StateResult } from "./result.js";
+import { buildSchedule } from "./schedule.js";
 
 export interface RunOptions {
   /** Dry run: plan only, report pending changes, change nothing. */
@@ -104,6 +105,7 @@ class Runner {
   private readonly prereqOf: Map<number, number[]> = new Map();
   private readonly test: boolean;
   private runNum = 0;
+  private pos: number[] = [];
   private stopReason: string | undefined;
 
   constructor(
@@ -127,40 +129,39 @@ class Runner {
   }
 
   async run(): Promise<StateResult[]> {
-    const g = this.program.graph;
-    const indeg = g.indegree.slice();
+    const sched = buildSchedule(this.program, { sequential: this.opts.failhard === true });
+    this.pos = sched.pos;
+    this.runNum = this.states.length;
+    const indeg = sched.indegree.slice();
+    // Ready states start in Salt's order, so a bounded pool never starves an earlier state.
     const ready = new MinHeap();
-    for (let i = 0; i < g.nodeCount; i++) if (indeg[i] === 0) ready.push(i);
+    for (const i of sched.seq) if (indeg[i] === 0) ready.push(sched.pos[i]!);
     const limit = Math.max(1, this.opts.concurrency ?? 8);
     let running = 0;
     let finished = 0;
-    const total = g.nodeCount;
+    const total = this.states.length;
 
     await new Promise<void>((resolve) => {
-      const complete = (node: number) => {
+      const complete = (i: number) => {
         finished++;
-        for (const m of g.succ[node]!) if (--indeg[m]! === 0) ready.push(m);
+        for (const m of sched.succ[i]!) if (--indeg[m]! === 0) ready.push(sched.pos[m]!);
       };
       const pump = () => {
         if (this.opts.signal?.aborted && !this.stopReason) this.stopReason = "cancelled";
         while (running < limit && ready.size > 0 && !this.stopReason) {
-          const node = ready.pop()!;
-          if (node >= g.stateCount) {
-            complete(node);
-            continue;
-          }
+          const i = sched.seq[ready.pop()!]!;
           running++;
-          this.execute(node).then(
+          this.execute(i).then(
             () => {
               running--;
-              complete(node);
+              complete(i);
               pump();
             },
             (err: unknown) => {
               // execute() turns module errors into results; reaching here is an engine bug.
               running--;
-              this.record(node, this.failure(node, `internal error: ${(err as Error).message}`, 0));
-              complete(node);
+              this.record(i, this.failure(i, `internal error: ${(err as Error).message}`));
+              complete(i);
               pump();
             },
           );
@@ -175,13 +176,12 @@ class Runner {
       let r = this.results[i];
       if (!r) {
         const reason = this.stopReason ?? "not reached";
-        r = this.base(this.states[i]!, 0);
+        r = this.base(this.states[i]!);
         r.result = false;
         r.skipped = true;
         r.skip_reason = reason;
         r.comment =
           reason === "failhard" ? "Not run: an earlier state failed with failhard" : `Not run: ${reason}`;
-        r.run_num = ++this.runNum;
         this.results[i] = r;
       }
       out.push(r);
@@ -191,7 +191,8 @@ class Runner {
     return out;
   }
 
-  private base(s: CompiledState, runNum: number): StateResult {
+  /** run_num is the state's place in Salt's order, whatever overlapped in time. */
+  private base(s: CompiledState): StateResult {
     const r: StateResult = {
       name: s.name,
       id: s.id,
@@ -202,14 +203,14 @@ class Runner {
       changes: {},
       skipped: false,
       duration_ms: 0,
-      run_num: runNum,
+      run_num: this.pos[s.index]! + 1,
     };
     if (s.sls) r.sls = s.sls;
     return r;
   }
 
-  private failure(i: number, comment: string, runNum: number): StateResult {
-    const r = this.base(this.states[i]!, runNum);
+  private failure(i: number, comment: string): StateResult {
+    const r = this.base(this.states[i]!);
     r.result = false;
     r.comment = comment;
     return r;
@@ -221,7 +222,8 @@ class Runner {
     if (r.skipped) status = r.result ? "notrun" : "blocked";
     else status = r.result ? "ok" : "failed";
     this.outcomes[i] = { status, changed: status === "ok" && (r.changed || r.pending === true) };
-    if (status === "failed" && (this.opts.failhard || this.states[i]!.failhard))
+    // Salt ignores failhard in test mode: a dry run shows everything that would happen.
+    if (status === "failed" && !this.test && (this.opts.failhard || this.states[i]!.failhard))
       this.stopReason ??= "failhard";
     this.opts.onResult?.(r);
   }
@@ -285,15 +287,8 @@ class Runner {
     return { status: "run", watchTriggered: triggered };
   }
 
-  private skip(
-    i: number,
-    runNum: number,
-    started: number,
-    status: "blocked" | "notrun",
-    reason: string,
-    comment: string,
-  ) {
-    const r = this.base(this.states[i]!, runNum);
+  private skip(i: number, started: number, status: "blocked" | "notrun", reason: string, comment: string) {
+    const r = this.base(this.states[i]!);
     r.result = status === "notrun";
     r.skipped = true;
     r.skip_reason = reason;
@@ -304,7 +299,6 @@ class Runner {
 
   private async execute(i: number): Promise<void> {
     const s = this.states[i]!;
-    const runNum = ++this.runNum;
     const started = performance.now();
     const decision = this.decide(i);
     if (decision.status !== "run") {
@@ -317,14 +311,7 @@ class Runner {
         onchanges_not_met: "State was not run because none of the onchanges reqs changed",
         onfail_not_met: "State was not run because onfail req did not change",
       };
-      this.skip(
-        i,
-        runNum,
-        started,
-        decision.status,
-        decision.reason!,
-        why[decision.reason!] ?? decision.reason!,
-      );
+      this.skip(i, started, decision.status, decision.reason!, why[decision.reason!] ?? decision.reason!);
       return;
     }
     const fn = this.program.functions.get(s.fun)!;
@@ -336,14 +323,7 @@ class Runner {
       for (const t of r.targets) {
         const verdict = this.decide(t, true);
         if (verdict.status === "blocked") {
-          this.skip(
-            i,
-            runNum,
-            started,
-            "blocked",
-            "prereq_failed",
-            `prereq ${this.states[t]!.name} cannot run`,
-          );
+          this.skip(i, started, "blocked", "prereq_failed", `prereq ${this.states[t]!.name} cannot run`);
           return;
         }
         if (verdict.status === "notrun") continue;
@@ -355,7 +335,6 @@ class Runner {
           if (plan.failed) {
             this.skip(
               i,
-              runNum,
               started,
               "blocked",
               "prereq_failed",
@@ -367,7 +346,6 @@ class Runner {
         } catch (err) {
           this.skip(
             i,
-            runNum,
             started,
             "blocked",
             "prereq_failed",
@@ -377,18 +355,18 @@ class Runner {
         }
       }
       if (!anyChange) {
-        this.skip(i, runNum, started, "notrun", "prereq_not_met", "No changes detected in the prereq states");
+        this.skip(i, started, "notrun", "prereq_not_met", "No changes detected in the prereq states");
         return;
       }
     }
     try {
       const guard = await this.guards(s, ctx);
       if (guard) {
-        this.skip(i, runNum, started, "notrun", guard.reason, guard.comment);
+        this.skip(i, started, "notrun", guard.reason, guard.comment);
         return;
       }
     } catch (err) {
-      const r = this.failure(i, `onlyif/unless failed: ${(err as Error).message}`, runNum);
+      const r = this.failure(i, `onlyif/unless failed: ${(err as Error).message}`);
       r.duration_ms = performance.now() - started;
       this.record(i, r);
       return;
@@ -408,7 +386,8 @@ class Runner {
       const w = await this.attempt(fn, s.params, ctx, true);
       a = { ...w, comment: [a.comment, w.comment].filter(Boolean).join("\n") };
     }
-    const r = this.base(s, runNum);
+    if (!this.test && s.checkCmd.length > 0) a = await this.checkCmd(s, a, ctx);
+    const r = this.base(s);
     r.result = a.result;
     r.changed = a.changed;
     r.comment = a.comment;
@@ -441,6 +420,28 @@ class Runner {
     };
   }
 
+  /** Salt's check_cmd: after the state ran, each command's exit code decides its result. */
+  private async checkCmd(s: CompiledState, a: Attempt, ctx: ModuleContext): Promise<Attempt> {
+    const out = { ...a };
+    for (const cmd of s.checkCmd) {
+      let code: number;
+      try {
+        code = (await runCommand(cmd, ctx.signal ? { signal: ctx.signal } : {})).retcode;
+      } catch (err) {
+        code = -1;
+        out.comment = `${out.comment}\ncheck_cmd ${cmd} could not start: ${(err as Error).message}`;
+      }
+      if (code === 0 && !out.result) {
+        out.result = true;
+        out.comment = `${out.comment}\ncheck_cmd determined the state succeeded`;
+      } else if (code !== 0) {
+        out.result = false;
+        out.comment = `${out.comment}\ncheck_cmd determined the state failed`;
+      }
+    }
+    return out;
+  }
+
   /** One plan (+ apply unless testing); module exceptions become failed results. */
   private async attempt(
     fn: StateFunction,
@@ -458,6 +459,7 @@ class Runner {
         changes: plan.changes,
       };
       if (plan.diff !== undefined) base.diff = plan.diff;
+      if (this.test && plan.pending) return { ...base, result: true, pending: true };
       if (plan.failed || Object.keys(plan.changes).length === 0) return base;
       if (this.test) return { ...base, pending: true };
       if (!plan.apply)
@@ -526,7 +528,8 @@ class Runner {
       if (!fn.watch) continue;
       const started = performance.now();
       const a = await this.attempt(fn, s.params, this.context(s), true);
-      const r = this.base(s, ++this.runNum);
+      const r = this.base(s);
+      r.run_num = ++this.runNum;
       r.id = `listener_${s.id}`;
       r.name = `${s.fun}:listener_${s.id}`;
       r.result = a.result;
