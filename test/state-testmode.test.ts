@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { applyTarget } from "../src/state/engine.js";
+import { run } from "../src/util/exec.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -63,4 +64,45 @@ describe("facts for fact-free families", () => {
     expect(rep.results[0]).toMatchObject({ id: "guarded", result: true, changed: true, skipped: false });
     expect(await readdir(dir)).toContain("ran");
   });
+});
+
+const hasApt = (await run(["sh", "-c", "command -v apt-get && command -v dpkg-query"])).retcode === 0;
+if (!hasApt) console.warn("skipping the pkg pending case: apt-get/dpkg-query not installed");
+
+describe("test mode: what earlier states of the run would create is pending, as Salt's None", () => {
+  it("service.running of a service no package has installed yet would have been started", async () => {
+    const text =
+      "svc:\n  service.running:\n    - name: zester-no-such-service\n    - enable: true\n" +
+      "stopped:\n  service.dead:\n    - name: zester-no-such-service-2\n";
+    await writeFile(join(dir, "svc.zy"), text);
+    const dry = await applyTarget({ kind: "sls", refs: ["svc"] }, { statesDir: dir, test: true });
+    const by = Object.fromEntries(dry.results.map((r) => [r.id, r]));
+    expect(by.svc).toMatchObject({ result: true, pending: true, changed: false });
+    expect(by.svc!.comment).toBe(
+      "Service zester-no-such-service not present; if created in this state run, it would have been started and enabled",
+    );
+    expect(by.stopped!.comment).toMatch(/would have been stopped$/);
+    expect(dry.summary.failed).toBe(0);
+    // A real run has no earlier state to wait for: the missing service is a failure.
+    const real = await applyTarget({ kind: "sls", refs: ["svc"] }, { statesDir: dir });
+    expect(real.results.find((r) => r.id === "svc")).toMatchObject({ result: false });
+  });
+
+  it.skipIf(!hasApt)(
+    "pkg.installed with no install candidate is pending under apt in test mode",
+    async () => {
+      await writeFile(join(dir, "p.zy"), "p:\n  pkg.installed:\n    - name: zester-no-such-package-xyz\n");
+      const dry = await applyTarget(
+        { kind: "sls", refs: ["p"] },
+        { statesDir: dir, test: true, facts: async () => ({ pkg_manager: "apt" }) },
+      );
+      expect(dry.results[0]).toMatchObject({ result: true, pending: true });
+      expect(dry.results[0]!.comment).toMatch(/No installation candidate for zester-no-such-package-xyz/);
+      const real = await applyTarget(
+        { kind: "sls", refs: ["p"] },
+        { statesDir: dir, facts: async () => ({ pkg_manager: "apt" }) },
+      );
+      expect(real.results[0]).toMatchObject({ result: false });
+    },
+  );
 });

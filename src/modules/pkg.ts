@@ -323,6 +323,14 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
     changes[s.name] = { old: have, new: s.version ?? candidates.get(s.name) ?? "latest" };
   }
   if (missing.length > 0) {
+    // Salt's apt module reports this as pending in a dry run: an earlier pkgrepo state of the
+    // same run may add the repository that has it.
+    if (ctx.test)
+      return {
+        changes: {},
+        pending: true,
+        comment: `No installation candidate for ${missing.join(", ")} (${backend.name}) yet; it would be installed if an earlier state of this run provides it`,
+      };
     return failed(`No installation candidate for ${missing.join(", ")} (${backend.name})`);
   }
   const toHold: string[] = [];

@@ -165,12 +165,14 @@ interface ServiceState {
   enabled: boolean;
 }
 
+class ServiceUnavailable extends StateError {}
+
 async function inspect(params: Params, ctx: ModuleContext): Promise<ServiceState> {
   const name = checkName(params);
   const backend = await serviceBackend(ctx);
   if (!(await backend.exists(name))) {
     const where = backend.name === "systemd" ? "systemd has no such unit" : `no ${INIT_DIR}/${name} script`;
-    throw new StateError(`Service ${name} is not available (${where})`);
+    throw new ServiceUnavailable(`Service ${name} is not available (${where})`);
   }
   const [running, enabled] = await Promise.all([backend.running(name), backend.enabled(name)]);
   return { backend, name, running, enabled };
@@ -205,6 +207,18 @@ async function planService(params: Params, ctx: ModuleContext, want: Want): Prom
   try {
     s = await inspect(params, ctx);
   } catch (err) {
+    // A dry run of a fresh machine: the package that brings the service has not been installed.
+    if (ctx.test && err instanceof ServiceUnavailable) {
+      const would = [
+        want.running === undefined ? "" : want.running ? "started" : "stopped",
+        want.enabled === undefined ? "" : want.enabled ? "enabled" : "disabled",
+      ].filter(Boolean);
+      return {
+        changes: {},
+        pending: true,
+        comment: `Service ${String(params.name)} not present; if created in this state run, it would have been ${would.join(" and ")}`,
+      };
+    }
     return failed(errText(err));
   }
   const { changes, parts } = describe(want, s);
@@ -328,6 +342,7 @@ const running: StateFunction = {
     "Makes sure a service is running, and with enable: true/false also enabled/disabled at boot. " +
     "When a watched state changes, the service is restarted (or reloaded with reload: true).",
   primary: "name",
+  footprint: (p) => ({ writes: [`service:${String(p.name)}`], reads: ["*"] }),
   params: {
     name: NAME,
     enable: ENABLE,
@@ -345,6 +360,7 @@ const running: StateFunction = {
 const dead: StateFunction = {
   doc: "Makes sure a service is stopped, and with enable: false/true also disabled/enabled at boot.",
   primary: "name",
+  footprint: (p) => ({ writes: [`service:${String(p.name)}`], reads: ["*"] }),
   params: {
     name: NAME,
     enable: ENABLE,
@@ -360,6 +376,7 @@ const dead: StateFunction = {
 const enabled: StateFunction = {
   doc: "Makes sure a service starts at boot, without starting or stopping it now.",
   primary: "name",
+  footprint: (p) => ({ writes: [`service:${String(p.name)}`], reads: ["*"] }),
   params: { name: NAME },
   plan: (params, ctx) => planService(params, ctx, { enabled: true }),
 };
@@ -367,6 +384,7 @@ const enabled: StateFunction = {
 const disabled: StateFunction = {
   doc: "Makes sure a service does not start at boot, without starting or stopping it now.",
   primary: "name",
+  footprint: (p) => ({ writes: [`service:${String(p.name)}`], reads: ["*"] }),
   params: { name: NAME },
   plan: (params, ctx) => planService(params, ctx, { enabled: false }),
 };
