@@ -183,6 +183,19 @@ describe("zester '<target>' <function>", () => {
     expect(runs[0]).toMatchObject({ peel_id: "web-01", success: false, status: "failed" });
   });
 
+  it("a failing cmd.run fails through the fleet: exit 2, output merged in order, retcode named", async () => {
+    const r = await zester("web-01", "cmd.run", "echo out; echo err >&2; exit 3", "--format", "json");
+    expect(r.code).toBe(2);
+    const runs = json<Run[]>(r);
+    expect(runs[0]).toMatchObject({ peel_id: "web-01", success: false, status: "failed", return: "out\nerr" });
+    expect(runs[0]!.error).toMatch(/retcode 3/);
+    const missing = await zester("web-01", "cmd.run", "zester-no-such-command", "--format", "json");
+    expect(missing.code).toBe(2);
+    expect(json<Run[]>(missing)[0]!.return).toMatch(/not found/);
+    const ignored = await zester("web-01", "cmd.run", "exit 3", "ignore_retcode=true", "--format", "json");
+    expect(ignored.code).toBe(0);
+  });
+
   it("exits 1 with a clear message when the target matches nothing", async () => {
     const r = await zester("nosuch-*", "test.ping", "--format", "json");
     expect(r.code).toBe(1);

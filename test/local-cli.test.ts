@@ -136,6 +136,37 @@ describe("zester local", () => {
     });
   });
 
+  it("cmd.run fails on a non-zero exit: exit 2, stdout and stderr merged in order, retcode named", async () => {
+    const r = await zester("cmd.run", "echo out; echo err >&2; echo out2; exit 3", "--format", "json");
+    expect(r.code).toBe(2);
+    expect(json(r)[0]).toMatchObject({ success: false, status: "failed", return: "out\nerr\nout2" });
+    expect(json(r)[0]!.error).toMatch(/retcode 3/);
+    const text = await zester("cmd.shell", "echo visible; exit 5");
+    expect(text.code).toBe(2);
+    expect(text.stdout).toContain("visible");
+    expect(text.stdout).toMatch(/retcode 5/);
+    const missing = await zester("cmd.run", "zester-no-such-command --flag", "--format", "json");
+    expect(missing.code).toBe(2);
+    expect(json(missing)[0]!.return).toMatch(/zester-no-such-command.*not found/);
+    const all = await zester("cmd.run_all", "echo out; echo err >&2; exit 4", "--format", "json");
+    expect(all.code).toBe(2);
+    expect(json(all)[0]!.return).toEqual({ retcode: 4, stdout: "out", stderr: "err" });
+    expect((await zester("cmd.run", "exit 3", "ignore_retcode=true")).code).toBe(0);
+    expect((await zester("cmd.run", "exit 3", "success_retcodes=[3]")).code).toBe(0);
+    expect((await zester("cmd.retcode", "exit 3", "--format", "json")).code).toBe(0);
+  });
+
+  it("cmd.run and cmd.script states fail on a non-zero exit or a missing command, with retcode", async () => {
+    const run = await zester("state.single", "cmd.run", "echo out; exit 3", "--format", "json");
+    expect(run.code).toBe(2);
+    const res = (json(run)[0]!.results as Record<string, unknown>[])[0]!;
+    expect(res).toMatchObject({ result: false, changes: { retcode: 3, stdout: "out" } });
+    const missing = await zester("state.single", "cmd.run", "zester-no-such-command", "--format", "json");
+    expect(missing.code).toBe(2);
+    const ok = await zester("state.single", "cmd.run", "exit 3", "success_retcodes=[3]", "--format", "json");
+    expect(ok.code).toBe(0);
+  });
+
   it("compile errors: exit 1, file:line:column with a suggestion, nothing executed", async () => {
     const r = await zester("state.apply", "broken", "--settings-file", settingsFile, "--format", "json");
     expect(r.code).toBe(1);

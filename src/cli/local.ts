@@ -284,7 +284,7 @@ async function runExec(
   settings: Record<string, unknown>,
   facts: () => Promise<Record<string, unknown>>,
 ): Promise<number> {
-  const { callExec } = await import("../state/exec.js");
+  const { callExec, retcodeError } = await import("../state/exec.js");
   const { TemplateRenderer } = await import("../template/render.js");
   const { saltGrains } = await import("../facts/grains.js");
   const { parse } = await import("yaml");
@@ -302,9 +302,18 @@ async function runExec(
   };
   const positional = args.map((a) => parseValue(a, parse));
   let rec: PeelRun;
+  let retcode: number | undefined;
   try {
-    const returned = await callExec(fun, positional, o.kwargs, ctx);
+    const returned = await callExec(fun, positional, o.kwargs, {
+      ...ctx,
+      retcode: (code: number) => {
+        retcode = code;
+      },
+    });
     rec = { peel_id: peelId, success: true, status: "success", results: [], returned: returned ?? null };
+    if (retcode !== undefined) {
+      rec = { ...rec, success: false, status: "failed", error: retcodeError(fun, retcode) };
+    }
   } catch (err) {
     const { ExecCallError } = await import("../state/exec.js");
     if (err instanceof ExecCallError) throw new UsageError(err.message);

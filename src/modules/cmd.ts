@@ -310,6 +310,19 @@ const cmdScript: StateFunction = {
 // ---------------------------------------------------------------------------------------------
 // Execution functions: `zester '*' cmd.run 'uptime'`.
 
+const RETCODE_PARAMS: Record<string, ParamSpec> = {
+  ignore_retcode: {
+    type: "boolean",
+    doc: "Do not fail the call when the command exits non-zero.",
+    default: false,
+  },
+  success_retcodes: {
+    type: ["list", "integer"],
+    items: "integer",
+    doc: "Exit codes that count as success besides 0.",
+  },
+};
+
 const execParams: Record<string, ParamSpec> = {
   cmd: {
     type: "string",
@@ -325,8 +338,26 @@ const execParams: Record<string, ParamSpec> = {
   timeout: COMMON.timeout!,
 };
 
-async function execRun(params: Params, ctx: ModuleContext): Promise<ExecResult> {
-  return run(String(params.cmd), await execOptions(params, ctx));
+const failingParams = { ...execParams, ...RETCODE_PARAMS };
+
+async function execRun(params: Params, ctx: ModuleContext, merge = false): Promise<ExecResult> {
+  const opts = await execOptions(params, ctx);
+  if (merge) opts.mergeStderr = true;
+  return run(String(params.cmd), opts);
+}
+
+/**
+ * Salt's retcode rule for execution functions: a code outside 0 and success_retcodes (or a kill)
+ * fails the call unless ignore_retcode; the value is still returned.
+ */
+function reportRetcode(res: ExecResult, params: Params, ctx: ModuleContext): void {
+  if (params.ignore_retcode === true) return;
+  if (res.signal || res.killed) {
+    ctx.retcode?.(res.retcode === 0 ? 1 : res.retcode);
+    return;
+  }
+  const ok = params.success_retcodes === undefined ? [0] : [0, ...retcodes(params.success_retcodes)];
+  if (!ok.includes(res.retcode)) ctx.retcode?.(res.retcode);
 }
 
 function allOf(res: ExecResult) {
@@ -336,30 +367,49 @@ function allOf(res: ExecResult) {
     stderr: res.stderr.trimEnd(),
   };
   if (res.signal) out.signal = res.signal;
+  if (res.killed) out.killed = res.killed;
   return out;
 }
 
-const exec: Record<string, ExecFunction> = {
-  run: {
-    doc: "Runs a command and returns its standard output (trailing newline removed).",
-    params: execParams,
-    positional: ["cmd"],
-    run: async (params, ctx) => (await execRun(params, ctx)).stdout.trimEnd(),
+/** cmd.run and cmd.shell: stdout and stderr merged in the order written, as Salt's redirect_stderr. */
+const runMerged: ExecFunction = {
+  doc:
+    "Runs a command and returns its output, stdout and stderr merged in order (trailing newline " +
+    "removed). A non-zero exit fails the call (exit 2) unless ignore_retcode or success_retcodes.",
+  params: failingParams,
+  positional: ["cmd"],
+  run: async (params, ctx) => {
+    const res = await execRun(params, ctx, true);
+    reportRetcode(res, params, ctx);
+    return res.stdout.trimEnd();
   },
+};
+
+const exec: Record<string, ExecFunction> = {
+  run: runMerged,
+  shell: runMerged,
   run_all: {
-    doc: "Runs a command and returns {retcode, stdout, stderr}.",
-    params: execParams,
+    doc:
+      "Runs a command and returns {retcode, stdout, stderr}, the streams kept apart. A non-zero " +
+      "exit fails the call unless ignore_retcode or success_retcodes.",
+    params: failingParams,
     positional: ["cmd"],
-    run: async (params, ctx) => allOf(await execRun(params, ctx)),
+    run: async (params, ctx) => {
+      const res = await execRun(params, ctx);
+      reportRetcode(res, params, ctx);
+      return allOf(res);
+    },
   },
   retcode: {
-    doc: "Runs a command and returns its exit code.",
+    doc: "Runs a command and returns its exit code (any code is an answer, not a failure).",
     params: execParams,
     positional: ["cmd"],
     run: async (params, ctx) => (await execRun(params, ctx)).retcode,
   },
   script: {
-    doc: "Runs a local script with arguments and returns {retcode, stdout, stderr}.",
+    doc:
+      "Runs a local script with arguments and returns {retcode, stdout, stderr}. A non-zero exit " +
+      "fails the call unless ignore_retcode or success_retcodes.",
     params: {
       source: {
         type: "string",
@@ -374,11 +424,14 @@ const exec: Record<string, ExecFunction> = {
       shell: COMMON.shell!,
       stdin: COMMON.stdin!,
       timeout: COMMON.timeout!,
+      ...RETCODE_PARAMS,
     },
     positional: ["source", "args"],
     run: async (params, ctx) => {
       const path = scriptPath(params, ctx);
-      return allOf(await runScript(path, params, await execOptions(params, ctx)));
+      const res = await runScript(path, params, await execOptions(params, ctx));
+      reportRetcode(res, params, ctx);
+      return allOf(res);
     },
   },
 };

@@ -439,7 +439,7 @@ export async function runPeelFunction(call: PeelCall, ctx: PeelFunctionContext):
 }
 
 async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<FunctionOutcome> {
-  const { callExec } = await import("../state/exec.js");
+  const { callExec, retcodeError } = await import("../state/exec.js");
   const statesDir = (await ctx.statesDir()) ?? ctx.emptyStatesDir;
   // test.* never reads facts: keeps test.ping instant even on a slow machine.
   const facts = call.fun.startsWith("test.") ? {} : await ctx.facts();
@@ -458,8 +458,14 @@ async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<Funct
       renderer.render(t, { facts, grains: saltGrains(facts), settings, ...extra }, source),
   };
   if (ctx.basket !== undefined) mctx.basket = ctx.basket;
+  let retcode: number | undefined;
+  mctx.retcode = (code) => {
+    retcode = code;
+  };
   const value = await callExec(call.fun, call.args, kwargs, mctx);
   if (ctx.signal.aborted) return fail("canceled");
+  if (retcode !== undefined)
+    return { success: false, return: value ?? null, error: retcodeError(call.fun, retcode) };
   return ok(value);
 }
 

@@ -30,3 +30,8 @@ export async function callExec(
   if (v.issues.length > 0) throw new ExecCallError(`${fun}: ${v.issues.map((i) => i.message).join("; ")}`);
   return r.fn.run(v.params, ctx);
 }
+
+/** The error of a call whose command exited non-zero (its value is still returned). */
+export function retcodeError(fun: string, code: number): string {
+  return `${fun}: the command exited with retcode ${code}`;
+}

@@ -11,6 +11,8 @@ export interface ExecOptions {
   input?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** Send stderr into the stdout pipe, so both arrive interleaved in the order written (stderr is then ""). */
+  mergeStderr?: boolean;
 }
 
 export interface ExecResult {
@@ -33,11 +35,17 @@ export function run(command: string | readonly string[], opts: ExecOptions = {})
   let args: string[];
   if (typeof command === "string") {
     file = opts.shell ?? "/bin/sh";
-    args = ["-c", command];
+    // One pipe for both streams keeps their order; a redirect in the shell is the portable way.
+    args = ["-c", opts.mergeStderr ? `exec 2>&1; ${command}` : command];
   } else {
     if (command.length === 0) return Promise.reject(new Error("empty command"));
-    file = command[0]!;
-    args = command.slice(1);
+    if (opts.mergeStderr) {
+      file = "/bin/sh";
+      args = ["-c", 'exec 2>&1; exec "$0" "$@"', ...command];
+    } else {
+      file = command[0]!;
+      args = command.slice(1);
+    }
   }
   if (opts.runas !== undefined) {
     args = ["-u", opts.runas, "--", file, ...args];
