@@ -100,11 +100,18 @@ export function wantsTest(call: PeelCall): boolean {
   return call.test || t === true || t === "true" || t === "True";
 }
 
+/** Salt's `state.apply failhard=True`: the run stops at the first failed state. */
+function wantsFailhard(call: PeelCall): boolean {
+  const f = call.kwargs.failhard;
+  return f === true || f === "true" || f === "True";
+}
+
 async function engineOptions(
   ctx: PeelFunctionContext,
   test: boolean,
   statesDir: string,
   settings: Record<string, unknown>,
+  failhard = false,
 ) {
   const opts: import("../state/engine.js").EngineOptions = {
     statesDir,
@@ -116,6 +123,7 @@ async function engineOptions(
   };
   if (ctx.compileCacheDir !== undefined) opts.cacheDir = ctx.compileCacheDir;
   if (ctx.basket !== undefined) opts.basket = ctx.basket;
+  if (failhard) opts.failhard = true;
   return opts;
 }
 
@@ -142,8 +150,9 @@ function stateRun(
   ctx: PeelFunctionContext,
   test: boolean,
   target: import("../state/engine.js").Target,
+  failhard = false,
 ): Promise<FunctionOutcome> {
-  return withSettings(ctx, (s) => stateRunWith(ctx, test, target, s.settings));
+  return withSettings(ctx, (s) => stateRunWith(ctx, test, target, s.settings, failhard));
 }
 
 async function stateRunWith(
@@ -151,6 +160,7 @@ async function stateRunWith(
   test: boolean,
   target: import("../state/engine.js").Target,
   settings: Record<string, unknown>,
+  failhard: boolean,
 ): Promise<FunctionOutcome> {
   const statesDir =
     target.kind === "inline" ? ((await ctx.statesDir()) ?? ctx.emptyStatesDir) : await ctx.statesDir();
@@ -158,7 +168,7 @@ async function stateRunWith(
   const engine = await import("../state/engine.js");
   const { CompileError } = await import("../state/diagnostics.js");
   try {
-    const report = await engine.applyTarget(target, await engineOptions(ctx, test, statesDir, settings));
+    const report = await engine.applyTarget(target, await engineOptions(ctx, test, statesDir, settings, failhard));
     const out: FunctionOutcome = {
       success: report.summary.failed === 0,
       results: report.results,
@@ -223,7 +233,8 @@ async function showStatesWith(
 
 async function apply(call: PeelCall, ctx: PeelFunctionContext, test: boolean): Promise<FunctionOutcome> {
   const refs = slsRefs(call);
-  return stateRun(ctx, test, refs.length === 0 ? { kind: "highstate" } : { kind: "sls", refs });
+  const target = refs.length === 0 ? { kind: "highstate" as const } : { kind: "sls" as const, refs };
+  return stateRun(ctx, test, target, wantsFailhard(call));
 }
 
 const factsFunctions = (
@@ -354,7 +365,7 @@ const BUILTINS: Record<string, Builtin> = {
   "state.highstate": {
     doc: "Applies every sls that top.zy assigns to this peel.",
     readOnly: false,
-    run: (call, ctx) => stateRun(ctx, wantsTest(call), { kind: "highstate" }),
+    run: (call, ctx) => stateRun(ctx, wantsTest(call), { kind: "highstate" }, wantsFailhard(call)),
   },
   "state.test": {
     doc: "state.apply as a dry run: reports what would change, changes nothing.",
