@@ -54,10 +54,12 @@ describe("params", () => {
       "onlyif",
       "names",
       "use",
+      "parallel",
+      "check_cmd",
     ]) {
       expect(isEngineKey(k), k).toBe(true);
     }
-    expect(isEngineKey("check_cmd")).toBe(false);
+    expect(isEngineKey("parallel_in")).toBe(false);
     expect(isEngineKey("name")).toBe(false);
     expect(inRequisiteBase("prereq_in")).toBe("prereq");
     expect(inRequisiteBase("mode_in")).toBeUndefined();
