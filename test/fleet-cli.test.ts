@@ -187,7 +187,12 @@ describe("zester '<target>' <function>", () => {
     const r = await zester("web-01", "cmd.run", "echo out; echo err >&2; exit 3", "--format", "json");
     expect(r.code).toBe(2);
     const runs = json<Run[]>(r);
-    expect(runs[0]).toMatchObject({ peel_id: "web-01", success: false, status: "failed", return: "out\nerr" });
+    expect(runs[0]).toMatchObject({
+      peel_id: "web-01",
+      success: false,
+      status: "failed",
+      return: "out\nerr",
+    });
     expect(runs[0]!.error).toMatch(/retcode 3/);
     const missing = await zester("web-01", "cmd.run", "zester-no-such-command", "--format", "json");
     expect(missing.code).toBe(2);

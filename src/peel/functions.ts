@@ -168,7 +168,10 @@ async function stateRunWith(
   const engine = await import("../state/engine.js");
   const { CompileError } = await import("../state/diagnostics.js");
   try {
-    const report = await engine.applyTarget(target, await engineOptions(ctx, test, statesDir, settings, failhard));
+    const report = await engine.applyTarget(
+      target,
+      await engineOptions(ctx, test, statesDir, settings, failhard),
+    );
     const out: FunctionOutcome = {
       success: report.summary.failed === 0,
       results: report.results,
