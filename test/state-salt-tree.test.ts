@@ -67,11 +67,12 @@ describe(".sls and .zy trees", () => {
       "common/users.sls": "users_state:\n  test.nop: []\n",
     });
     const p = await compile([]);
+    // Salt's declaration order: includes first, depth first, then the including file's own.
     expect(p.states.map((s) => `${s.id}@${s.sls}`)).toEqual([
-      "web_pkg@web",
+      "users_state@common.users",
       "web_conf@web.conf",
       "common_state@common",
-      "users_state@common.users",
+      "web_pkg@web",
     ]);
   });
 
