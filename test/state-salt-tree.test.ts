@@ -3,13 +3,13 @@
  * init.sls and relative includes, the per-file context names with Salt's values, and grains that
  * only an imported map.jinja reads.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveSettings } from "../src/settings/index.js";
 import { CompileError } from "../src/state/diagnostics.js";
-import { compileTarget } from "../src/state/engine.js";
+import { applyTarget, compileTarget } from "../src/state/engine.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -108,7 +108,7 @@ describe("context names", () => {
       `${id}:`,
       "  test.configurable_test_state:",
       "    - changes: false",
-      "    - comment: \"{{ [sls, slspath, slsdotpath, slscolonpath, sls_path, tplfile, tpldir, tpldot, tplroot, saltenv, opts['id'], opts['file_client']] | join('|') }}\"",
+      "    - comment: \"{{ [sls, slspath, slsdotpath, slscolonpath, sls_path, tplfile, tpldir, tpldot, tplroot, saltenv, opts['id'], opts['file_client'], opts['__cli']] | join('|') }}\"",
       "",
     ].join("\n");
 
@@ -119,14 +119,75 @@ describe("context names", () => {
       "solo.zy": probe("solo"),
     });
     const c = comments(await compile(["p", "p.q.r", "solo"]));
-    expect(c.pinit).toBe("p|p|p|p|p|p/init.sls|p|p|p|base|web1|local");
-    expect(c.pqr).toBe("p.q.r|p/q|p.q|p:q|p_q|p/q/r.sls|p/q|p.q|p|base|web1|local");
-    expect(c.solo).toBe("solo|||||solo.zy|.||.|base|web1|local");
+    expect(c.pinit).toBe("p|p|p|p|p|p/init.sls|p|p|p|base|web1|local|salt-minion");
+    expect(c.pqr).toBe("p.q.r|p/q|p.q|p:q|p_q|p/q/r.sls|p/q|p.q|p|base|web1|local|salt-minion");
+    expect(c.solo).toBe("solo|||||solo.zy|.||.|base|web1|local|salt-minion");
   });
 
   it("tplpath is the file's absolute path", async () => {
     await files({ "p/init.sls": "x:\n  test.configurable_test_state:\n    - comment: '{{ tplpath }}'\n" });
     expect(comments(await compile(["p"])).x).toBe(join(dir, "p/init.sls"));
+  });
+});
+
+describe("Salt's state forms", () => {
+  it("extend: may name only the module, as Salt allows", async () => {
+    await files({
+      "svc.sls": [
+        "include:",
+        "  - base",
+        "extend:",
+        "  app_service:",
+        "    test:",
+        "      - require:",
+        "        - test: app_config",
+        "",
+      ].join("\n"),
+      "base.sls": "app_config:\n  test.nop: []\napp_service:\n  test.nop: []\n",
+    });
+    const p = await compile(["svc"]);
+    const svc = p.states.find((s) => s.id === "app_service")!;
+    expect(svc.requisites.map((r) => r.ref)).toEqual(["test: app_config"]);
+  });
+});
+
+describe("file templates and file.managed's Salt parameters", () => {
+  it("file templates see source, name, user, mode; contents_pillar; salt['file.dirname']", async () => {
+    const out = join(dir, "out");
+    await files({
+      "files/app.conf.jinja": "{{ source }} {{ name }} {{ mode }} {{ user or 'nobody' }} {{ saltenv }}\n",
+      "app.sls": [
+        "app_conf:",
+        "  file.managed:",
+        `    - name: ${out}/app.conf`,
+        "    - makedirs: True",
+        "    - mode: '0640'",
+        "    - source:",
+        "      - salt://files/missing.jinja",
+        "      - salt://files/app.conf.jinja",
+        "    - template: jinja",
+        "from_pillar:",
+        "  file.managed:",
+        `    - name: ${out}/motd`,
+        "    - makedirs: True",
+        "    - contents_pillar: motd:text",
+        "parent:",
+        "  test.configurable_test_state:",
+        "    - changes: False",
+        `    - comment: "{{ salt['file.dirname']('${out}/motd') }}|{{ salt['file.basename']('/a/b.txt') }}"`,
+        "",
+      ].join("\n"),
+    });
+    const report = await applyTarget(
+      { kind: "sls", refs: ["app"] },
+      { statesDir: dir, settings: { motd: { text: ["hello", "world"] } }, facts: async () => DEBIAN },
+    );
+    expect(report.results.filter((r) => !r.result)).toEqual([]);
+    expect(await readFile(join(out, "app.conf"), "utf8")).toBe(
+      `salt://files/app.conf.jinja ${out}/app.conf 0640 nobody base\n`,
+    );
+    expect(await readFile(join(out, "motd"), "utf8")).toBe("hello\nworld\n");
+    expect(report.results.find((r) => r.id === "parent")?.comment).toBe(`${out}|b.txt`);
   });
 });
 

@@ -24,6 +24,8 @@ import {
   utimes,
 } from "node:fs/promises";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { saltGrains } from "../facts/grains.js";
+import { colonGet } from "../template/context.js";
 import { errnoText } from "../util/errors.js";
 import { run } from "../util/exec.js";
 import { isENOENT, statOrUndefined, writeFileAtomic } from "../util/files.js";
@@ -288,11 +290,14 @@ function sourcePath(src: string, ctx: ModuleContext): string {
   return full;
 }
 
-/** First source that exists (Salt's list-of-sources fallback). */
-async function firstSource(sources: readonly string[], ctx: ModuleContext): Promise<string> {
+/** First source that exists (Salt's list-of-sources fallback): its path and the source as written. */
+async function firstSource(
+  sources: readonly string[],
+  ctx: ModuleContext,
+): Promise<{ path: string; url: string }> {
   for (const s of sources) {
     const path = sourcePath(s, ctx);
-    if (await statStrict(path)) return path;
+    if (await statStrict(path)) return { path, url: s };
   }
   throw new StateError(`Source not found: ${sources.join(", ")}`);
 }
@@ -302,18 +307,27 @@ async function renderIf(
   text: string,
   params: Params,
   ctx: ModuleContext,
-  source: string,
+  source: { path: string; url: string | null },
 ): Promise<string> {
   if (!template) return text;
   if (template !== "jinja") throw new StateError(`template: only "jinja" is supported, got "${template}"`);
+  // Salt renders file templates with the state's own arguments in the context, under the
+  // defaults and the explicit context (`source` is the source as written, e.g. salt://x.tmpl).
   const extra = {
+    name: params.name,
+    source: source.url,
+    user: params.user ?? null,
+    group: params.group ?? null,
+    mode: params.mode ?? null,
+    attrs: params.attrs ?? null,
+    saltenv: "base",
     ...((params.defaults as Record<string, unknown>) ?? {}),
     ...((params.context as Record<string, unknown>) ?? {}),
   };
   try {
-    return await ctx.render(text, extra, source);
+    return await ctx.render(text, extra, source.path);
   } catch (err) {
-    throw new StateError(`Template ${source} failed to render: ${errnoText(err)}`);
+    throw new StateError(`Template ${source.path} failed to render: ${errnoText(err)}`);
   }
 }
 
@@ -481,9 +495,27 @@ function regexFlags(value: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // file.managed
 
+/** `contents_pillar` / `contents_grains`: the contents come from a settings or grains key. */
+function contentsFrom(params: Params, ctx: ModuleContext): string | undefined {
+  for (const [key, data] of [
+    ["contents_pillar", () => ctx.settings],
+    ["contents_grains", () => saltGrains(ctx.facts)],
+  ] as const) {
+    const path = params[key];
+    if (path === undefined || path === null) continue;
+    const value = colonGet(data(), String(path));
+    if (value === undefined || value === null) throw new StateError(`${key}: no value at "${String(path)}"`);
+    return toLines(typeof value === "object" && !Array.isArray(value) ? JSON.stringify(value) : value);
+  }
+  return undefined;
+}
+
 async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   const path = absPath(params);
-  const contents = toLines(params.contents);
+  const fromData = contentsFrom(params, ctx);
+  if (fromData !== undefined && params.contents !== undefined)
+    return failed("Set one of contents, contents_pillar and contents_grains");
+  const contents = fromData ?? toLines(params.contents);
   const sources =
     params.source === undefined || params.source === null ? undefined : listParam(params.source);
   if (contents !== undefined && sources) return failed("Set either contents or source, not both");
@@ -503,13 +535,13 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
 
   let data: Buffer | undefined;
   if (contents !== undefined) {
-    let text = await renderIf(template, contents, params, ctx, `${ctx.id}:contents`);
+    let text = await renderIf(template, contents, params, ctx, { path: `${ctx.id}:contents`, url: null });
     if (bool(params, "contents_newline", true)) text = ensureNewline(text);
     data = Buffer.from(text, "utf8");
   } else if (sources) {
     const src = await firstSource(sources, ctx);
-    const raw = await readOrUndefined(src);
-    if (!raw) return failed(`Source ${src} does not exist`);
+    const raw = await readOrUndefined(src.path);
+    if (!raw) return failed(`Source ${src.path} does not exist`);
     data = template
       ? Buffer.from(await renderIf(template, raw.toString("utf8"), params, ctx, src), "utf8")
       : raw;
@@ -567,6 +599,11 @@ const managed: StateFunction = {
       doc: "Inline file contents; a list is joined with newlines.",
       aliases: ["content"],
     },
+    contents_pillar: {
+      type: "string",
+      doc: "Colon path of a setting (pillar) whose value is the contents, e.g. `locale:conf`.",
+    },
+    contents_grains: { type: "string", doc: "Colon path of a grain whose value is the contents." },
     source: {
       type: ["string", "list"],
       doc: "Source file: absolute path, path relative to the states tree, or salt://path. A list uses the first that exists.",
@@ -1362,7 +1399,10 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
     // Binary files (images, archives) are copied as they are even when templating is on.
     const data =
       template && isText(raw)
-        ? Buffer.from(await renderIf(template, raw.toString("utf8"), params, ctx, srcFile), "utf8")
+        ? Buffer.from(
+            await renderIf(template, raw.toString("utf8"), params, ctx, { path: srcFile, url: null }),
+            "utf8",
+          )
         : raw;
     const st = tst ? await lstatStrict(target) : undefined;
     if (st && !st.isFile()) return failed(`${target} exists but is not a regular file`);
@@ -1599,7 +1639,21 @@ function pathIs(doc: string, is: (st: Stats) => boolean): ExecFunction {
   };
 }
 
+const pathPart = (doc: string, part: (p: string) => string): ExecFunction => ({
+  doc,
+  params: { path: PATH_ARG },
+  positional: ["path"],
+  readOnly: true,
+  run: async (params) => part(String(params.path)),
+});
+
 const exec: Record<string, ExecFunction> = {
+  dirname: pathPart("The directory part of a path (Python's os.path.dirname).", (p) =>
+    p.includes("/") ? p.slice(0, p.lastIndexOf("/")) || "/" : "",
+  ),
+  basename: pathPart("The last part of a path (Python's os.path.basename).", (p) =>
+    p.slice(p.lastIndexOf("/") + 1),
+  ),
   read: {
     doc: "Returns the contents of a file as text.",
     params: { path: PATH_ARG },

@@ -311,8 +311,19 @@ class Loader {
     return includes;
   }
 
-  /** `<id>: { mod.fun: [ {k: v}, ... ] }`, `{ mod.fun: [] }` or Salt's `{ mod: [ fun, {k: v} ] }`. */
-  parseStateDecl(sls: LoadedSls, id: string, kpos: SourcePos, value: Node | null, out: RawState[]): void {
+  /**
+   * `<id>: { mod.fun: [ {k: v}, ... ] }`, `{ mod.fun: [] }` or Salt's `{ mod: [ fun, {k: v} ] }`.
+   * Under `extend:` the function may be left out (`service: [ {watch: ...} ]`), as Salt allows:
+   * the declaration then names only the module whose state it extends.
+   */
+  parseStateDecl(
+    sls: LoadedSls,
+    id: string,
+    kpos: SourcePos,
+    value: Node | null,
+    out: RawState[],
+    extending = false,
+  ): void {
     if (isScalar(value) && typeof value.value === "string" && value.value.includes(".")) {
       out.push({
         id,
@@ -370,7 +381,7 @@ class Loader {
         args.push(arg);
       }
       if (!ok) continue;
-      if (!fun.includes(".")) {
+      if (!fun.includes(".") && !extending) {
         this.diags.add(
           "structure",
           dpos,
@@ -531,7 +542,7 @@ function applyExtends(loader: Loader, states: RawState[]): void {
     for (const pair of node.items) {
       const id = keyText(pair);
       const decls: RawState[] = [];
-      loader.parseStateDecl(sls, id, posOf(sls, pair.key as Node), pair.value as Node | null, decls);
+      loader.parseStateDecl(sls, id, posOf(sls, pair.key as Node), pair.value as Node | null, decls, true);
       for (const ext of decls) {
         const target = byIdFamily.get(`${id}\u0000${ext.fun.split(".")[0]}`);
         if (!target) {

@@ -149,6 +149,7 @@ const FACT_FREE_FAMILIES: ReadonlySet<string> = new Set(["test", "file", "cmd"])
 
 function needsFacts(s: Program["states"][number]): boolean {
   if (!FACT_FREE_FAMILIES.has(s.fun.split(".")[0]!)) return true;
+  if (s.params.contents_grains !== undefined) return true;
   return [...s.onlyif, ...s.unless].some((g) => "fun" in g);
 }
 

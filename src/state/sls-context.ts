@@ -37,6 +37,8 @@ export function minimalOpts(treeDir: string, id: string | undefined): Record<str
     file_roots: { [SALTENV]: [treeDir] },
     state_top: "top.sls",
     __role: "minion",
+    // Formulas (libsaltcli.jinja) tell a minion run from salt-ssh or the API by this.
+    __cli: "salt-minion",
   };
 }
 
