@@ -8,15 +8,16 @@ import { UsageError } from "./errors.js";
 import type { OutputFormat, PeelRun } from "./output.js";
 
 const USAGE = `Usage: zester local [options] <module.function> [id] [key=value ...]
-       zester local [options] state.apply [sls,...]      (no sls: highstate from top.zy)
+       zester local [options] state.apply [sls,...]      (no sls: highstate from top.sls/top.zy)
        zester local [options] state.highstate | state.show_sls <sls> | state.show_order [sls]
 
 Options:
   --states-dir DIR      states tree (default $ZESTER_STATES_DIR or /srv/zester/states)
   --settings-file FILE  YAML file used as settings (pillar)
+  --settings-dir DIR    settings tree (top.sls or top.zy, rendered like Salt's pillar_roots)
   --test                dry run: report what would change (same as test=true)
   --format FMT          text, json or yaml (default text)
-  --id ID               peel id for top.zy matching and output (default: hostname)
+  --id ID               peel id for top file matching and output (default: hostname)
   --concurrency N       states run at once (default 8)
   --failhard            stop at the first failed state
   --cache-dir DIR       compile cache (default $ZESTER_CACHE_DIR or /var/cache/zester/local)
@@ -26,6 +27,7 @@ Options:
 interface LocalOptions {
   statesDir: string;
   settingsFile?: string;
+  settingsDir?: string;
   test: boolean;
   format: OutputFormat;
   id?: string;
@@ -75,6 +77,9 @@ async function parseArgs(argv: string[]): Promise<LocalOptions> {
           break;
         case "--settings-file":
           o.settingsFile = value();
+          break;
+        case "--settings-dir":
+          o.settingsDir = value();
           break;
         case "--test":
           o.test = true;
@@ -146,9 +151,19 @@ export async function run(argv: string[]): Promise<number> {
     delete o.kwargs.test;
   }
 
-  const settings = o.settingsFile ? await loadSettings(o.settingsFile) : {};
+  if (o.settingsFile && o.settingsDir)
+    throw new UsageError("--settings-file and --settings-dir exclude each other");
   const peelId = o.id ?? hostname();
-  const collectFacts = async () => (await import("../facts/index.js")).collectFacts({ id: peelId });
+  let factsOnce: Promise<Record<string, unknown>> | undefined;
+  const collectFacts = () => {
+    factsOnce ??= import("../facts/index.js").then((m) => m.collectFacts({ id: peelId }));
+    return factsOnce;
+  };
+  const settings = o.settingsFile
+    ? await loadSettings(o.settingsFile)
+    : o.settingsDir
+      ? await resolveSettingsDir(o.settingsDir, peelId, collectFacts)
+      : {};
   const engineOpts = {
     statesDir: o.statesDir,
     settings,
@@ -345,6 +360,16 @@ async function printData(format: OutputFormat, data: unknown): Promise<void> {
   }
   const { stringify } = await import("yaml");
   process.stdout.write(stringify(data, { lineWidth: 0 }));
+}
+
+/** A settings tree resolved for this machine as a peel resolves its own (no secrets here). */
+async function resolveSettingsDir(
+  dir: string,
+  peelId: string,
+  facts: () => Promise<Record<string, unknown>>,
+): Promise<Record<string, unknown>> {
+  const { resolveSettings } = await import("../settings/resolve.js");
+  return resolveSettings({ files: dir, facts: await facts(), peelId });
 }
 
 async function loadSettings(path: string): Promise<Record<string, unknown>> {

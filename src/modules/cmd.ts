@@ -371,6 +371,24 @@ function allOf(res: ExecResult) {
   return out;
 }
 
+/** The executable `name` resolves to on PATH (or as a path), as `which` finds it. */
+async function which(name: string): Promise<string | undefined> {
+  const dirs = name.includes("/") ? [""] : (process.env.PATH ?? "").split(":").filter(Boolean);
+  for (const dir of dirs) {
+    const full = dir === "" ? name : `${dir}/${name}`;
+    try {
+      if (!(await statOrUndefined(full))?.isFile()) continue;
+      await access(full, constants.X_OK);
+      return full;
+    } catch (err) {
+      // Not a directory on PATH, or not executable for us: keep looking, as `which` does.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOTDIR" && code !== "EACCES") throw err;
+    }
+  }
+  return undefined;
+}
+
 /** cmd.run and cmd.shell: stdout and stderr merged in the order written, as Salt's redirect_stderr. */
 const runMerged: ExecFunction = {
   doc:
@@ -386,6 +404,20 @@ const runMerged: ExecFunction = {
 };
 
 const exec: Record<string, ExecFunction> = {
+  has_exec: {
+    doc: "True when the executable is found on PATH (or at the given path) and may be run.",
+    params: { cmd: { type: "string", required: true, doc: "Program name or path." } },
+    positional: ["cmd"],
+    readOnly: true,
+    run: async (params) => (await which(String(params.cmd))) !== undefined,
+  },
+  which: {
+    doc: "The full path of an executable found on PATH, or None.",
+    params: { cmd: { type: "string", required: true, doc: "Program name." } },
+    positional: ["cmd"],
+    readOnly: true,
+    run: async (params) => (await which(String(params.cmd))) ?? null,
+  },
   run: runMerged,
   shell: runMerged,
   run_all: {

@@ -35,6 +35,9 @@ export const ENGINE_KEYWORDS: ReadonlySet<string> = new Set([
   "use",
   "parallel",
   "check_cmd",
+  // Salt's global state argument `reload_modules` reloads Salt's module cache, which Zester does
+  // not have (modules resolve per call); accepted so Salt trees compile.
+  "reload_modules",
 ]);
 
 export function isRequisiteKind(key: string): key is RequisiteKind {
