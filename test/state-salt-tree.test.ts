@@ -3,13 +3,17 @@
  * init.sls and relative includes, the per-file context names with Salt's values, and grains that
  * only an imported map.jinja reads.
  */
+
+import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveSettings } from "../src/settings/index.js";
 import { CompileError } from "../src/state/diagnostics.js";
 import { applyTarget, compileTarget } from "../src/state/engine.js";
+import { requireBuilt } from "./support/built.js";
+import { runCli } from "./support/cli.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -188,6 +192,53 @@ describe("file templates and file.managed's Salt parameters", () => {
     );
     expect(await readFile(join(out, "motd"), "utf8")).toBe("hello\nworld\n");
     expect(report.results.find((r) => r.id === "parent")?.comment).toBe(`${out}|b.txt`);
+  });
+});
+
+describe("Salt's global state arguments and helpers formulas use", () => {
+  it("parallel and reload_modules are accepted; cmd.has_exec and cmd.which answer from PATH", async () => {
+    await files({
+      "g.sls": [
+        "probe:",
+        "  test.configurable_test_state:",
+        "    - changes: False",
+        "    - parallel: True",
+        "    - reload_modules: True",
+        "    - comment: \"{{ 'yes' if salt['cmd.has_exec']('sh') else 'no' }}|{{ 'yes' if salt['cmd.has_exec']('no-such-program-zq') else 'no' }}|{{ salt['cmd.which']('sh') }}\"",
+        "",
+      ].join("\n"),
+    });
+    const report = await applyTarget(
+      { kind: "sls", refs: ["g"] },
+      { statesDir: dir, settings: {}, facts: async () => DEBIAN },
+    );
+    const which = execFileSync("sh", ["-c", "command -v sh"], { encoding: "utf8" }).trim();
+    expect(report.results[0]?.comment).toBe(`yes|no|${which}`);
+  });
+
+  it("zester local --settings-dir renders a Salt pillar tree (Jinja, grains) as settings", async () => {
+    const bin = resolve(import.meta.dirname, "../dist/bin/zester.js");
+    requireBuilt(bin);
+    await files({
+      "states/s.sls":
+        "s:\n  test.configurable_test_state:\n    - changes: False\n    - comment: '{{ pillar.app.family }}'\n",
+      "pillar/top.sls": "base:\n  '*':\n    - app\n",
+      "pillar/app.sls": "app:\n  family: {{ grains.os_family }}-{{ grains.os }}\n",
+    });
+    const r = await runCli(bin, [
+      "local",
+      "--states-dir",
+      join(dir, "states"),
+      "--settings-dir",
+      join(dir, "pillar"),
+      "--no-cache",
+      "--format",
+      "json",
+      "state.apply",
+      "s",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)[0].results[0].comment).toBe("Debian-Debian");
   });
 });
 
