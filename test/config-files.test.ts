@@ -148,6 +148,19 @@ describe("bad input names where it is", () => {
   });
 });
 
+describe("the CLI's connection", () => {
+  it("a refused connection names the URL it tried", async () => {
+    const auth = join(work, "cli-auth");
+    await (await import("node:fs/promises")).mkdir(auth, { recursive: true });
+    await writeFile(join(auth, "admin.creds"), "");
+    const r = await runMain(["peel", "list", "--nats-url", "tls://127.0.0.1:1", "--auth-dir", auth]);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      "zester: cannot connect to tls://127.0.0.1:1: connection refused (set --nats-url or nats_url)\n",
+    );
+  });
+});
+
 describe("--print-config", () => {
   it("prints every option with its value and origin, as YAML a config file could hold", async () => {
     const f = await file("print.yaml", "publish_interval: 5\n");

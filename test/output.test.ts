@@ -320,3 +320,51 @@ describe("warnings", () => {
     expect(JSON.parse(formatRuns([run], "json", { color: false }))[0].warning).toMatch(/snapshot/);
   });
 });
+
+describe("messages as Salt prints them", () => {
+  test("a failed call prints its error, without a None above it", () => {
+    const run: PeelRun = {
+      peel_id: "web-01",
+      success: false,
+      status: "failed",
+      results: [],
+      returned: null,
+      error: 'unknown function "test.pnig" (did you mean "test.ping"?)',
+    };
+    expect(formatRuns([run], "text", { color: false })).toBe(
+      'web-01:\n    Error: unknown function "test.pnig" (did you mean "test.ping"?)\n',
+    );
+    // A call that succeeded with None still shows it.
+    const none: PeelRun = {
+      peel_id: "web-01",
+      success: true,
+      status: "success",
+      results: [],
+      returned: null,
+    };
+    expect(formatRuns([none], "text", { color: false })).toBe("web-01:\n    None\n");
+  });
+
+  test("a skipped state shows the sentence, not the skip code", () => {
+    const s = state({
+      id: "restart",
+      module: "cmd.run",
+      run_num: 0,
+      skipped: true,
+      skip_reason: "onchanges_not_met",
+      comment: "State was not run because none of the onchanges reqs changed",
+    });
+    const out = formatRuns([{ peel_id: "web-01", success: true, status: "success", results: [s] }], "text", {
+      color: false,
+    });
+    expect(out).toContain("     Comment: State was not run because none of the onchanges reqs changed\n");
+    expect(out).not.toContain("onchanges_not_met");
+    // Machines still get the code.
+    const json = JSON.parse(
+      formatRuns([{ peel_id: "web-01", success: true, status: "success", results: [s] }], "json", {
+        color: false,
+      }),
+    );
+    expect(json[0].results[0].skip_reason).toBe("onchanges_not_met");
+  });
+});

@@ -137,7 +137,31 @@ describe("target parser", () => {
     expect(x.summary).toContain("G@ (facts), I@ (settings), E@ (id regex), L@ (id list), S@ (CIDR)");
     expect(syntaxError("g@os:Debian").summary).toContain('(did you mean "G@"?)');
     expect(syntaxError("P@os:Deb.*").summary).toContain("use G@ with a glob value");
-    expect(syntaxError("N@group").summary).toContain("nodegroups are not supported");
+    expect(syntaxError("N@group").summary).toBe(
+      'target: unknown nodegroup "group": no nodegroups are defined (nodegroups: in master.yaml) at column 1',
+    );
+  });
+
+  it("expands N@ nodegroups given to the parser, nested and inside compounds, and refuses loops", () => {
+    const nodegroups = {
+      web: "web-* and G@os:Debian",
+      db: "L@db-01,db-02",
+      edge: "N@web or lb-*",
+      a: "N@b",
+      b: "N@a",
+    };
+    expect(show(parseTarget("N@edge and not web-9", { nodegroups }))).toBe(
+      show(parseTarget("((web-* and G@os:Debian) or lb-*) and not web-9")),
+    );
+    expect(parseTarget("N@db", { nodegroups })).toMatchObject({ kind: "list", ids: ["db-01", "db-02"] });
+    const typo = syntaxError("web-1 or N@wbe", (e) => parseTarget(e, { nodegroups }));
+    expect(typo.column).toBe(10);
+    expect(typo.summary).toBe(
+      'target: unknown nodegroup "wbe" at column 10 (did you mean "web"?); defined: web, db, edge, a, b',
+    );
+    expect(syntaxError("N@a", (e) => parseTarget(e, { nodegroups })).summary).toBe(
+      'target: nodegroup "a" (N@b): nodegroup "a" includes itself (a -> b -> a) at column 1',
+    );
   });
 
   it("rejects malformed leaves at the column of the problem", () => {
@@ -158,10 +182,17 @@ describe("target parser", () => {
     expect(syntaxError("G@os:[x").summary).toContain('unclosed "["');
   });
 
-  it("keeps the CLI parser strict about bare key:value words", () => {
-    const e = syntaxError("web* and os:Debian");
-    expect(e.column).toBe(10);
-    expect(e.summary).toContain('(did you mean "G@os:Debian"?)');
+  it('reads a bare key:value as a fact match everywhere: ids never contain ":"', () => {
+    expect(parseTarget("web* and os:Debian")).toMatchObject({
+      kind: "and",
+      children: [
+        { kind: "glob" },
+        { kind: "data", source: "facts", splits: [{ path: ["os"], value: "Debian" }] },
+      ],
+    });
+    expect(parseTarget("role:webserver")).toMatchObject({ kind: "data", source: "facts", column: 1 });
+    // The errors are G@'s, at the bare word's columns.
+    expect(syntaxError("web* and os:").summary).toBe('target: missing value after ":" at column 13');
   });
 
   it("reads bare key:value as a fact match in top.zy", () => {

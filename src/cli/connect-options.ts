@@ -7,10 +7,12 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
-import type { OptionTable } from "../config/options.js";
+import { DEFAULT_NATS_URL } from "../config/connect.js";
+import { errText } from "../util/errors.js";
+import { loadCliConfig } from "./cli-config.js";
 import { UsageError } from "./errors.js";
 
-export const DEFAULT_NATS_URL = "tls://nats:4222";
+export { DEFAULT_NATS_URL };
 
 export interface ConnectFlags {
   natsUrl?: string;
@@ -21,41 +23,6 @@ export interface ConnectFlags {
 
 /** Which creds file is the default: the operator's (admin) or the master's. */
 export type CliRole = "admin" | "master";
-
-/** The connection options of every program, as config-table entries (flag, env, file key). */
-export function connectOptions(role: CliRole | "peel") {
-  const group = "Connection";
-  return {
-    nats_url: {
-      kind: "string",
-      default: DEFAULT_NATS_URL,
-      valueName: "URL",
-      group,
-      help: "NATS server(s), comma-separated; tls:// only",
-    },
-    creds: {
-      kind: "string",
-      valueName: "FILE",
-      group,
-      help: "credentials",
-      defaultText: role === "peel" ? "<auth-dir>/peels/<id>.creds" : `<auth-dir>/${role}.creds`,
-    },
-    ca: {
-      kind: "string",
-      valueName: "FILE",
-      group,
-      help: "CA bundle of the server certificate",
-      defaultText: "<auth-dir>/nats-ca.crt",
-    },
-    auth_dir: {
-      kind: "string",
-      default: DEFAULT_AUTH_DIR,
-      valueName: "DIR",
-      group,
-      help: "auth dir from `zester nats-auth init`",
-    },
-  } as const satisfies OptionTable;
-}
 
 export const CONNECT_HELP = `Connection:
   --nats-url URL   NATS server(s), comma-separated (env ZESTER_NATS_URL, default ${DEFAULT_NATS_URL})
@@ -107,16 +74,22 @@ export interface ResolvedConnect {
   authDir: string;
 }
 
+/**
+ * Flags first; for the operator's commands then env and the CLI's config files
+ * (`~/.config/zester/config.yaml`, the master's file on a master host), then the defaults.
+ */
 export function resolveConnect(
   flags: ConnectFlags,
   role: CliRole = "admin",
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedConnect {
-  const authDir = flags.authDir ?? (env.ZESTER_AUTH_DIR || DEFAULT_AUTH_DIR);
+  const file = role === "admin" ? loadCliConfig([], env).values : undefined;
+  const authDir = flags.authDir ?? file?.auth_dir ?? (env.ZESTER_AUTH_DIR || DEFAULT_AUTH_DIR);
+  const ca = flags.ca ?? file?.ca;
   return {
-    servers: flags.natsUrl ?? (env.ZESTER_NATS_URL || DEFAULT_NATS_URL),
-    credsFile: flags.creds ?? join(authDir, `${role}.creds`),
-    ...(flags.ca !== undefined ? { caFile: flags.ca } : {}),
+    servers: flags.natsUrl ?? file?.nats_url ?? (env.ZESTER_NATS_URL || DEFAULT_NATS_URL),
+    credsFile: flags.creds ?? file?.creds ?? join(authDir, `${role}.creds`),
+    ...(ca !== undefined ? { caFile: ca } : {}),
     authDir,
   };
 }
@@ -132,7 +105,14 @@ export async function connectWith(flags: ConnectFlags, role: CliRole = "admin"):
         "(pass --creds FILE or --auth-dir DIR)",
     );
   }
-  return connect({ ...r, name: `zester ${role === "admin" ? "cli" : "master"}` });
+  try {
+    return await connect({ ...r, name: `zester ${role === "admin" ? "cli" : "master"}` });
+  } catch (err) {
+    // The client's own message ("connection refused") does not say where it tried.
+    const msg = errText(err);
+    if (msg.includes(r.servers)) throw err;
+    throw new Error(`cannot connect to ${r.servers}: ${msg} (set --nats-url or nats_url)`, { cause: err });
+  }
 }
 
 /** Turns the client's "no responders" into something an operator can act on. */

@@ -66,16 +66,30 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const loader =
-    COMMANDS[cmd] ?? (rest[0] !== undefined && FUNCTION_NAME.test(rest[0]) ? targetCommand : undefined);
   try {
+    let loader = COMMANDS[cmd];
+    let args = rest;
     if (!loader) {
-      throw new UsageError(
-        `unknown command "${cmd}"${suggestion(cmd, Object.keys(COMMANDS))}; see zester --help`,
-      );
+      // Salt's habit: options anywhere, also before the target (`zester -t 5 '*' test.ping`).
+      const { wordsOf } = await import("./cli-config.js");
+      const words = wordsOf(argv);
+      const first = words[0];
+      const named = first !== undefined && first.at > 0 ? COMMANDS[first.word] : undefined;
+      if (named) {
+        loader = named;
+        args = [...argv.slice(first!.at + 1), ...argv.slice(0, first!.at)];
+      } else if ((words[1] !== undefined && FUNCTION_NAME.test(words[1].word)) || cmd.startsWith("-")) {
+        // Leading options without a command: the target parser names a bad option or what is missing.
+        loader = targetCommand;
+        args = argv;
+      } else {
+        throw new UsageError(
+          `unknown command "${cmd}"${suggestion(cmd, Object.keys(COMMANDS))}; see zester --help`,
+        );
+      }
     }
     const mod = await loader();
-    return await mod.run(loader === targetCommand ? argv : rest);
+    return await mod.run(args);
   } catch (err) {
     return reportError(err, PROGRAM[cmd] ?? "zester");
   }

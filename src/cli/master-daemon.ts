@@ -1,13 +1,14 @@
 /** `zester-master [options]` (also `zester master`): runs a Master until SIGINT or SIGTERM. */
 
 import { join } from "node:path";
+import { connectOptions } from "../config/connect.js";
 import { ConfigError, formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
 import type { OptionTable } from "../config/options.js";
+import { MASTER_CONFIG_FILE } from "../config/paths.js";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
-import { connectOptions } from "./connect-options.js";
 
-export const MASTER_CONFIG_FILE = "/etc/zester/master.yaml";
+export { MASTER_CONFIG_FILE };
 
 /** Every option of zester-master: flag `--<key>`, env `ZESTER_<KEY>`, key in master.yaml. */
 export const MASTER_OPTIONS = {
@@ -43,6 +44,11 @@ export const MASTER_OPTIONS = {
     default: 60,
     valueName: "S",
     help: "job timeout when the request names none",
+  },
+  nodegroups: {
+    kind: "map",
+    valueName: "JSON",
+    help: "named targets for N@name: name -> target expression, or a list of peel ids",
   },
   enroll_listen: {
     kind: "string",
@@ -140,6 +146,7 @@ export async function run(argv: string[]): Promise<number> {
     unreachableAfterMs: o.unreachable_after * 1000,
     defaultTimeoutS: o.default_timeout,
     settingsDir: o.settings_dir,
+    ...(o.nodegroups !== undefined ? { nodegroups: o.nodegroups } : {}),
     log: (m) => process.stderr.write(`${new Date().toISOString()} master: ${m}\n`),
     ...(enroll !== undefined
       ? {

@@ -131,7 +131,8 @@ function formatPeel(r: PeelRun, opts: FormatOptions, paint: Paint): string {
     return out.join("\n");
   }
   if (r.returned !== undefined) {
-    out.push(indent(renderValue(r.returned), "    "));
+    // A call that failed returns nothing: print its error, not a `None` above it.
+    if (!(r.returned === null && r.error)) out.push(indent(renderValue(r.returned), "    "));
     if (r.error) out.push(paint("red", `    Error: ${r.error}`));
     return out.join("\n");
   }
@@ -170,7 +171,8 @@ function field(label: string, value: string): string {
 function formatState(s: StateResult, paint: Paint): string {
   const color = stateColor(s);
   const resultText = s.skipped ? "Skipped" : !s.result ? "False" : s.pending ? "None" : "True";
-  const comment = s.skipped ? s.skip_reason || s.comment : s.comment;
+  // The comment is the sentence (Salt's wording); skip_reason is the code, for machines.
+  const comment = s.comment || s.skip_reason || "";
   const head = [
     field("ID", s.id),
     field("Function", s.module),

@@ -4,13 +4,14 @@
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { connectOptions } from "../config/connect.js";
 import { formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
 import type { ConfigValues, OptionTable } from "../config/options.js";
+import { PEEL_CONFIG_FILE } from "../config/paths.js";
 import type { EnforceSchedule } from "../peel/scheduler.js";
-import { connectOptions } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 
-export const PEEL_CONFIG_FILE = "/etc/zester/peel.yaml";
+export { PEEL_CONFIG_FILE };
 
 /** Every option of zester-peel: flag `--<key>`, env `ZESTER_<KEY>`, key in peel.yaml. */
 export const PEEL_OPTIONS = {

@@ -9,15 +9,13 @@ import type { QueuedIterator } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { decode, encode } from "../bus/codec.js";
 import { subjects } from "../bus/names.js";
+import { formatOptionsHelp } from "../config/load.js";
 import { JobStore } from "../jobs/store.js";
 import type { DispatchReply, DispatchRequest, JobRecord, PeelReturn } from "../jobs/wire.js";
-import {
-  CONNECT_HELP,
-  type ConnectFlags,
-  connectWith,
-  explainRequestError,
-  takeConnectFlag,
-} from "./connect-options.js";
+import type { ResolveReply } from "../master/dispatcher.js";
+import { type BatchSize, batchWindow, parseBatchSize, runRolling } from "./batch.js";
+import { CLI_OPTIONS, loadCliConfig } from "./cli-config.js";
+import { type ConnectFlags, connectWith, explainRequestError } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { printData, runFor, runsFor, useColor } from "./job.js";
 import { parseValue } from "./local.js";
@@ -25,17 +23,17 @@ import { exitCodeFor, formatRuns, type OutputFormat, type PeelRun } from "./outp
 
 const USAGE = `Usage: zester '<target>' <module.function> [args...] [key=value ...] [options]
 
-Options:
-  --test            dry run (same as test=true)
-  --timeout S       seconds the master waits for returns (default: the master's, 60)
-  --format FMT      text, json or yaml (default text)
-  --async           print the job id and return at once
-${CONNECT_HELP}
+Options go anywhere on the line (Salt's habit): \`zester -t 5 '*' test.ping\`. Each is also a
+ZESTER_* variable and a key in ~/.config/zester/config.yaml (flag > env > file > default).
+
+${formatOptionsHelp(CLI_OPTIONS)}
+  --config FILE           config file (env ZESTER_CONFIG, default ~/.config/zester/config.yaml)
+
 Exit codes: 0 all succeeded, 1 usage or infrastructure error, 2 some peel failed,
 3 some peel unreachable (none failed), 4 both.
 `;
 
-interface TargetOptions {
+export interface TargetOptions {
   target: string;
   fun: string;
   args: unknown[];
@@ -44,80 +42,59 @@ interface TargetOptions {
   timeoutS?: number;
   format: OutputFormat;
   async: boolean;
+  batch?: BatchSize;
+  batchWaitS: number;
+  verbose: boolean;
   conn: ConnectFlags;
 }
 
 /** How long past the job timeout the CLI waits for a master to finish the record. */
 const FINALISE_GRACE_MS = 30_000;
 
-export async function parseTargetArgs(argv: readonly string[]): Promise<TargetOptions | "help"> {
-  if (argv.includes("--help") || argv.includes("-h")) return "help";
-  const [target, fun, ...rest] = argv;
+const KWARG = /^[A-Za-z_][\w-]*$/;
+
+export async function parseTargetArgs(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<TargetOptions | "help"> {
+  const cfg = loadCliConfig(argv, env);
+  if (cfg.help) return "help";
+  const [target, fun, ...rest] = cfg.positionals;
   if (target === undefined || fun === undefined) throw new UsageError(`missing target or function\n${USAGE}`);
+  const v = cfg.values;
   const o: TargetOptions = {
     target,
     fun,
     args: [],
     kwargs: {},
-    test: false,
-    format: "text",
-    async: false,
-    conn: {},
+    test: v.test,
+    format: v.format as OutputFormat,
+    async: v.async,
+    batchWaitS: v.batch_wait,
+    verbose: v.verbose,
+    conn: {
+      natsUrl: v.nats_url,
+      authDir: v.auth_dir,
+      ...(v.creds !== undefined ? { creds: v.creds } : {}),
+      ...(v.ca !== undefined ? { ca: v.ca } : {}),
+    },
+    ...(v.timeout !== undefined ? { timeoutS: v.timeout } : {}),
+    ...(v.batch !== undefined ? { batch: parseBatchSize(v.batch) } : {}),
   };
+  if (o.batch && o.async)
+    throw new UsageError("--batch and --async do not go together: a batch waits for returns");
   const positional: string[] = [];
   const rawKw: [string, string][] = [];
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    const took = takeConnectFlag(rest, i, o.conn);
-    if (took !== undefined) {
-      i = took;
-      continue;
-    }
-    if (a === "--") {
-      positional.push(...rest.slice(i + 1));
-      break;
-    }
-    if (a.startsWith("--")) {
-      const eq = a.indexOf("=");
-      const flag = eq > 0 ? a.slice(0, eq) : a;
-      const value = () => {
-        if (eq > 0) return a.slice(eq + 1);
-        const v = rest[++i];
-        if (v === undefined) throw new UsageError(`${flag} needs a value`);
-        return v;
-      };
-      switch (flag) {
-        case "--test":
-          o.test = true;
-          break;
-        case "--async":
-          o.async = true;
-          break;
-        case "--timeout": {
-          const t = Number(value());
-          if (!Number.isFinite(t) || t <= 0)
-            throw new UsageError("--timeout must be a positive number of seconds");
-          o.timeoutS = t;
-          break;
-        }
-        case "--format": {
-          const f = value();
-          if (f !== "text" && f !== "json" && f !== "yaml")
-            throw new UsageError("--format must be text, json or yaml");
-          o.format = f;
-          break;
-        }
-        default:
-          throw new UsageError(`unknown option ${flag}\n${USAGE}`);
-      }
-      continue;
-    }
+  // Words after `--` are positional even when they look like key=value.
+  const literalFrom = rest.length - cfg.literal.length;
+  rest.forEach((a, i) => {
     const eq = a.indexOf("=");
-    if (eq > 0 && /^[A-Za-z_][\w-]*$/.test(a.slice(0, eq))) rawKw.push([a.slice(0, eq), a.slice(eq + 1)]);
+    if (i < literalFrom && eq > 0 && KWARG.test(a.slice(0, eq)))
+      rawKw.push([a.slice(0, eq), a.slice(eq + 1)]);
     else positional.push(a);
-  }
+  });
   const { parse } = await import("yaml");
-  for (const [k, v] of rawKw) o.kwargs[k] = parseValue(v, parse);
+  for (const [k, val] of rawKw) o.kwargs[k] = parseValue(val, parse);
   o.args = positional.map((p) => parseValue(p, parse));
   if ("test" in o.kwargs) {
     o.test = o.test || o.kwargs.test === true || o.kwargs.test === "true";
@@ -133,17 +110,32 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const o = parsed;
+  // Refused here, before any peel is asked: the peels run this same version's functions.
+  const { unknownFunctionError } = await import("../peel/functions.js");
+  const unknown = await unknownFunctionError(o.fun);
+  if (unknown !== undefined) throw new UsageError(unknown);
   const nc = await connectWith(o.conn);
   try {
-    return await runJob(nc, o);
+    return o.batch ? await runBatches(nc, o, o.batch) : await runJob(nc, o);
   } finally {
     await nc.close().catch(() => {});
   }
 }
 
-async function runJob(nc: NatsConnection, o: TargetOptions): Promise<number> {
+async function request<T extends object>(nc: NatsConnection, subject: string, body: object): Promise<T> {
+  const msg = await nc.request(subject, encode(body), { timeout: 15_000 }).catch((err) => {
+    throw explainRequestError(err, subject);
+  });
+  return decode<T>(msg.data);
+}
+
+async function dispatch(
+  nc: NatsConnection,
+  o: TargetOptions,
+  target: string,
+): Promise<DispatchReply & { jid: string }> {
   const req: DispatchRequest = {
-    target: o.target,
+    target,
     fun: o.fun,
     args: o.args,
     kwargs: o.kwargs,
@@ -151,51 +143,107 @@ async function runJob(nc: NatsConnection, o: TargetOptions): Promise<number> {
     ...(o.timeoutS !== undefined ? { timeout_s: o.timeoutS } : {}),
     ...(process.env.USER ? { user: process.env.USER } : {}),
   };
-  const msg = await nc.request(subjects.dispatch, encode(req), { timeout: 15_000 }).catch((err) => {
-    throw explainRequestError(err, subjects.dispatch);
-  });
-  const reply = decode<DispatchReply>(msg.data);
+  const reply = await request<DispatchReply>(nc, subjects.dispatch, req);
   if (reply.error !== undefined || reply.jid === undefined) {
     throw new Error(reply.error ?? "the master answered without a job id");
   }
+  return reply as DispatchReply & { jid: string };
+}
+
+function announce(o: TargetOptions, jid: string, peels: readonly string[]): void {
+  if (!o.verbose) return;
+  // stderr, so --format json on stdout stays one document.
+  process.stderr.write(
+    `Executing job with jid ${jid} on ${peels.length} peel${peels.length === 1 ? "" : "s"}: ${peels.join(", ")}\n`,
+  );
+}
+
+async function runJob(nc: NatsConnection, o: TargetOptions): Promise<number> {
+  const reply = await dispatch(nc, o, o.target);
   const jid = reply.jid;
   if (o.async) {
     if (o.format === "text") process.stdout.write(`${jid}\n`);
     else printData({ jid, peels: reply.peels ?? [] }, o.format);
     return 0;
   }
-
+  announce(o, jid, reply.peels ?? []);
   const store = await JobStore.open(nc);
-  const returns = new Map<string, PeelReturn>();
-  const printed = new Set<string>();
   const color = useColor();
+  const printed = new Set<string>();
+  const { runs, record } = await followJob(store, jid, o.timeoutS, (run) => {
+    if (o.format === "text") printStreamed(run, printed, color);
+  });
+  printFinal(runs, record.jid, record.status, printed, o.format, color);
+  return exitCodeFor(runs);
+}
+
+/** One job per peel, at most a window of them at a time (Salt's rolling batch). */
+async function runBatches(nc: NatsConnection, o: TargetOptions, size: BatchSize): Promise<number> {
+  const resolved = await request<ResolveReply>(nc, subjects.targetResolve, { target: o.target });
+  if (resolved.error !== undefined) throw new Error(resolved.error);
+  const peels = resolved.peels ?? [];
+  if (peels.length === 0) throw new Error(`no peels match ${o.target}`);
+  const window = batchWindow(size, peels.length);
+  if (o.verbose) process.stderr.write(`Batch of ${window} over ${peels.length} peels: ${peels.join(", ")}\n`);
+  const store = await JobStore.open(nc);
+  const color = useColor();
+  const printed = new Set<string>();
+  const all = await runRolling(peels, window, o.batchWaitS * 1000, async (peel) => {
+    const reply = await dispatch(nc, o, `L@${peel}`);
+    announce(o, reply.jid, reply.peels ?? []);
+    const { runs } = await followJob(store, reply.jid, o.timeoutS, (run) => {
+      if (o.format === "text") printStreamed(run, printed, color);
+    });
+    // The stream shows a return as it comes; a peel that never returned is shown when its job ends.
+    if (o.format === "text") for (const r of runs) printStreamed(r, printed, color);
+    return runs;
+  });
+  const runs = all.flat().sort((a, b) => (a.peel_id < b.peel_id ? -1 : a.peel_id > b.peel_id ? 1 : 0));
+  if (o.format !== "text") process.stdout.write(formatRuns(runs, o.format, { color: false }));
+  else process.stdout.write(`\n${summaryLine(runs, `Batch of ${window}`, "done")}\n`);
+  return exitCodeFor(runs);
+}
+
+function printStreamed(run: PeelRun, printed: Set<string>, color: boolean): void {
+  if (printed.has(run.peel_id)) return;
+  // A blank line between peels, as formatRuns separates them in one block.
+  if (printed.size > 0) process.stdout.write("\n");
+  printed.add(run.peel_id);
+  process.stdout.write(formatRuns([run], "text", { color }));
+}
+
+/**
+ * Follows one job through its record and its returns until a master finishes it; `onReturn`
+ * sees each peel's run as its return arrives.
+ */
+async function followJob(
+  store: JobStore,
+  jid: string,
+  timeoutS: number | undefined,
+  onReturn: (run: PeelRun) => void,
+): Promise<{ runs: PeelRun[]; record: JobRecord }> {
+  const returns = new Map<string, PeelReturn>();
   let latest: JobRecord | undefined;
-
   const stream = (ret: PeelReturn) => {
-    if (o.format !== "text" || printed.has(ret.peel) || !latest) return;
-    // A blank line between peels, as formatRuns separates them in one block.
-    if (printed.size > 0) process.stdout.write("\n");
-    printed.add(ret.peel);
-    process.stdout.write(formatRuns([runFor(ret.peel, latest, ret)], "text", { color }));
+    if (latest) onReturn(runFor(ret.peel, latest, ret));
   };
-
   const returnsWatch = await store.returns.watch({ key: `${jid}.*` });
   const jobWatch = await store.jobs.watch({ key: jid });
   try {
     const finalRecord = await new Promise<JobRecord>((resolve, reject) => {
       let deadline: NodeJS.Timeout | undefined;
-      const armDeadline = (timeoutS: number) => {
+      const armDeadline = (s: number) => {
         if (deadline) return;
         deadline = setTimeout(
           () =>
             reject(
               new Error(`job ${jid} was not finished by a master in time; see \`zester job show ${jid}\``),
             ),
-          timeoutS * 1000 + FINALISE_GRACE_MS,
+          s * 1000 + FINALISE_GRACE_MS,
         );
       };
       // Until the record names the master's default timeout, wait as long as any sane job takes.
-      armDeadline(o.timeoutS ?? 3600);
+      armDeadline(timeoutS ?? 3600);
       follow(returnsWatch, (e) => {
         if (e.operation !== "PUT") return;
         const peel = e.key.slice(jid.length + 1);
@@ -209,7 +257,7 @@ async function runJob(nc: NatsConnection, o: TargetOptions): Promise<number> {
         const first = latest === undefined;
         latest = rec;
         if (first) {
-          if (o.timeoutS === undefined && deadline) {
+          if (timeoutS === undefined && deadline) {
             clearTimeout(deadline);
             deadline = undefined;
             armDeadline(rec.timeout_s);
@@ -228,9 +276,7 @@ async function runJob(nc: NatsConnection, o: TargetOptions): Promise<number> {
       const ret = await store.getReturn(jid, peel);
       if (ret) returns.set(peel, ret);
     }
-    const runs = runsFor(finalRecord, returns);
-    printFinal(runs, finalRecord, printed, o.format, color);
-    return exitCodeFor(runs);
+    return { runs: runsFor(finalRecord, returns), record: finalRecord };
   } finally {
     returnsWatch.stop();
     jobWatch.stop();
@@ -254,7 +300,8 @@ function follow(iter: QueuedIterator<KvWatchEntry>, fn: (e: KvWatchEntry) => voi
 
 function printFinal(
   runs: PeelRun[],
-  rec: JobRecord,
+  jid: string,
+  status: string,
   printed: ReadonlySet<string>,
   format: OutputFormat,
   color: boolean,
@@ -270,11 +317,16 @@ function printFinal(
     first = false;
     process.stdout.write(formatRuns([r], "text", { color }));
   }
+  process.stdout.write(`\n${summaryLine(runs, `Job ${jid}`, status)}\n`);
+}
+
+/** `Job <jid> done: 3 peels, 2 succeeded, 1 failed, 0 unreachable`. */
+function summaryLine(runs: readonly PeelRun[], what: string, status: string): string {
   const ok = runs.filter((r) => r.status === "success" && r.success).length;
   const unreachable = runs.filter((r) => r.status === "unreachable").length;
   const failed = runs.length - ok - unreachable;
-  process.stdout.write(
-    `\nJob ${rec.jid} ${rec.status}: ${runs.length} peel${runs.length === 1 ? "" : "s"}, ${ok} succeeded, ${failed} failed, ` +
-      `${unreachable} unreachable\n`,
+  return (
+    `${what} ${status}: ${runs.length} peel${runs.length === 1 ? "" : "s"}, ${ok} succeeded, ${failed} failed, ` +
+    `${unreachable} unreachable`
   );
 }

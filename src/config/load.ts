@@ -45,10 +45,10 @@ export interface ConfigFile {
   /** A missing file is an error (it was named with --config or its env variable). */
   required: boolean;
   /**
-   * Another program's file read for the keys both take (the CLI reading the master's file on a
-   * master host): keys this program does not take are skipped instead of refused.
+   * Another program's file, read only for these keys (the CLI reading the master's file on a
+   * master host); its other keys are that program's business, not refused here.
    */
-  shared?: boolean;
+  keys?: readonly string[];
 }
 
 export interface ConfigRequest<T extends OptionTable> {
@@ -71,6 +71,8 @@ export interface Config<T extends OptionTable> {
   values: ConfigValues<T>;
   origins: { [K in keyof T]: Origin };
   positionals: string[];
+  /** The words after `--` (also the tail of `positionals`): never options, never key=value. */
+  literal: string[];
   /** Config files that existed and were read, lowest precedence first. */
   files: string[];
   help: boolean;
@@ -80,6 +82,7 @@ export interface Config<T extends OptionTable> {
 interface ParsedArgv {
   given: Map<string, { raw: string | boolean; flag: string }>;
   positionals: string[];
+  literal: string[];
   config?: string;
   help: boolean;
   printConfig: boolean;
@@ -96,13 +99,15 @@ export function parseArgv(
   for (const [key, o] of Object.entries(options)) {
     byFlag.set(flagName(key), key);
     if (o.short) byFlag.set(`-${o.short}`, key);
+    for (const a of o.aliases ?? []) byFlag.set(a, key);
   }
-  const out: ParsedArgv = { given: new Map(), positionals: [], help: false, printConfig: false };
+  const out: ParsedArgv = { given: new Map(), positionals: [], literal: [], help: false, printConfig: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--") {
       if (!positionals && i + 1 < argv.length) throw new ConfigError(`unexpected argument ${argv[i + 1]}`);
-      out.positionals.push(...argv.slice(i + 1));
+      out.literal = argv.slice(i + 1);
+      out.positionals.push(...out.literal);
       break;
     }
     // "-5" is a value (a negative number), not an option.
@@ -186,6 +191,7 @@ export function loadConfig<T extends OptionTable>(req: ConfigRequest<T>): Config
     values: values as ConfigValues<T>,
     origins: origins as { [K in keyof T]: Origin },
     positionals: parsed.positionals,
+    literal: parsed.literal,
     files: read,
     help: parsed.help,
     printConfig: parsed.printConfig,
@@ -242,9 +248,10 @@ function fileEntries(f: ConfigFile, text: string, options: OptionTable): FileEnt
       problems.push(`${pos.text}: option names must be plain keys`);
       continue;
     }
-    const o = options[key];
+    const o = f.keys === undefined || f.keys.includes(key) ? options[key] : undefined;
+    if (f.keys !== undefined && o === undefined) continue;
     if (o === undefined) {
-      if (!f.shared) problems.push(`${pos.text}: unknown key "${key}"${suggestion(key, keys)}`);
+      problems.push(`${pos.text}: unknown key "${key}"${suggestion(key, keys)}`);
       continue;
     }
     const node = pair.value;
@@ -295,7 +302,8 @@ export function formatOptionsHelp(options: OptionTable): string {
   const width = 24;
   for (const [key, o] of Object.entries(options)) {
     const value = o.kind === "boolean" ? "" : ` ${o.valueName ?? "V"}`;
-    const flag = `${o.short ? `-${o.short}, ` : ""}${flagName(key)}${value}`;
+    const names = [...(o.short ? [`-${o.short}`] : []), flagName(key), ...(o.aliases ?? [])];
+    const flag = `${names.join(", ")}${value}`;
     const dflt =
       o.defaultText ?? (o.default !== undefined && o.kind !== "boolean" ? displayDefault(o) : undefined);
     const where = [`env ${envName(key, o)}`, ...(dflt !== undefined ? [`default ${dflt}`] : [])].join(", ");

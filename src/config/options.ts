@@ -14,6 +14,8 @@ interface OptionBase {
   env?: string;
   /** One-letter alias, e.g. "t" for `-t`. */
   short?: string;
+  /** Other flags for the same option, e.g. `--out` (Salt's name) for `--format`. */
+  aliases?: readonly string[];
   /** Placeholder in `--help`, e.g. "URL". */
   valueName?: string;
   /** What the default is when it is computed at run time (`<auth-dir>/master.creds`). */
@@ -52,7 +54,10 @@ export interface ListOption extends OptionBase {
   kind: "list";
   default?: readonly string[];
 }
-/** Name → text; a YAML/JSON flow mapping on a flag or in env (`{web: "G@role:web"}`). */
+/**
+ * Name → text; a JSON object on a flag or in env (`{"web": "G@role:web"}`). A list of names as a
+ * value stands for the `L@` list of them (Salt's nodegroup lists).
+ */
 export interface MapOption extends OptionBase {
   kind: "map";
   default?: Readonly<Record<string, string>>;
@@ -177,7 +182,15 @@ function coerceMap(raw: unknown, text: boolean): Record<string, string> {
     throw new OptionValueError("must be a mapping of names to text");
   const out: Record<string, string> = {};
   for (const [k, x] of Object.entries(v)) {
-    if (typeof x !== "string") throw new OptionValueError(`${k} must be text, not ${JSON.stringify(x)}`);
+    if (Array.isArray(x) && x.length > 0 && x.every((i) => typeof i === "string" && !/[,\s]/.test(i))) {
+      out[k] = `L@${x.join(",")}`;
+      continue;
+    }
+    if (typeof x !== "string") {
+      throw new OptionValueError(
+        `${k} must be a target expression or a list of peel ids, not ${JSON.stringify(x)}`,
+      );
+    }
     out[k] = x;
   }
   return out;

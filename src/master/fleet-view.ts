@@ -13,13 +13,15 @@ export interface FleetViewOptions {
   /** A beat older than this means offline (default: the heartbeat bucket TTL). */
   onlineWithinMs?: number;
   log?: (msg: string) => void;
+  /** `N@name` in targets: name → target expression (the master config's `nodegroups`). */
+  nodegroups?: Readonly<Record<string, string>>;
 }
 
 /** Called after a peel's facts entered or left the index (`facts` undefined: it left). */
 export type FactsListener = (peel: string, facts: Record<string, unknown> | undefined) => void;
 
 export class FleetView {
-  readonly index = new TargetIndex();
+  readonly index: TargetIndex;
   private readonly lastBeat = new Map<string, number>();
   private readonly watchers: QueuedIterator<KvWatchEntry>[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -28,6 +30,7 @@ export class FleetView {
   private readonly listeners = new Set<FactsListener>();
 
   constructor(opts: FleetViewOptions = {}) {
+    this.index = new TargetIndex(opts.nodegroups ? { nodegroups: opts.nodegroups } : {});
     this.onlineWithinMs = opts.onlineWithinMs ?? PEEL_HEARTBEAT_TTL_MS;
     this.log = opts.log ?? (() => {});
   }

@@ -64,6 +64,8 @@ export interface MasterConfig {
   /** How often the lease is renewed and retried (default a third of the lease TTL). */
   leaseRenewMs?: number;
   log?: (msg: string) => void;
+  /** `N@name` in targets: name → target expression (Salt's nodegroups). */
+  nodegroups?: Readonly<Record<string, string>>;
   /**
    * HTTPS enrollment listener (src/enroll); absent = no enrollment on this master. Needs the
    * account and operator signing seeds in the auth dir.
@@ -188,7 +190,10 @@ export class Master {
       await this.beat();
       this.timers.push(setInterval(() => void this.beat(), Math.floor(MASTER_HEARTBEAT_TTL_MS / 3)));
 
-      this.fleetView = new FleetView({ log: this.log });
+      this.fleetView = new FleetView({
+        log: this.log,
+        ...(this.cfg.nodegroups ? { nodegroups: this.cfg.nodegroups } : {}),
+      });
       await this.fleetView.start(facts, peelBeats);
       this.settingsView = new SettingsView(settingsFiles, this.fleetView, this.log);
       await this.settingsView.start();

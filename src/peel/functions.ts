@@ -483,6 +483,11 @@ async function execCall(call: PeelCall, ctx: PeelFunctionContext): Promise<Funct
   return ok(value);
 }
 
+/** Undefined for a function this version can run, else the refusal with a did-you-mean. */
+export async function unknownFunctionError(fun: string): Promise<string | undefined> {
+  return (await lookup(fun)) === undefined ? await unknownFunction(fun) : undefined;
+}
+
 async function unknownFunction(fun: string): Promise<string> {
   const { didYouMean } = await import("../util/suggest.js");
   const names = [...Object.keys(BUILTINS), ...(await registryFunctions()).keys()];

@@ -7,7 +7,7 @@
  *   primary := "(" expr ")" | word
  *
  * so `not` binds tighter than `and`, which binds tighter than `or`. A word is a glob on the peel
- * id unless it carries a prefix (`G@`, `I@`, `E@`, `L@`, `S@`). Words end at whitespace; a `)`
+ * id unless it carries a prefix (`G@`, `I@`, `E@`, `L@`, `S@`, `N@`) or a `:` (a bare `key:value` is `G@`). Words end at whitespace; a `)`
  * ends a word only when it has no `(` to close inside that word, so `E@^(web|db)\d+$)` keeps its
  * group and still closes an outer parenthesis.
  */
@@ -40,13 +40,13 @@ export const TARGET_PREFIXES: Readonly<Record<string, string>> = {
   "E@": "id regex",
   "L@": "id list",
   "S@": "CIDR",
+  "N@": "nodegroup",
 };
 
 /** Salt prefixes Zester does not have, with what to use instead. */
 const SALT_ONLY: Readonly<Record<string, string>> = {
   "P@": "Zester has no P@ (fact regex); use G@ with a glob value",
   "J@": "Zester has no J@ (settings regex); use I@ with a glob value",
-  "N@": "nodegroups are not supported; use L@ or a compound expression",
   "R@": "range expressions are not supported; use L@ or a glob",
 };
 
@@ -92,8 +92,10 @@ function tokenize(src: string): Token[] {
 }
 
 export interface ParseOptions {
-  /** top.zy habit: a bare `key:value` word is a fact match (`G@key:value`). */
-  bareDataWords?: boolean;
+  /** `N@name` → the expression it stands for (the master's `nodegroups`). */
+  nodegroups?: Readonly<Record<string, string>>;
+  /** Nodegroups being expanded, outermost first: a group that includes itself is an error. */
+  expanding?: readonly string[];
 }
 
 class Parser {
@@ -178,13 +180,8 @@ class Parser {
   private parseWord(word: string, column: number): TargetNode {
     const at = word.indexOf("@");
     if (at < 0) {
-      if (word.includes(":")) {
-        if (this.opts.bareDataWords) return this.parseData(word, "facts", column, 0);
-        this.fail(
-          column,
-          `"${word}" is a glob on peel ids, which never contain ":" (did you mean "G@${word}"?)`,
-        );
-      }
+      // Peel ids never contain ":", so a bare `key:value` can only mean a fact (Salt's top-file habit).
+      if (word.includes(":")) return this.parseData(word, "facts", column, 0);
       const re = globToRegExp(word);
       if (typeof re === "string") this.fail(column, re);
       return { kind: "glob", pattern: word, column };
@@ -216,6 +213,8 @@ class Parser {
         }
         return { kind: "list", ids, column };
       }
+      case "N@":
+        return this.nodegroup(body, column, bodyColumn);
       case "S@": {
         const cidr = parseCidr(body);
         if (typeof cidr === "string")
@@ -231,6 +230,35 @@ class Parser {
     const list = known.map((p) => `${p} (${TARGET_PREFIXES[p]})`).join(", ");
     const why = hint ? `: ${hint}` : close;
     this.fail(column, `unknown prefix "${prefix}"`, `${why}; known prefixes: ${list}`);
+  }
+
+  /** `N@name`: the group's expression, parsed with the same options; errors name the group. */
+  private nodegroup(name: string, column: number, bodyColumn: number): TargetNode {
+    const groups = this.opts.nodegroups ?? {};
+    const names = Object.keys(groups);
+    if (name === "") this.fail(bodyColumn, "N@ needs a nodegroup name");
+    if (!Object.hasOwn(groups, name)) {
+      if (names.length === 0)
+        this.fail(
+          column,
+          `unknown nodegroup "${name}": no nodegroups are defined (nodegroups: in master.yaml)`,
+        );
+      this.fail(
+        column,
+        `unknown nodegroup "${name}"`,
+        `${suggestion(name, names)}; defined: ${names.join(", ")}`,
+      );
+    }
+    const stack = this.opts.expanding ?? [];
+    if (stack.includes(name))
+      this.fail(column, `nodegroup "${name}" includes itself (${[...stack, name].join(" -> ")})`);
+    const def = groups[name]!;
+    try {
+      return parseTarget(def, { ...this.opts, expanding: [...stack, name] });
+    } catch (err) {
+      if (!(err instanceof TargetSyntaxError) || stack.length > 0) throw err;
+      this.fail(column, `nodegroup "${name}" (${def}): ${err.reason}`, err.hint);
+    }
   }
 
   /**
@@ -306,7 +334,7 @@ export function parseTarget(expr: string, opts: ParseOptions = {}): TargetNode {
   return new Parser(expr, tokenize(expr), opts).parse();
 }
 
-/** Parses a top.zy target, where a bare `key:value` means `G@key:value`. */
+/** Parses a top.zy target: the same grammar as everywhere (a bare `key:value` is `G@key:value`). */
 export function parseTopTarget(expr: string): TargetNode {
-  return parseTarget(expr, { bareDataWords: true });
+  return parseTarget(expr);
 }

@@ -14,7 +14,7 @@ import { comparator, factReading, readPath, type ValueTokens, valueTokens } from
 import { globLiteralPrefix, globToRegExp, hasGlobChars } from "./glob.js";
 import { type Cidr, type Ip, parseIp } from "./ip.js";
 import { compilePredicate, IP_FACT_KEYS, idRegex, mustCidr, type PeelPredicate } from "./matcher.js";
-import { parseTarget } from "./parse.js";
+import { type ParseOptions, parseTarget } from "./parse.js";
 
 type Data = Record<string, unknown>;
 type DataNode = Extract<TargetNode, { kind: "data" }>;
@@ -134,6 +134,8 @@ export class TargetIndex {
   /** Rebuilt on the first `S@` after an address changes. */
   private addrTable: AddressTable | undefined;
 
+  constructor(private readonly parseOptions: ParseOptions = {}) {}
+
   get size(): number {
     return this.slotOf.size;
   }
@@ -188,7 +190,7 @@ export class TargetIndex {
   private parse(expr: string): TargetNode {
     let ast = this.parsed.get(expr);
     if (!ast) {
-      ast = parseTarget(expr);
+      ast = parseTarget(expr, this.parseOptions);
       if (this.parsed.size >= PARSE_CACHE) this.parsed.delete(this.parsed.keys().next().value!);
       this.parsed.set(expr, ast);
     }
