@@ -4,7 +4,7 @@
  * from, for `--print-config` and for error messages that point at the right place.
  */
 import { readFileSync } from "node:fs";
-import { isMap, isNode, isScalar, LineCounter, parseDocument, stringify } from "yaml";
+import { createRequire } from "node:module";
 import { suggestion } from "../util/suggest.js";
 import {
   type ConfigValues,
@@ -15,6 +15,10 @@ import {
   type OptionTable,
   OptionValueError,
 } from "./options.js";
+
+// The yaml package costs ~25 ms of start-up: loaded only when a config file exists or is printed.
+const requireLazy = createRequire(import.meta.url);
+const yaml = () => requireLazy("yaml") as typeof import("yaml");
 
 /** Bad options, env or config file: printed without a stack trace, exit code 1. */
 export class ConfigError extends Error {
@@ -225,6 +229,7 @@ interface FileEntry {
 }
 
 function fileEntries(f: ConfigFile, text: string, options: OptionTable): FileEntry[] {
+  const { isMap, isNode, isScalar, LineCounter, parseDocument } = yaml();
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number | undefined) => {
@@ -293,7 +298,7 @@ export function formatConfig<T extends OptionTable>(program: string, options: T,
 function displayValue(o: OptionSpec, v: unknown): string {
   // Durations are kept in ms; a file holds them as seconds.
   const plain = o.kind === "duration" ? durationText(v as number) : v;
-  return stringify(plain, { collectionStyle: "flow", lineWidth: 0 }).trimEnd();
+  return yaml().stringify(plain, { collectionStyle: "flow", lineWidth: 0 }).trimEnd();
 }
 
 /** `--help` text: options grouped under their headings, each with its env variable and default. */

@@ -31,9 +31,9 @@ export interface MeasureSpec {
   kwargs: Record<string, unknown>;
 }
 
-/** Targets of basket.get are the CLI's plus top.zy's bare `key:value` fact words. */
+/** Targets of basket.get are the CLI's (a bare `key:value` is a fact word there too). */
 export function basketTarget(expr: string): ReturnType<typeof compileTarget> {
-  const m = compileTarget(expr, { bareDataWords: true });
+  const m = compileTarget(expr);
   if (usesSettings(m.ast)) {
     throw new Error(
       `basket target ${JSON.stringify(expr)}: I@ cannot be used here (a peel cannot read other peels' settings)`,
