@@ -153,7 +153,24 @@ export class CustomFactCache {
   retain(defs: readonly CustomFactDef[]): void {
     const keep = new Set(defs.map(cacheKey));
     for (const k of this.entries.keys()) if (!keep.has(k)) this.entries.delete(k);
+    const intervals = defs.filter((d) => d.cmd !== undefined).map((d) => d.intervalMs);
+    this.shortestMs = intervals.length > 0 ? Math.min(...intervals) : undefined;
   }
+
+  /**
+   * The shortest interval among the command facts of the last collection: the peel collects at
+   * least that often, so `interval: 5s` means every 5 s and not at the next facts cycle.
+   */
+  get shortestIntervalMs(): number | undefined {
+    return this.shortestMs;
+  }
+
+  /** Forgets every result, so the next collection runs each command again (facts.refresh). */
+  expire(): void {
+    this.entries.clear();
+  }
+
+  private shortestMs: number | undefined;
 }
 
 function cacheKey(def: CustomFactDef): string {

@@ -39,6 +39,8 @@ export interface PeelFunctionContext {
   signal: AbortSignal;
   /** The fleet's basket for basket.get / mine.get and templates. */
   basket?: BasketReader;
+  /** Collects facts now (command facts re-run whatever their interval) and publishes them. */
+  refreshFacts?: () => Promise<void>;
 }
 
 export interface FunctionOutcome {
@@ -306,7 +308,26 @@ async function registryFunctions(): Promise<Map<string, AnyFunction[]>> {
   return out;
 }
 
+const refreshFacts: Builtin = {
+  doc: "Collects facts now (custom command facts run again whatever their interval) and publishes them; returns True.",
+  readOnly: true,
+  run: async (_c, ctx) => {
+    if (!ctx.refreshFacts) return fail("facts cannot be refreshed here (no peel)");
+    await ctx.refreshFacts();
+    return ok(true);
+  },
+};
+
+const refreshSettings: Builtin = {
+  doc: "Salt's name for settings.refresh: fetches and resolves settings now and saves the snapshot; returns True.",
+  readOnly: true,
+  run: (_c, ctx) => withSettings(ctx, async () => ok(true)),
+};
+
 const BUILTINS: Record<string, Builtin> = {
+  "facts.refresh": refreshFacts,
+  "saltutil.refresh_grains": refreshFacts,
+  "saltutil.refresh_pillar": refreshSettings,
   ...factsFunctions("facts"),
   ...factsFunctions("grains", saltGrains),
   ...settingsFunctions("settings"),

@@ -166,6 +166,7 @@ export class Peel extends EventEmitter {
   private timers: NodeJS.Timeout[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  private factsTimer: NodeJS.Timeout | undefined;
   private started = false;
   private version = "unknown";
   private facts: Facts | undefined;
@@ -256,7 +257,7 @@ export class Peel extends EventEmitter {
 
     const factsEvery = this.cfg.factsIntervalMs ?? DEFAULT_FACTS_INTERVAL_MS;
     const beatEvery = this.cfg.heartbeatMs ?? PEEL_HEARTBEAT_INTERVAL_MS;
-    this.timers.push(setInterval(() => void this.refreshFacts().catch(() => {}), factsEvery));
+    this.scheduleFacts(factsEvery);
     this.timers.push(setInterval(() => void this.beat().catch(() => {}), beatEvery));
     // A flush stops at the first failed put (JetStream not ready yet, a timeout): try again later.
     this.timers.push(
@@ -315,6 +316,7 @@ export class Peel extends EventEmitter {
     await this.basketPart?.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (this.factsTimer) clearTimeout(this.factsTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.stopWatch?.();
     for (const s of this.subs) s.unsubscribe();
@@ -418,6 +420,7 @@ export class Peel extends EventEmitter {
       } else if (s.type === "reconnect") {
         this.busUp = true;
         this.log.info("reconnected to NATS");
+        this.emit("reconnected");
         void this.beat().catch(() => {});
         void this.refreshFacts().catch(() => {});
         void this.syncStates().catch(() => {});
@@ -441,6 +444,22 @@ export class Peel extends EventEmitter {
     if (this.curve) facts.curve_pub = this.curve.getPublicKey();
     this.facts = facts;
     return facts;
+  }
+
+  /**
+   * Collects facts every `everyMs`, or as often as the shortest custom command-fact interval asks
+   * (at least once a second), re-reading that interval after each collection.
+   */
+  private scheduleFacts(everyMs: number): void {
+    const custom = this.factCache.shortestIntervalMs;
+    const ms = Math.max(1000, Math.min(everyMs, custom ?? everyMs));
+    this.factsTimer = setTimeout(() => {
+      void this.refreshFacts()
+        .catch(() => {})
+        .finally(() => {
+          if (!this.stopping) this.scheduleFacts(everyMs);
+        });
+    }, ms);
   }
 
   /** The latest collected facts (collected now if there are none yet). */
@@ -872,6 +891,10 @@ export class Peel extends EventEmitter {
       },
       emptyStatesDir: join(this.cacheDir, "empty"),
       facts: () => this.currentFacts(),
+      refreshFacts: async () => {
+        this.factCache.expire();
+        await this.refreshFacts({ force: true });
+      },
       settings: () => this.settings.resolve(),
       lastSettings: () => this.settings.lastKnown(),
       compileCacheDir: join(this.cacheDir, "compile"),
