@@ -310,10 +310,15 @@ describe("zester job and zester peel", () => {
       ["web-03", false],
     ]);
     expect(list[0]!.os).toBeTruthy();
-    expect(list[2]).toMatchObject({ os: "linux", last_seen: null });
+    // A peel without a heartbeat is last seen when it last wrote its facts, and says so.
+    expect(list[2]).toMatchObject({ os: "linux", host: null, last_seen_from: "facts" });
+    expect(Date.now() - Date.parse(list[2]!.last_seen!)).toBeLessThan(600_000);
+    expect(list[0]).toMatchObject({ last_seen_from: "heartbeat" });
+    expect(typeof (list[0] as { host?: unknown }).host).toBe("string");
     const text = await zester("peel", "list");
-    expect(text.stdout.split("\n")[0]).toMatch(/^ID\s+OS\s+ONLINE\s+LAST SEEN\s+LAST RUN$/);
+    expect(text.stdout.split("\n")[0]).toMatch(/^ID\s+HOST\s+OS\s+ONLINE\s+LAST SEEN\s+LAST RUN$/);
+    expect(text.stdout).toMatch(/^web-01\s+\S+\s+.+\s+yes\s+\d+[smhd] ago\s+/m);
     // An offline peel shows no last run (test/peel-last-run.test.ts covers the column itself).
-    expect(text.stdout).toMatch(/^web-03\s+linux\s+no\s+never\s+-$/m);
+    expect(text.stdout).toMatch(/^web-03\s+-\s+linux\s+no\s+\d+[smhd] ago \(facts\)\s+-$/m);
   });
 });

@@ -95,6 +95,18 @@ describe("JobStore", () => {
     expect(all).toEqual([...all].sort().reverse());
   });
 
+  it("orders jobs created in the same second by their creation time, also across the limit", async () => {
+    // One second, five jobs: their KSUIDs sort at random, their created_at (ms) does not.
+    const at = new Date(Math.floor(Date.now() / 1000) * 1000 + 7_200_000);
+    const jids = Array.from({ length: 5 }, () => newKsuid(at));
+    for (let i = 0; i < jids.length; i++) {
+      await store.create({ ...record(jids[i]!), created_at: new Date(at.getTime() + i * 10).toISOString() });
+    }
+    const newestFirst = [...jids].reverse();
+    expect((await store.list({ limit: 5 })).map((r) => r.jid)).toEqual(newestFirst);
+    expect((await store.list({ limit: 2 })).map((r) => r.jid)).toEqual(newestFirst.slice(0, 2));
+  });
+
   it("stores returns per peel and reads them back by job", async () => {
     const jid = newKsuid();
     const ret = (peel: string, success: boolean): PeelReturn => ({

@@ -201,11 +201,11 @@ describe("last_run in the peel heartbeat (real NATS)", () => {
     const text = await runCli(ZESTER, ["peel", "list"], opts);
     expect(text.code, text.stderr).toBe(0);
     const lines = text.stdout.split("\n");
-    expect(lines[0]).toMatch(/^ID\s+OS\s+ONLINE\s+LAST SEEN\s+LAST RUN$/);
+    expect(lines[0]).toMatch(/^ID\s+HOST\s+OS\s+ONLINE\s+LAST SEEN\s+LAST RUN$/);
     expect(text.stdout).toMatch(
-      new RegExp(`^${ID}\\s.*\\syes\\s+\\S+\\s+drift: 1 would change \\d+s ago$`, "m"),
+      new RegExp(`^${ID}\\s.*\\syes\\s+\\d+[smhd] ago\\s+drift: 1 would change \\d+s ago$`, "m"),
     );
-    expect(text.stdout).toMatch(/^gone-01\s+linux\s+no\s+never\s+-$/m);
+    expect(text.stdout).toMatch(/^gone-01\s+-\s+linux\s+no\s+\d+[smhd] ago \(facts\)\s+-$/m);
 
     const js = await runCli(ZESTER, ["peel", "list", "--format", "json"], opts);
     const list = cliJson<PeelListEntry[]>(js);

@@ -14,10 +14,16 @@ import { runProgram } from "./nats-auth.js";
 
 export interface PeelListEntry {
   id: string;
+  /** The machine's FQDN (else hostname) from its facts: what a default id was made from. */
+  host: string | null;
   os: string | null;
   online: boolean;
-  /** When the last heartbeat was written (ISO), null when none is stored. */
+  /**
+   * When the peel was last heard of (ISO): its heartbeat, or once that has expired (30 s after
+   * it went quiet), its last facts write. Null when neither is stored.
+   */
   last_seen: string | null;
+  last_seen_from: "heartbeat" | "facts" | null;
   /** The peel's last finished state run, from its heartbeat; null when it carries none. */
   last_run: PeelLastRun | null;
 }
@@ -86,6 +92,17 @@ export function lastRunText(p: Pick<PeelListEntry, "online" | "last_run">, now =
   return Number.isNaN(at) ? what : `${what} ${ageText(now - at)} ago`;
 }
 
+/** `3m ago`, or `2h ago (facts)` when only the facts write tells when the peel was last heard of. */
+export function lastSeenText(
+  p: Pick<PeelListEntry, "last_seen" | "last_seen_from">,
+  now = Date.now(),
+): string {
+  if (p.last_seen === null) return "never";
+  const at = Date.parse(p.last_seen);
+  const age = Number.isNaN(at) ? p.last_seen : `${ageText(now - at)} ago`;
+  return p.last_seen_from === "facts" ? `${age} (facts)` : age;
+}
+
 /** Every peel with facts or a heartbeat; online = a heartbeat written within the heartbeat TTL. */
 async function listPeels(flags: ConnectFlags): Promise<PeelListEntry[]> {
   const nc = await connectWith(flags);
@@ -107,6 +124,8 @@ async function listPeels(flags: ConnectFlags): Promise<PeelListEntry[]> {
           }
         }
         const seen = b && b.operation === "PUT" ? b.created : undefined;
+        const factsAt = f && f.operation === "PUT" ? f.created : undefined;
+        const lastSeen = seen ?? factsAt;
         let hb: unknown;
         if (seen) {
           try {
@@ -115,11 +134,14 @@ async function listPeels(flags: ConnectFlags): Promise<PeelListEntry[]> {
             hb = undefined;
           }
         }
+        const host = parsed?.fqdn ?? parsed?.hostname;
         return {
           id,
+          host: typeof host === "string" ? host : null,
           os: osOf(parsed),
           online: seen !== undefined && now - seen.getTime() <= PEEL_HEARTBEAT_TTL_MS,
-          last_seen: seen ? seen.toISOString() : null,
+          last_seen: lastSeen ? lastSeen.toISOString() : null,
+          last_seen_from: seen ? "heartbeat" : factsAt ? "facts" : null,
           last_run: lastRunOf(hb),
         };
       }),
@@ -176,12 +198,13 @@ export async function run(argv: string[]): Promise<number> {
     const now = Date.now();
     process.stdout.write(
       table(
-        ["ID", "OS", "ONLINE", "LAST SEEN", "LAST RUN"],
+        ["ID", "HOST", "OS", "ONLINE", "LAST SEEN", "LAST RUN"],
         peels.map((p) => [
           p.id,
+          p.host === null ? "-" : clean(p.host, 64),
           p.os === null || p.os === undefined ? "-" : clean(p.os, 60),
           p.online ? "yes" : "no",
-          p.last_seen ?? "never",
+          lastSeenText(p, now),
           lastRunText(p, now),
         ]),
       ),

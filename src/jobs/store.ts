@@ -7,7 +7,7 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
-import { isKsuid } from "./ksuid.js";
+import { isKsuid, parseKsuid } from "./ksuid.js";
 import type { ActiveJobEntry, JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "./wire.js";
 
 export interface StoredJob {
@@ -134,14 +134,29 @@ export class JobStore {
     await this.jobs.delete(`active.${jid}`);
   }
 
-  /** Most recent jobs first (KSUIDs sort by time). */
+  /**
+   * Most recent jobs first. KSUIDs sort by the second only, so the jobs of the last second that
+   * fits are all read and ordered by `created_at` (milliseconds), then by jid.
+   */
   async list(opts: { limit?: number } = {}): Promise<JobRecord[]> {
+    const limit = opts.limit ?? 20;
     const jids: string[] = [];
     for await (const k of await this.jobs.keys("*")) if (isKsuid(k)) jids.push(k);
     jids.sort().reverse();
-    const picked = jids.slice(0, opts.limit ?? 20);
-    const records = await Promise.all(picked.map((j) => this.get(j)));
-    return records.filter((r): r is StoredJob => r !== undefined).map((r) => r.record);
+    let end = Math.min(limit, jids.length);
+    const second = (jid: string) => parseKsuid(jid).timestamp.getTime();
+    while (end > 0 && end < jids.length && second(jids[end]!) === second(jids[end - 1]!)) end++;
+    const records = await Promise.all(jids.slice(0, end).map((j) => this.get(j)));
+    return records
+      .filter((r): r is StoredJob => r !== undefined)
+      .map((r) => r.record)
+      .sort((a, b) => {
+        const bySecond = second(b.jid) - second(a.jid);
+        if (bySecond !== 0) return bySecond;
+        const t = Date.parse(b.created_at) - Date.parse(a.created_at);
+        return t !== 0 && Number.isFinite(t) ? t : a.jid < b.jid ? 1 : a.jid > b.jid ? -1 : 0;
+      })
+      .slice(0, limit);
   }
 
   async active(): Promise<ActiveJobEntry[]> {
