@@ -5,8 +5,10 @@ import { connectOptions } from "../config/connect.js";
 import { ConfigError, formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
 import type { OptionTable } from "../config/options.js";
 import { MASTER_CONFIG_FILE } from "../config/paths.js";
+import { parseListen } from "../health/server.js";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
+import { daemonLogger, LOG_FORMATS, type LogFormat } from "./daemon-log.js";
 
 export { MASTER_CONFIG_FILE };
 
@@ -49,6 +51,20 @@ export const MASTER_OPTIONS = {
     kind: "map",
     valueName: "JSON",
     help: "named targets for N@name: name -> target expression, or a list of peel ids",
+  },
+  health_listen: {
+    kind: "string",
+    valueName: "ADDR",
+    group: "Health and logs",
+    help: "serve /healthz, /readyz and Prometheus /metrics over HTTP on HOST:PORT (we use 127.0.0.1:9641); off when unset",
+  },
+  log_format: {
+    kind: "string",
+    choices: LOG_FORMATS,
+    default: "text",
+    valueName: "FMT",
+    group: "Health and logs",
+    help: "stderr log lines: text, or json (one object per line)",
   },
   enroll_listen: {
     kind: "string",
@@ -100,6 +116,12 @@ function listenAddress(v: string): { host?: string; port: number } {
   return m[1] ? { host: m[1].replace(/^\[|\]$/g, ""), port } : { port };
 }
 
+function healthAddress(v: string): { host?: string; port: number } {
+  const a = parseListen(v);
+  if (!a) throw new ConfigError(`--health-listen ${JSON.stringify(v)}: expected HOST:PORT or PORT`);
+  return a;
+}
+
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (sig: NodeJS.Signals) => {
@@ -135,6 +157,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   const o = cfg.values;
   const enroll = o.enroll_listen !== undefined ? listenAddress(o.enroll_listen) : undefined;
+  const health = o.health_listen !== undefined ? healthAddress(o.health_listen) : undefined;
+  let id = o.id ?? "master";
+  const say = (m: string) =>
+    o.log_format === "json"
+      ? daemonLogger(o.log_format as LogFormat, "master", id).info(m)
+      : process.stderr.write(`${new Date().toISOString()} master: ${m}\n`);
   const master = new Master({
     ...(o.id !== undefined ? { id: o.id } : {}),
     servers: o.nats_url,
@@ -147,7 +175,7 @@ export async function run(argv: string[]): Promise<number> {
     defaultTimeoutS: o.default_timeout,
     settingsDir: o.settings_dir,
     ...(o.nodegroups !== undefined ? { nodegroups: o.nodegroups } : {}),
-    log: (m) => process.stderr.write(`${new Date().toISOString()} master: ${m}\n`),
+    log: say,
     ...(enroll !== undefined
       ? {
           enroll: {
@@ -160,10 +188,17 @@ export async function run(argv: string[]): Promise<number> {
         }
       : {}),
   });
+  id = master.id;
+  const banner = (m: string) =>
+    o.log_format === "json" ? say(m) : process.stderr.write(`zester-master ${master.id}: ${m}\n`);
   await master.start();
-  process.stderr.write(`zester-master ${master.id}: running (signing key ${master.publicKey})\n`);
+  const { serveMasterHealth } = await import("../health/daemon.js");
+  const served = health ? await serveMasterHealth(master, health) : undefined;
+  if (served) banner(`health listener on ${served.url}`);
+  banner(`running (signing key ${master.publicKey})`);
   const sig = await untilSignal();
-  process.stderr.write(`zester-master ${master.id}: ${sig}, stopping\n`);
+  banner(`${sig}, stopping`);
+  await served?.close();
   await master.stop();
   return 0;
 }

@@ -8,7 +8,9 @@ import { connectOptions } from "../config/connect.js";
 import { formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
 import type { ConfigValues, OptionTable } from "../config/options.js";
 import { PEEL_CONFIG_FILE } from "../config/paths.js";
+import { parseListen } from "../health/server.js";
 import type { EnforceSchedule } from "../peel/scheduler.js";
+import { daemonLogger, LOG_FORMATS, type LogFormat } from "./daemon-log.js";
 import { UsageError } from "./errors.js";
 
 export { PEEL_CONFIG_FILE };
@@ -61,6 +63,20 @@ export const PEEL_OPTIONS = {
     default: false,
     group: "Enforcement (applies the cached state tree on a timer, also while NATS is unreachable)",
     help: "report drift only (test mode), change nothing",
+  },
+  health_listen: {
+    kind: "string",
+    valueName: "ADDR",
+    group: "Health and logs",
+    help: "serve /healthz, /readyz and Prometheus /metrics over HTTP on HOST:PORT (we use 127.0.0.1:9642); off when unset",
+  },
+  log_format: {
+    kind: "string",
+    choices: LOG_FORMATS,
+    default: "text",
+    valueName: "FMT",
+    group: "Health and logs",
+    help: "stderr log lines: text, or json (one object per line)",
   },
   enroll_url: {
     kind: "string",
@@ -148,6 +164,10 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   const enforce = enforceSchedule(o);
+  const health = o.health_listen !== undefined ? parseListen(o.health_listen) : undefined;
+  if (o.health_listen !== undefined && health === undefined) {
+    throw new UsageError(`--health-listen ${JSON.stringify(o.health_listen)}: expected HOST:PORT or PORT`);
+  }
   const enrollUrl = o.enroll_url;
   if (enrollUrl !== undefined) {
     const { assertHttpsUrl } = await import("../enroll/client.js");
@@ -159,8 +179,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const authDir = o.auth_dir;
   const { peelCredsPath } = await import("../auth/auth-dir.js");
-  const { Peel, stderrLogger, DEFAULT_PEEL_CACHE_ROOT } = await import("../peel/peel.js");
-  const logger = stderrLogger(id);
+  const { Peel, DEFAULT_PEEL_CACHE_ROOT } = await import("../peel/peel.js");
+  const logger = daemonLogger(o.log_format as LogFormat, "peel", id);
   if (derived) logger.info(`peel id ${id} from the ${derived.source} ${derived.from} (dots as _)`);
   const cacheDir = o.cache_dir ?? join(DEFAULT_PEEL_CACHE_ROOT, id);
   const creds =
@@ -213,12 +233,16 @@ export async function run(argv: string[]): Promise<number> {
     ...(enforce !== undefined ? { enforce } : {}),
   });
 
+  const { servePeelHealth } = await import("../health/daemon.js");
+  const served = health ? await servePeelHealth(peel, health) : undefined;
+  if (served) logger.info(`health listener on ${served.url}`);
   try {
     await peel.start();
     logger.info(`started (cache ${peel.cacheDir})`);
     const sig = await stopped;
     logger.info(`${sig} received, stopping`);
   } finally {
+    await served?.close();
     await peel.stop();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

@@ -112,9 +112,8 @@ export function coerce(o: OptionSpec, raw: unknown, text: boolean): unknown {
         throw new OptionValueError(`must be text, not ${shown}`);
       const s = String(raw);
       if (o.choices && !o.choices.includes(s)) {
-        throw new OptionValueError(
-          `must be one of ${o.choices.join(", ")}, not ${shown}${suggestion(s, o.choices)}`,
-        );
+        const list = `${o.choices.slice(0, -1).join(", ")} or ${o.choices.at(-1)}`;
+        throw new OptionValueError(`must be ${list}, not ${shown}${suggestion(s, o.choices)}`);
       }
       return s;
     }
