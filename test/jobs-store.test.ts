@@ -2,7 +2,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrap } from "../src/bus/bootstrap.js";
-import { newKsuid } from "../src/jobs/ksuid.js";
+import { newKsuid, parseKsuid } from "../src/jobs/ksuid.js";
 import { JobConflictError, JobStore, settledJobStatus } from "../src/jobs/store.js";
 import type { JobRecord, PeelReturn } from "../src/jobs/wire.js";
 import { type StartedNats, startNats } from "./support/nats.js";
@@ -92,7 +92,9 @@ describe("JobStore", () => {
     expect(all.indexOf(recent)).toBe(0);
     expect(all.indexOf(mid)).toBeGreaterThan(0);
     expect(all.indexOf(old)).toBe(all.length - 1);
-    expect(all).toEqual([...all].sort().reverse());
+    // Newest second first; within one second, by creation time (the next test).
+    const seconds = all.map((j) => parseKsuid(j).timestamp.getTime());
+    expect(seconds).toEqual([...seconds].sort((a, b) => b - a));
   });
 
   it("orders jobs created in the same second by their creation time, also across the limit", async () => {
