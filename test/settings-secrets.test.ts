@@ -210,7 +210,7 @@ describe("sanitize → seal → resolve (the whole pipeline)", () => {
     const certEnc = encryptValue(CERT_KEY, masterPub);
     const src = await tempDir();
     await writeTree(src, {
-      "top.zy": "base:\n  '*':\n    - common\n  'role:webserver':\n    - web\n",
+      "top.zy": "base:\n  '*':\n    - common\n  'web-*':\n    - web\n",
       "common.zy": `ntp: pool.ntp.org\napi:\n  key: !encrypted ${apiEnc}\n`,
       "web.zy": [
         "postgres:",
@@ -461,12 +461,12 @@ describe("secrets of files pulled in through Jinja", () => {
       "top.zy": [
         "base:",
         "  '*': [common]",
-        "  'role:db': [db]",
-        "  'role:web': [web]",
-        "  'role:from': [fromform]",
-        "  'role:nested': [nested]",
-        "  'role:cycle': [cyc.a]",
-        "  'role:dyn': [dyn]",
+        "  'db-*': [db]",
+        "  'web-*': [web]",
+        "  'from-*': [fromform]",
+        "  'nested-*': [nested]",
+        "  'cycle-*': [cyc.a]",
+        "  'dyn-*': [dyn]",
         "",
       ].join("\n"),
       "common.zy": "ntp: pool.ntp.org\n# {% raw %}{% include 'shared/raw.zy' %}{% endraw %}\n",

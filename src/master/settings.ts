@@ -27,6 +27,7 @@ import { isCurvePublicKey } from "../settings/keys.js";
 import type { PreparedSettings } from "../settings/pipeline.js";
 import { peelSecretIds, resolveSettingsDetailed } from "../settings/resolve.js";
 import { openExtractedSecrets, sanitizeSettingsTree } from "../settings/sanitize.js";
+import { checkSecretTargets } from "../settings/secret-targets.js";
 import { readSettingsTree } from "../settings/source.js";
 import { errText } from "../util/errors.js";
 import { isENOENT } from "../util/files.js";
@@ -87,6 +88,7 @@ export class SettingsPublisher {
       raw = {};
     }
     const tree = sanitizeSettingsTree(raw);
+    await checkSecretTargets(tree.files, tree.secrets);
     const n = Object.keys(tree.secrets).length;
     let plaintexts: Record<string, string> = {};
     if (n > 0 && this.o.masterCurve) plaintexts = openExtractedSecrets(this.o.masterCurve, tree.secrets);

@@ -20,6 +20,7 @@ import { includeClosure } from "./includes.js";
 import { deepMerge, isPlainMap } from "./merge.js";
 import { placeholder, placeholderPaths, substituteSecrets } from "./placeholders.js";
 import { type ExtractedSecret, secretIdsInFiles } from "./sanitize.js";
+import { refuseFactTargetedSecrets } from "./secret-targets.js";
 import { type SettingsFileReader, type SettingsFiles, TOP_FILES, toReader } from "./source.js";
 import { encryptedTag } from "./yaml-tag.js";
 
@@ -398,6 +399,7 @@ export async function peelSecretIds(
   opts: SettingsTopOptions & { secrets: Readonly<Record<string, ExtractedSecret>> },
 ): Promise<string[]> {
   const refs = await settingsTopRefs(opts);
+  await refuseFactTargetedSecrets(opts.files, refs, opts.secrets);
   const closure = await includeClosure(
     toReader(opts.files),
     refs.map((r) => r.file),
