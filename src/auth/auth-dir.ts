@@ -11,7 +11,13 @@ import { fromPublic } from "@nats-io/nkeys";
 import { assertPeelId } from "../bus/names.js";
 import { CA_FILES } from "../ca/files.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
-import { type AccountSigner, createTrustHierarchy, issueRoleCreds, issueUserCreds } from "./hierarchy.js";
+import {
+  type AccountSigner,
+  createTrustHierarchy,
+  credsUserKey,
+  issueRoleCreds,
+  issueUserCreds,
+} from "./hierarchy.js";
 import { type BasketScope, permissionsFor, type Role } from "./permissions.js";
 import { renderServerConfig } from "./server-config.js";
 import { keyPairFromCreds } from "./signing.js";
@@ -181,6 +187,14 @@ export function peelCredsPath(dir: string, peelId: string): string {
   return join(dir, AUTH_FILES.peelCredsDir, `${assertPeelId(peelId)}.creds`);
 }
 
+/**
+ * `<dir>/peels/<id>.pub`: the user key of creds issued for the id, wherever they were written.
+ * Enrollment reads it so that a new key cannot take over an id that already has creds.
+ */
+export function peelPublicKeyPath(dir: string, peelId: string): string {
+  return join(dir, AUTH_FILES.peelCredsDir, `${assertPeelId(peelId)}.pub`);
+}
+
 /** Issues least-privilege creds for one peel and writes them (0600) to `out` or the default path. */
 export async function issuePeelCredsFile(
   dir: string,
@@ -195,6 +209,8 @@ export async function issuePeelCredsFile(
     ...(opts.basketScope ? { basketScope: opts.basketScope } : {}),
   });
   await writeSecretFile(out, creds, opts.force ?? false);
+  await mkdir(join(dir, AUTH_FILES.peelCredsDir), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(peelPublicKeyPath(dir, peelId), `${credsUserKey(creds)}\n`, { mode: 0o644 });
   return out;
 }
 

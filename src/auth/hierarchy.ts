@@ -183,3 +183,18 @@ export function decodeCredsJwt(creds: string): ClaimsData<User> {
   if (!m) throw new Error("not a NATS creds file: no user JWT block");
   return decode<User>(m[1]!.trim());
 }
+
+/**
+ * The user public key a creds file is for, read from its JWT's claims without checking the
+ * signature (the server does that): for records about creds this process just issued or holds.
+ */
+export function credsUserKey(creds: string): string {
+  const m = /-----BEGIN NATS USER JWT-----\s*\n([^\n]+)\n/.exec(creds);
+  const payload = m?.[1]?.trim().split(".")[1];
+  const sub = payload
+    ? (JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { sub?: unknown }).sub
+    : undefined;
+  if (typeof sub !== "string" || !sub.startsWith("U"))
+    throw new Error("not a NATS creds file: no user JWT block");
+  return sub;
+}

@@ -4,7 +4,14 @@
  */
 import { hostname, userInfo } from "node:os";
 import { Command } from "commander";
-import type { AdminOp, AdminReply, AdminRequest, EnrollmentRecord } from "../enroll/protocol.js";
+import {
+  type AdminOp,
+  type AdminReply,
+  type AdminRequest,
+  type EnrollmentRecord,
+  type KnownIdentity,
+  knownText,
+} from "../enroll/protocol.js";
 import { addConnectOptions, type ConnectFlags, connectWith } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { parseFormat, printData, table } from "./job.js";
@@ -46,7 +53,16 @@ async function ask(opts: ConnectFlags, op: AdminOp, req: AdminRequest): Promise<
 
 function note(r: EnrollmentRecord): string {
   if (r.replaces) return `replaces key ${r.replaces.public_key.slice(0, 12)}… (${r.replaces.status})`;
+  if (r.replaces_known) return `replaces ${knownNote(r.replaces_known)}`;
   return r.reason ?? "";
+}
+
+/** Short form of knownText for the list's last column. */
+function knownNote(k: KnownIdentity): string {
+  const key = k.public_key ? ` key ${k.public_key.slice(0, 12)}…` : "";
+  return k.via === "creds"
+    ? `creds-issued${key}${k.revoked_at ? " (revoked)" : ""}`
+    : "a peel known by its facts";
 }
 
 function printRecord(r: EnrollmentRecord): void {
@@ -66,6 +82,7 @@ function printRecord(r: EnrollmentRecord): void {
     ["revoked by", r.revoked_by],
     ["reason", r.reason],
     ["replaces", r.replaces ? `${r.replaces.public_key} (${r.replaces.status})` : undefined],
+    ["replaces", r.replaces_known ? knownText(r.replaces_known) : undefined],
   ];
   for (const [k, v] of rows) if (v !== undefined) process.stdout.write(`${`${k}:`.padEnd(12)} ${v}\n`);
 }

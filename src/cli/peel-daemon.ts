@@ -229,6 +229,7 @@ export async function run(argv: string[]): Promise<number> {
     cacheDir,
     ...(caFile !== undefined ? { caFile } : {}),
     ...(enrolled.trustedMasters !== undefined ? { trustedMasters: enrolled.trustedMasters } : {}),
+    ...(enrolled.masterCurvePub !== undefined ? { masterCurvePub: enrolled.masterCurvePub } : {}),
     ...(o.facts_dir !== undefined ? { customFactsDir: o.facts_dir } : {}),
     ...(enforce !== undefined ? { enforce } : {}),
   });
@@ -278,6 +279,7 @@ function enforceSchedule(o: PeelValues): EnforceSchedule | undefined {
 interface EnrolledTrust {
   caFile?: string;
   trustedMasters?: ReadonlySet<string>;
+  masterCurvePub?: string;
 }
 
 interface EnrollStep {
@@ -301,6 +303,8 @@ async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
   const { CA_FILE_NAME } = await import("../bus/connect.js");
   const mastersFile = join(e.cacheDir, AUTH_FILES.trustedMasters);
   const caCopy = join(e.cacheDir, CA_FILE_NAME);
+  const { MASTER_CURVE_FILES, loadMasterCurvePub } = await import("../settings/keys.js");
+  const curveCopy = join(e.cacheDir, MASTER_CURVE_FILES.pub);
   if (!(await statOrUndefined(e.creds))) {
     const { enrollPeel, writeCreds } = await import("../enroll/client.js");
     const token = e.o.enroll_token;
@@ -326,6 +330,8 @@ async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
       );
     }
     if (res.natsCa !== undefined) await writeFile(caCopy, res.natsCa, { mode: 0o644 });
+    if (res.masterCurvePub !== undefined)
+      await writeFile(curveCopy, `${res.masterCurvePub}\n`, { mode: 0o644 });
     await writeCreds(e.creds, res.creds);
     e.logger.info(`wrote ${e.creds}`);
   }
@@ -336,6 +342,12 @@ async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
     (await statOrUndefined(mastersFile))
   ) {
     out.trustedMasters = await loadTrustedMasters(e.cacheDir);
+  }
+  if (
+    !(await statOrUndefined(join(e.authDir, MASTER_CURVE_FILES.pub))) &&
+    (await statOrUndefined(curveCopy))
+  ) {
+    out.masterCurvePub = await loadMasterCurvePub(e.cacheDir);
   }
   if (
     !process.env.NATS_CA_FILE &&

@@ -19,6 +19,7 @@ import {
   ENROLL_API_PREFIX,
   type EnrollStatusResponse,
   enrollSignedString,
+  isCurvePublicKey,
   pollSignedString,
   signString,
 } from "./protocol.js";
@@ -73,6 +74,8 @@ export interface EnrollResult {
   requestId: string;
   trustedMasters: string[];
   natsCa?: string;
+  /** The master's curve public key, for opening sealed secrets. */
+  masterCurvePub?: string;
 }
 
 /** Refuses anything but https:// before any key is made or byte is sent. */
@@ -334,6 +337,9 @@ export async function enrollPeel(opts: EnrollOptions): Promise<EnrollResult> {
     requestId,
     trustedMasters: answer.trusted_masters ?? [],
     ...(answer.nats_ca !== undefined ? { natsCa: answer.nats_ca } : {}),
+    ...(typeof answer.master_curve === "string" && isCurvePublicKey(answer.master_curve)
+      ? { masterCurvePub: answer.master_curve }
+      : {}),
   };
 }
 

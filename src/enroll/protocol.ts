@@ -48,6 +48,24 @@ export interface ReplacedKey {
   revoked_by?: string;
 }
 
+/**
+ * An id that exists outside the enrollment records: creds issued by `zester peel creds`
+ * (`public_key` known), or a peel that has published facts (its key is not known).
+ */
+export interface KnownIdentity {
+  via: "creds" | "facts";
+  public_key?: string;
+  /** Set when approving the replacement revoked `public_key`. */
+  revoked_at?: string;
+}
+
+/** How an existing identity is known, for messages and `zester enroll list`. */
+export function knownText(k: KnownIdentity): string {
+  return k.via === "creds"
+    ? `creds issued by \`zester peel creds\`${k.public_key ? ` for key ${k.public_key}` : ""}`
+    : "a peel that has published facts";
+}
+
 /** The record in KV `enrollments` under `<peel-id>`. */
 export interface EnrollmentRecord {
   peel_id: string;
@@ -70,6 +88,8 @@ export interface EnrollmentRecord {
   /** The user JWT issued for public_key (public: useless without the peel's seed). */
   jwt?: string;
   replaces?: ReplacedKey;
+  /** The identity from outside enrollment that this (replacement) request takes over. */
+  replaces_known?: KnownIdentity;
 }
 
 export interface ChallengeRequest {
@@ -101,6 +121,8 @@ export interface EnrollStatusResponse {
   trusted_masters?: string[];
   /** PEM of the CA that signed the NATS server certificate, when the master has it. */
   nats_ca?: string;
+  /** The master's curve public key: peels accept sealed secrets only from it. */
+  master_curve?: string;
   /** Set on a pending replacement request. */
   replaces?: string;
   reason?: string;

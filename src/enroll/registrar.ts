@@ -19,6 +19,7 @@ import { loadTrustedMasters } from "../auth/auth-dir.js";
 import { peelPermissions } from "../auth/permissions.js";
 import { isValidPeelId } from "../bus/names.js";
 import { CA_FILES } from "../ca/ca.js";
+import { loadMasterCurvePub } from "../settings/keys.js";
 import { issueUserJwtForKey } from "./account.js";
 import {
   type AdminReply,
@@ -30,6 +31,8 @@ import {
   enrollSignedString,
   isCurvePublicKey,
   isUserPublicKey,
+  type KnownIdentity,
+  knownText,
   NONCE_TTL_MS,
   POLL_MAX_SKEW_MS,
   pollSignedString,
@@ -81,6 +84,8 @@ export interface RegistrarDeps {
   view?: EnrollmentView;
   /** New pending requests stop here (default 1,000; 0 = no cap). */
   maxPending?: number;
+  /** Whether an id without an enrollment record already exists (creds, facts): see known.ts. */
+  knownIdentity?: (peelId: string) => Promise<KnownIdentity | undefined>;
 }
 
 export const DEFAULT_MAX_PENDING = 1000;
@@ -204,8 +209,19 @@ export class Registrar {
 
     let next: EnrollmentRecord;
     let tokenAllowed = true;
-    if (!cur) {
-      next = fresh();
+    if (!cur || (cur.status === "expired" && !cur.replaces)) {
+      // No enrollment says whose the id is, but creds or facts may: taking over a live identity
+      // needs the machine to say it replaces it, and an operator (never a token) to approve.
+      const known = cur?.replaces_known ?? (await this.deps.knownIdentity?.(req.peel_id));
+      if (known && replace !== true) {
+        throw new EnrollError(
+          409,
+          `${req.peel_id} already exists (${knownText(known)}); a rebuilt machine must ask to replace it ` +
+            "(zester-peel --enroll-replace), and an operator must approve that",
+        );
+      }
+      next = { ...fresh(), ...(known ? { replaces_known: known } : {}) };
+      if (known) tokenAllowed = false;
     } else if (cur.status === "expired") {
       // Nobody decided in time: a new request, from this key or another (an expired request
       // carries no trust). A revoked key underneath stays on record.
@@ -218,7 +234,7 @@ export class Registrar {
       if (cur.status === "rejected" || cur.status === "revoked") {
         throw new EnrollError(403, `the enrollment of ${req.peel_id} with this key was ${cur.status}`);
       }
-      if (token === undefined || cur.replaces?.status === "approved") {
+      if (token === undefined || cur.replaces?.status === "approved" || cur.replaces_known) {
         return { code: 202, body: await this.statusBody(cur) };
       }
       next = cur;
@@ -291,7 +307,8 @@ export class Registrar {
     }
     this.log.info(
       `enrollment request ${next.request_id} for ${next.peel_id} pending` +
-        (next.replaces ? ` (replaces key ${next.replaces.public_key})` : ""),
+        (next.replaces ? ` (replaces key ${next.replaces.public_key})` : "") +
+        (next.replaces_known ? ` (replaces ${knownText(next.replaces_known)})` : ""),
     );
     return { code: 202, body: await this.statusBody(next) };
   }
@@ -423,6 +440,7 @@ export class Registrar {
   private async statusBody(r: EnrollmentRecord): Promise<EnrollStatusResponse> {
     const body: EnrollStatusResponse = { status: r.status, request_id: r.request_id, peel_id: r.peel_id };
     if (r.replaces) body.replaces = r.replaces.public_key;
+    else if (r.replaces_known) body.replaces = r.replaces_known.public_key ?? r.replaces_known.via;
     if (r.reason !== undefined) body.reason = r.reason;
     if (r.status === "approved" && r.jwt !== undefined) {
       body.jwt = r.jwt;
@@ -430,6 +448,13 @@ export class Registrar {
         body.trusted_masters = [...(await loadTrustedMasters(this.deps.authDir))];
       } catch (err) {
         this.log.warn(`no trusted master keys to hand out: ${(err as Error).message}`);
+      }
+      try {
+        body.master_curve = await loadMasterCurvePub(this.deps.authDir);
+      } catch (err) {
+        this.log.warn(
+          `no master curve key to hand out (secrets cannot be opened): ${(err as Error).message}`,
+        );
       }
       try {
         body.nats_ca = await readFile(join(this.deps.authDir, CA_FILES.caCert), "utf8");
@@ -456,6 +481,11 @@ export class Registrar {
       await this.deps.revoke([r.replaces.public_key]);
       this.log.info(`revoked the replaced key ${r.replaces.public_key} of ${r.peel_id}`);
     }
+    const known = r.replaces_known;
+    if (known?.public_key !== undefined && known.revoked_at === undefined) {
+      await this.deps.revoke([known.public_key]);
+      this.log.info(`revoked the creds-issued key ${known.public_key} of ${r.peel_id}`);
+    }
     const jwt = await issueUserJwtForKey(
       this.deps.authDir,
       `peel-${r.peel_id}`,
@@ -469,6 +499,9 @@ export class Registrar {
       approver: by,
       jwt,
     };
+    if (known?.public_key !== undefined && known.revoked_at === undefined) {
+      out.replaces_known = { ...known, revoked_at: out.approved_at! };
+    }
     if (out.replaces)
       out.replaces = {
         ...out.replaces,

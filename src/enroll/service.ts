@@ -16,6 +16,7 @@ import { relayedReason } from "../bus/validate.js";
 import { issueServerCert, normaliseHosts, readCa } from "../ca/ca.js";
 import { purgePeel } from "../peel/basket/store.js";
 import { revokeUserKeys } from "./account.js";
+import { findKnownIdentity } from "./known.js";
 import {
   ADMIN_OPS,
   type AdminOp,
@@ -244,6 +245,7 @@ export class EnrollmentService {
   async start(): Promise<void> {
     if (this.server) throw new Error("enrollment service already started");
     const kv = await openKv(this.opts.nc, "enrollments");
+    const facts = await openKv(this.opts.nc, "facts");
     const store = new EnrollmentStore(kv);
     const view = new EnrollmentView(kv, (m) => this.log.warn(m));
     await view.start();
@@ -258,6 +260,7 @@ export class EnrollmentService {
       now: this.now,
       maxPending: this.opts.maxPending ?? DEFAULT_MAX_PENDING,
       ...(this.opts.nonceTtlMs !== undefined ? { nonceTtlMs: this.opts.nonceTtlMs } : {}),
+      knownIdentity: (id) => findKnownIdentity(this.opts.authDir, facts, id),
     });
     if (this.opts.admin !== false) {
       for (const op of ADMIN_OPS) {

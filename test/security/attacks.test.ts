@@ -3,26 +3,41 @@
  * what a compromised node would try. Each attempt prints one line; each test fails if the attack
  * works.
  */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { createCurve } from "@nats-io/nkeys";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { peelPermissions } from "../../src/auth/permissions.js";
 import { verifyCommand } from "../../src/auth/signing.js";
 import { openKv } from "../../src/bus/bootstrap.js";
-import { encode } from "../../src/bus/codec.js";
+import { decode, encode } from "../../src/bus/codec.js";
 import { BUCKET_NAMES, JS_API, kvStream, subjects } from "../../src/bus/names.js";
 import { enforceRollupPolicy } from "../../src/bus/stream-policy.js";
+import { enrollAdmin } from "../../src/enroll/admin.js";
+import { enrollPeel, writeCreds } from "../../src/enroll/client.js";
+import { JobStore } from "../../src/jobs/store.js";
+import type { DispatchReply, PeelReturn } from "../../src/jobs/wire.js";
+import { SETTINGS_PUBLISH_SUBJECT } from "../../src/master/settings.js";
+import { Peel } from "../../src/peel/peel.js";
+import { runMain } from "../support/cli.js";
 import { returnOf, testCommand } from "../support/commands.js";
 import { waitFor } from "../support/wait.js";
 import {
   ATTACKER,
   type Deployment,
+  ENROLLED,
+  ENROLLED_SECRET,
   failureOf,
+  GOOD_TOP,
   jsPublish,
   relayOwnFacts,
   report,
   startDeployment,
   VICTIM,
+  writeSettingsTree,
 } from "./setup.js";
 
 let d: Deployment;
@@ -205,4 +220,183 @@ describe("relaying the attacker's data onto master services", () => {
     );
     expect(seen).toEqual([]);
   });
+});
+
+async function publishSettings(): Promise<{ error?: string; sealed?: string[] }> {
+  const r = await d.admin.request(SETTINGS_PUBLISH_SUBJECT, encode({}), { timeout: 15_000 });
+  return decode<{ error?: string; sealed?: string[] }>(r.data);
+}
+
+async function dispatch(target: string, fun: string, args: unknown[] = []): Promise<PeelReturn> {
+  const reply = decode<DispatchReply>(
+    (
+      await d.admin.request(subjects.dispatch, encode({ target, fun, args, kwargs: {}, timeout_s: 30 }), {
+        timeout: 15_000,
+      })
+    ).data,
+  );
+  expect(reply.error, reply.error).toBeUndefined();
+  const store = await JobStore.open(d.admin);
+  return waitFor(
+    `${fun} return from ${target}`,
+    async () => (await store.returnsOf(reply.jid!, [target])).get(target),
+    {
+      ms: 30_000,
+    },
+  );
+}
+
+describe("claiming a fact to get secrets", () => {
+  afterAll(async () => {
+    await writeSettingsTree(d.settingsDir, d.masterCurvePub, GOOD_TOP);
+    await publishSettings();
+  });
+
+  it("a settings tree that targets a secret by a fact is refused at publish, with top.zy:line:col", async () => {
+    await writeSettingsTree(d.settingsDir, d.masterCurvePub, `${GOOD_TOP}  'role:db':\n    - db\n`);
+    const r = await publishSettings();
+    report(
+      "settings top.zy 'role:db': [db] with !encrypted values",
+      r.error ? `refused at publish (${r.error.split("\n")[1]?.trim()})` : "PUBLISHED",
+    );
+    expect(r.error).toMatch(/top\.zy:8:3/);
+    expect(r.error).toMatch(/matches on role:db, which each peel writes itself/);
+    // The same with G@ and S@.
+    for (const t of ["G@role:db", "S@127.0.0.0/8", `${VICTIM} or G@role:db`]) {
+      await writeSettingsTree(d.settingsDir, d.masterCurvePub, `${GOOD_TOP}  '${t}':\n    - db\n`);
+      const e = (await publishSettings()).error;
+      report(`settings top.zy '${t}': [db]`, e ? "refused at publish" : "PUBLISHED");
+      expect(e).toMatch(/top\.zy:8:3: .*which each peel writes itself/s);
+    }
+  });
+
+  it("with a templated top.zy that reads facts, the master refuses to seal for the peel that claims the fact", async () => {
+    const top = `${GOOD_TOP}{% if facts.role is defined and facts.role == 'db' %}\n  '${ATTACKER}':\n    - db\n{% endif %}\n`;
+    await writeSettingsTree(d.settingsDir, d.masterCurvePub, top);
+    expect((await publishSettings()).error).toBeUndefined();
+    const mine = await connectPeelKv();
+    const curve = createCurve();
+    await mine.put(ATTACKER, encode({ id: ATTACKER, role: "db", curve_pub: curve.getPublicKey() }));
+    const secrets = await openKv(d.master, "secrets");
+    // Give the master time to see the fact and (not) seal.
+    await new Promise((r) => setTimeout(r, 1500));
+    await publishSettings();
+    const sealed = await secrets.get(ATTACKER);
+    report(
+      "peel writes role: db into its facts (templated top.zy)",
+      sealed?.operation === "PUT" ? "SEALED TO ATTACKER" : "refused (nothing sealed)",
+    );
+    expect(sealed?.operation === "PUT" ? "sealed" : "none").toBe("none");
+  });
+});
+
+async function connectPeelKv() {
+  return openKv(d.attacker, "facts");
+}
+
+describe("enrollment abuse", () => {
+  const enrollUrl = () => `https://127.0.0.1:${d.zesterMaster.enrollPort}`;
+
+  async function enrollAs(id: string, extra: { replace?: boolean; token?: string } = {}) {
+    const work = await mkdtemp(join(tmpdir(), "zester-enroll-attack-"));
+    const ac = new AbortController();
+    const p = enrollPeel({
+      url: enrollUrl(),
+      peelId: id,
+      cacheDir: work,
+      caFile: d.nats.caFile,
+      signal: ac.signal,
+      timeoutMs: 20_000,
+      ...extra,
+    });
+    return { p, abort: () => ac.abort(), work };
+  }
+
+  it("a new key enrolling as a peel that has creds from `zester peel creds` gets 409", async () => {
+    const { p } = await enrollAs(VICTIM);
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e as Error & { status?: number },
+    );
+    report(`enroll as ${VICTIM} (creds issued)`, err ? `refused (${err.message})` : "ACCEPTED");
+    expect(err?.status).toBe(409);
+    expect(err?.message).toMatch(/already exists \(creds issued by `zester peel creds` for key U/);
+  });
+
+  it("saying it replaces a rebuilt machine makes it a pending request a token cannot approve, shown by enroll list", async () => {
+    const tok = await enrollAdmin(d.admin, "token", { peel: VICTIM });
+    const { p, abort } = await enrollAs(VICTIM, { replace: true, token: tok.token! });
+    const listed = await waitFor("the pending replacement", async () => {
+      const out = await runMain(["enroll", "list", "--nats-url", d.nats.url, "--auth-dir", d.nats.authDir]);
+      return out.out.includes(VICTIM) ? out.out : undefined;
+    });
+    abort();
+    await p.catch(() => {});
+    report(`enroll as ${VICTIM} with replace and a token`, "pending (operator approval needed)");
+    const line = listed.split("\n").find((l) => l.startsWith(VICTIM))!;
+    expect(line).toMatch(/pending/);
+    expect(line).toMatch(/replaces creds-issued key U/);
+    await enrollAdmin(d.admin, "reject", { id: VICTIM });
+  });
+
+  it("an id that has only published facts (no creds file) conflicts too", async () => {
+    // mallory's creds file stays, so use its facts alone: remove the records of its creds.
+    const facts = await openKv(d.master, "facts");
+    await facts.put("ghost-01", encode({ id: "ghost-01" }));
+    const { p } = await enrollAs("ghost-01");
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e as Error & { status?: number },
+    );
+    report("enroll as ghost-01 (known by its facts)", err ? `refused (${err.message})` : "ACCEPTED");
+    expect(err?.status).toBe(409);
+    expect(err?.message).toMatch(/a peel that has published facts/);
+  });
+});
+
+describe("an enrolled peel opens its secrets", () => {
+  it("token enrollment hands out the master curve key, and state.apply with a secret works", async () => {
+    const tok = await enrollAdmin(d.admin, "token", { peel: ENROLLED });
+    const cache = await mkdtemp(join(tmpdir(), "zester-enrolled-"));
+    const res = await enrollPeel({
+      url: `https://127.0.0.1:${d.zesterMaster.enrollPort}`,
+      peelId: ENROLLED,
+      cacheDir: cache,
+      caFile: d.nats.caFile,
+      token: tok.token!,
+    });
+    expect(res.masterCurvePub).toBe(d.masterCurvePub);
+    const creds = join(cache, "peel.creds");
+    await writeCreds(creds, res.creds);
+    const peel = new Peel({
+      id: ENROLLED,
+      servers: d.nats.url,
+      credsFile: creds,
+      caFile: d.nats.caFile,
+      authDir: join(cache, "no-auth-dir"),
+      cacheDir: cache,
+      customFactsDir: join(cache, "facts"),
+      trustedMasters: new Set(res.trustedMasters),
+      masterCurvePub: res.masterCurvePub!,
+      factsIntervalMs: 3_600_000,
+      heartbeatMs: 2_000,
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+    });
+    try {
+      await peel.start();
+      await peel.waitConnected(10_000);
+      const secrets = await openKv(d.master, "secrets");
+      await waitFor("carol's sealed secrets", async () => {
+        await publishSettings();
+        return (await secrets.get(ENROLLED))?.operation === "PUT";
+      });
+      const ret = await dispatch(ENROLLED, "state.apply", ["app"]);
+      expect(ret.success, JSON.stringify(ret)).toBe(true);
+      expect(await readFile(join(d.work, "out", `${ENROLLED}.conf`), "utf8")).toBe(`pw=${ENROLLED_SECRET}\n`);
+      report("state.apply with a secret on an enrolled peel", "works");
+    } finally {
+      await peel.stop();
+      await rm(cache, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

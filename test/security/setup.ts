@@ -4,7 +4,7 @@
  * beside its victim `bob`. Every attempt prints one line, so a CI log reads as the list of what
  * was tried and how it was refused.
  */
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
@@ -16,6 +16,8 @@ import { connect } from "../../src/bus/connect.js";
 import { peelInboxPrefix } from "../../src/bus/names.js";
 import type { Master } from "../../src/master/master.js";
 import { Peel } from "../../src/peel/peel.js";
+import { encryptValue } from "../../src/settings/crypto.js";
+import { writeMasterCurveKey } from "../../src/settings/keys.js";
 import { startTestMaster } from "../support/master.js";
 import { type StartedNats, startNats } from "../support/nats.js";
 
@@ -34,8 +36,30 @@ export interface Deployment {
   /** What the victim peel logged. */
   victimLog: string[];
   attacker: NatsConnection;
+  /** The operator's CLI connection (admin creds). */
+  admin: NatsConnection;
+  masterCurvePub: string;
+  /** The master's settings tree (writeSettingsTree rewrites it). */
+  settingsDir: string;
   work: string;
   stop(): Promise<void>;
+}
+
+export const VICTIM_SECRET = "victim-db-password";
+export const ENROLLED = "carol";
+export const ENROLLED_SECRET = "carol-db-password";
+
+/** Secrets only by id: the tree the deployment runs with. */
+export const GOOD_TOP = `base:\n  '${VICTIM}':\n    - victim\n  '${ENROLLED}':\n    - enrolled\n  '*':\n    - common\n`;
+
+/** The settings tree with `top` as top.zy; `db.zy` holds a secret nobody should get by claiming a fact. */
+export async function writeSettingsTree(dir: string, masterCurvePub: string, top: string): Promise<void> {
+  const secret = (v: string) => `!encrypted ${encryptValue(v, masterCurvePub)}`;
+  await writeFile(join(dir, "top.zy"), top);
+  await writeFile(join(dir, "victim.zy"), `db:\n  password: ${secret(VICTIM_SECRET)}\n`);
+  await writeFile(join(dir, "enrolled.zy"), `db:\n  password: ${secret(ENROLLED_SECRET)}\n`);
+  await writeFile(join(dir, "db.zy"), `db:\n  password: ${secret("the-db-role-password")}\n`);
+  await writeFile(join(dir, "common.zy"), "motd: hello\n");
 }
 
 export async function startDeployment(): Promise<Deployment> {
@@ -52,8 +76,21 @@ export async function startDeployment(): Promise<Deployment> {
     stops.push(() => master.close());
     await bootstrap(master);
     const signer = keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8"));
+    const masterCurvePub = (await writeMasterCurveKey(nats.authDir)).publicKey;
+    const settingsDir = join(work, "settings");
     await mkdir(join(work, "states"));
-    const zesterMaster = await startTestMaster(nats, { statesDir: join(work, "states") });
+    await mkdir(settingsDir);
+    await writeFile(
+      join(work, "states", "app.zy"),
+      `app_conf:\n  file.managed:\n    - name: ${work}/out/{{ facts.id }}.conf\n    - content: "pw={{ settings.db.password }}"\n    - makedirs: true\n`,
+    );
+    await writeSettingsTree(settingsDir, masterCurvePub, GOOD_TOP);
+    const zesterMaster = await startTestMaster(nats, {
+      statesDir: join(work, "states"),
+      settingsDir,
+      publishIntervalMs: 3_600_000,
+      enroll: { host: "127.0.0.1", port: 0 },
+    });
     stops.push(() => zesterMaster.stop());
     const victimLog: string[] = [];
     const victim = new Peel({
@@ -77,7 +114,22 @@ export async function startDeployment(): Promise<Deployment> {
     await victim.waitConnected(10_000);
     const attacker = await connectPeel(nats, ATTACKER);
     stops.push(() => attacker.close());
-    return { nats, master, signer, zesterMaster, victim, victimLog, attacker, work, stop };
+    const admin = await nats.connectAs("admin");
+    stops.push(() => admin.close());
+    return {
+      nats,
+      master,
+      admin,
+      signer,
+      zesterMaster,
+      masterCurvePub,
+      settingsDir,
+      victim,
+      victimLog,
+      attacker,
+      work,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
