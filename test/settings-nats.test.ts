@@ -83,7 +83,7 @@ describe("sealed secrets in the secrets bucket (real nats-server)", () => {
     treeDir = await mkdtemp(join(tmpdir(), "zester-settings-nats-"));
     await mkdir(join(treeDir, "web"), { recursive: true });
     const enc = encryptValue("pg-secret-42", masterCurve.getPublicKey());
-    await writeFile(join(treeDir, "top.zy"), "base:\n  'role:webserver':\n    - web\n");
+    await writeFile(join(treeDir, "top.zy"), "base:\n  'web-*':\n    - web\n");
     await writeFile(
       join(treeDir, "web/init.zy"),
       `db:\n  password: !encrypted ${enc}\n  url: "pg://{{ id }}"\n`,

@@ -99,6 +99,11 @@ async function makeAccount(
   return { name, publicKey: akp.getPublicKey(), seed: seedOf(akp), signingSeed: seedOf(signing), jwt };
 }
 
+/** A new account with Zester's limits, signed by the operator signing key `operatorSigningSeed`. */
+export function createAccount(name: string, operatorSigningSeed: string): Promise<AccountMaterial> {
+  return makeAccount(name, keyPairFromSeed(operatorSigningSeed), zesterAccountLimits());
+}
+
 /** Generates a fresh operator, system account and ZESTER account. */
 export async function createTrustHierarchy(): Promise<TrustHierarchy> {
   const okp = createEd25519KeyPair(Prefix.Operator);

@@ -5,6 +5,7 @@
 
 import { join } from "node:path";
 import { Command, CommanderError } from "commander";
+import { accountDir, addAccount, pushAccount } from "../auth/accounts.js";
 import { AUTH_FILES, DEFAULT_NATS_PORT, initAuthDir } from "../auth/auth-dir.js";
 import { ensureMasterCurveKey } from "../settings/keys.js";
 import { UsageError } from "./errors.js";
@@ -25,10 +26,14 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
     writeErr: (s) => process.stderr.write(s),
     outputError: () => {},
   });
-  for (const sub of program.commands) {
-    sub.exitOverride();
-    sub.configureOutput({ outputError: () => {} });
-  }
+  const quiet = (cmds: readonly Command[]): void => {
+    for (const sub of cmds) {
+      sub.exitOverride();
+      sub.configureOutput({ outputError: () => {} });
+      quiet(sub.commands);
+    }
+  };
+  quiet(program.commands);
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
@@ -53,19 +58,53 @@ export async function run(argv: string[]): Promise<number> {
     .option("--force", "overwrite existing keys and creds (the CA and server cert are kept)", false)
     .option("--host <host...>", "extra DNS names / IPs for the server certificate (repeatable)", [])
     .option("--port <port>", "client port in nats-server.conf", parsePort, DEFAULT_NATS_PORT)
-    .action(async (opts: { dir: string; force: boolean; host: string[]; port: number }) => {
-      const res = await initAuthDir({ dir: opts.dir, force: opts.force, hosts: opts.host, port: opts.port });
-      // The master's curve key seals settings secrets per peel; a fresh trust chain gets one too.
-      const curve = await ensureMasterCurveKey(opts.dir, { force: opts.force });
-      (curve.written ? res.written : res.kept).push(curve.seedPath);
+    .option("--account <name...>", "also create these accounts (isolated deployments, see account add)", [])
+    .action(
+      async (opts: { dir: string; force: boolean; host: string[]; port: number; account: string[] }) => {
+        for (const a of opts.account) accountDir(opts.dir, a); // bad names fail before anything is written
+        const res = await initAuthDir({
+          dir: opts.dir,
+          force: opts.force,
+          hosts: opts.host,
+          port: opts.port,
+        });
+        // The master's curve key seals settings secrets per peel; a fresh trust chain gets one too.
+        const curve = await ensureMasterCurveKey(opts.dir, { force: opts.force });
+        (curve.written ? res.written : res.kept).push(curve.seedPath);
+        for (const a of opts.account) res.written.push(...(await addAccount(opts.dir, a)).written);
+        for (const f of res.written) process.stdout.write(`wrote ${f}\n`);
+        for (const f of res.kept) process.stdout.write(`kept  ${f} (already present)\n`);
+        const conf = join(opts.dir, AUTH_FILES.serverConfig);
+        process.stdout.write(
+          `\nStart the server:  nats-server -c ${conf}\n` +
+            `Master creds:      ${join(opts.dir, AUTH_FILES.masterCreds)}\n` +
+            `Admin creds:       ${join(opts.dir, AUTH_FILES.adminCreds)}\n` +
+            `Peel creds:        zester peel creds <peel-id> --dir ${opts.dir}\n`,
+        );
+      },
+    );
+  const account = program.command("account").description("accounts under the operator: isolated deployments");
+  account
+    .command("add <name>")
+    .description("create an account with its own master, admin and peel creds, buckets and streams")
+    .requiredOption("--dir <dir>", "the auth dir written by `zester nats-auth init`")
+    .option("--push", "also push the account to the running server (needs --nats-url)", false)
+    .option("--nats-url <url>", "server to push to (env ZESTER_NATS_URL)")
+    .action(async (name: string, opts: { dir: string; push: boolean; natsUrl?: string }) => {
+      const url = opts.natsUrl ?? process.env.ZESTER_NATS_URL;
+      if (opts.push && !url) throw new UsageError("--push needs --nats-url (or ZESTER_NATS_URL)");
+      const res = await addAccount(opts.dir, name);
       for (const f of res.written) process.stdout.write(`wrote ${f}\n`);
-      for (const f of res.kept) process.stdout.write(`kept  ${f} (already present)\n`);
-      const conf = join(opts.dir, AUTH_FILES.serverConfig);
+      if (opts.push && url) {
+        await pushAccount(opts.dir, res.jwt, url);
+        process.stdout.write(`pushed account ${name} (${res.publicKey}) to ${url}\n`);
+      }
       process.stdout.write(
-        `\nStart the server:  nats-server -c ${conf}\n` +
-          `Master creds:      ${join(opts.dir, AUTH_FILES.masterCreds)}\n` +
-          `Admin creds:       ${join(opts.dir, AUTH_FILES.adminCreds)}\n` +
-          `Peel creds:        zester peel creds <peel-id> --dir ${opts.dir}\n`,
+        `\nAccount ${name}: ${res.publicKey}\n` +
+          (res.preloaded ? `Added to ${join(opts.dir, AUTH_FILES.serverConfig)}; ` : "") +
+          (opts.push ? "" : "restart nats-server to load it (--push loads it into a running server).\n") +
+          `Masters, CLIs and peel creds of this account use --auth-dir ${res.dir}\n` +
+          `  (or ZESTER_AUTH_DIR=${res.dir}); peels: zester peel creds <id> --dir ${res.dir}\n`,
       );
     });
   return runProgram(program, argv);
