@@ -6,7 +6,7 @@
  * a message was published on the subject its handler serves.
  */
 
-import type { Msg } from "@nats-io/transport-node";
+import type { Msg, MsgHdrs } from "@nats-io/transport-node";
 
 /** Larger than any NATS max_payload Zester is deployed with (the server default is 1 MiB). */
 export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
@@ -169,11 +169,18 @@ export function relayedReason(msg: Msg, subject: string | ((s: string) => boolea
   const ok = typeof subject === "string" ? msg.subject === subject : subject(msg.subject);
   if (!ok) return `message stored under ${msg.subject} was relayed here (a consumer's deliver subject)`;
   if (msg.reply?.startsWith("$JS.")) return "message was delivered by a JetStream consumer";
-  const h = msg.headers;
-  if (h) {
-    for (const name of JETSTREAM_HEADERS) {
-      if (h.has(name)) return `message is a JetStream answer (${name}: ${h.get(name)}) sent here as a reply`;
-    }
+  return jetStreamAnswerReason(msg.headers);
+}
+
+/**
+ * Why headers show a JetStream answer (a direct get sent with someone else's subject as
+ * reply-to), or undefined. A stream that captured such a message keeps the headers, so readers
+ * of stored messages (events) check them too.
+ */
+export function jetStreamAnswerReason(h: MsgHdrs | undefined): string | undefined {
+  if (!h) return undefined;
+  for (const name of JETSTREAM_HEADERS) {
+    if (h.has(name)) return `message is a JetStream answer (${name}: ${h.get(name)}) sent here as a reply`;
   }
   return undefined;
 }

@@ -4,8 +4,9 @@
  * ones are reported apart so a watcher can say so instead of printing them.
  */
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import { subjects } from "../bus/names.js";
+import { jetStreamAnswerReason } from "../bus/validate.js";
 import { globToRegExp } from "../target/glob.js";
 import { parseInterval } from "../util/duration.js";
 import { EventError, EventRejected, matchKey, parseEvent, type ZesterEvent } from "./event.js";
@@ -63,9 +64,12 @@ export interface WatchOptions {
 export async function watchEvents(nc: NatsConnection, opts: WatchOptions): Promise<void> {
   const re = opts.glob === undefined ? undefined : matchKeyGlob(opts.glob);
   const since = opts.since ?? { kind: "new" };
-  const handle = async (subject: string, data: Uint8Array, seq?: number): Promise<boolean> => {
+  const handle = async (subject: string, data: Uint8Array, seq?: number, h?: MsgHdrs): Promise<boolean> => {
     let event: ZesterEvent;
     try {
+      // A peel can have a direct get answer onto any event subject (reply-to): its bytes, not an event.
+      const relayed = jetStreamAnswerReason(h);
+      if (relayed) throw new EventRejected(relayed, true);
       event = parseEvent(subject, data);
     } catch (err) {
       if (err instanceof EventRejected) {
@@ -86,7 +90,7 @@ export async function watchEvents(nc: NatsConnection, opts: WatchOptions): Promi
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for await (const m of sub) {
-        if (!(await handle(m.subject, m.data))) break;
+        if (!(await handle(m.subject, m.data, undefined, m.headers))) break;
       }
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
@@ -108,7 +112,7 @@ export async function watchEvents(nc: NatsConnection, opts: WatchOptions): Promi
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     for await (const m of messages) {
-      if (!(await handle(m.subject, m.data, m.seq))) break;
+      if (!(await handle(m.subject, m.data, m.seq, m.headers))) break;
     }
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);

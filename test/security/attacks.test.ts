@@ -18,6 +18,9 @@ import { BUCKET_NAMES, JS_API, kvStream, subjects } from "../../src/bus/names.js
 import { enforceRollupPolicy } from "../../src/bus/stream-policy.js";
 import { enrollAdmin } from "../../src/enroll/admin.js";
 import { enrollPeel, writeCreds } from "../../src/enroll/client.js";
+import { matchKey as matchKeyOf } from "../../src/events/event.js";
+import { watchEvents } from "../../src/events/watch.js";
+import { newKsuid } from "../../src/jobs/ksuid.js";
 import { JobStore } from "../../src/jobs/store.js";
 import type { DispatchReply, PeelReturn } from "../../src/jobs/wire.js";
 import { SETTINGS_PUBLISH_SUBJECT } from "../../src/master/settings.js";
@@ -399,4 +402,45 @@ describe("an enrolled peel opens its secrets", () => {
       await rm(cache, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe("relaying the attacker's data into the events stream", () => {
+  it("an operator event relayed onto zester.event._admin.send.* is not taken as the operator's", async () => {
+    const forged = {
+      v: 1,
+      id: newKsuid(),
+      tag: "myco/approve-everything",
+      data: { by: "mallory" },
+      ts: new Date().toISOString(),
+      origin: "_admin",
+      depth: 0,
+    };
+    await (await openKv(d.attacker, "facts")).put(ATTACKER, encode(forged));
+    d.attacker.publish(`$JS.API.DIRECT.GET.KV_facts.$KV.facts.${ATTACKER}`, "", {
+      reply: "zester.event._admin.send.myco.approve-everything",
+    });
+    await d.attacker.flush();
+    await new Promise((r) => setTimeout(r, 500));
+    const seen: string[] = [];
+    const rejected: string[] = [];
+    const ac = new AbortController();
+    const watching = watchEvents(d.master, {
+      since: { kind: "all" },
+      signal: ac.signal,
+      onEvent: (e) => {
+        seen.push(matchKeyOf(e.event));
+        return undefined;
+      },
+      onRejected: (_s, err) => void rejected.push(err.message),
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    ac.abort();
+    await watching.catch(() => {});
+    const taken = seen.includes("_admin/myco/approve-everything");
+    report(
+      "operator event relayed into the events stream (direct-get reply-to)",
+      taken ? "ACCEPTED as _admin" : `refused (${rejected[0] ?? "not stored"})`,
+    );
+    expect(taken).toBe(false);
+  });
 });
