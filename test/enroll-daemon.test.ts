@@ -117,7 +117,8 @@ describe("zester-peel --enroll-url", () => {
       },
       WAIT,
     );
-    expect(first.stderr()).toMatch(/waiting for approval/);
+    // The record is in KV before the daemon has the HTTP answer and logs it.
+    await waitFor("the waiting log line", () => /waiting for approval/.test(first.stderr()), WAIT);
     await enrollAdmin(admin, "approve", { id: rec.request_id, by: "test" });
 
     const hb = await openKv(master, "peel-heartbeat");
