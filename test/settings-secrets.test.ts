@@ -282,7 +282,8 @@ describe("sanitize → seal → resolve (the whole pipeline)", () => {
     const dbBlob = sealForPeel(masterCurve, webCurve.getPublicKey(), pick(dbIds));
     const err = await resolveSettings({
       files: tree.files,
-      facts: { role: "webserver" },
+      // os too: web.zy reads facts.os, and a missing name is a template error (StrictUndefined)
+      facts: { role: "webserver", os: "Debian" },
       peelId: "web-01",
       secrets: openPeelSecrets(webCurve, masterPub, dbBlob),
     }).catch((e: unknown) => e);

@@ -18,7 +18,7 @@ describe("template rendering", () => {
       { facts: { os: "debian" }, settings: { a: { b: 1 }, c: [1, 2] } },
       "t.zy",
     );
-    expect(out).toBe('a={"b":1};c=[1,2];|1|no|[1,2]|true|debian|debian|1|{ k: [ 1, x ] }|a,c');
+    expect(out).toBe('a={"b": 1};c=[1, 2];|1|no|[1, 2]|True|debian|debian|1|{k: [1, x]}|a,c');
   });
 
   it("calls execution functions through salt[...]", async () => {

@@ -4,7 +4,7 @@
  * every file its settings can reach, not only those top.zy names; the peel needs them to explain
  * a secret that could not be sealed.
  *
- * Found with nunjucks' own parser rather than a regex over the source: a regex would also match
+ * Found with the template engine's own parser rather than a regex over the source: a regex would also match
  * tags inside `{% raw %}` blocks and comments, and could not tell a literal name from an
  * expression such as `"a" ~ b`.
  */
@@ -39,7 +39,7 @@ export interface IncludeClosure {
 }
 
 /**
- * Resolves a template name as nunjucks' loaders do: `./x` and `../x` relative to the including
+ * Resolves a template name as the template loader does: `./x` and `../x` relative to the including
  * file, anything else relative to the settings root. Undefined for a name that leaves the root
  * (or is absolute): those are never read.
  */
@@ -49,14 +49,6 @@ export function resolveTemplateName(from: string, name: string): string | undefi
   const joined = posix.normalize(relative ? posix.join(posix.dirname(from), name) : name);
   if (joined === "." || joined === ".." || joined.startsWith("../") || joined.endsWith("/")) return undefined;
   return joined;
-}
-
-interface NunjucksNode {
-  typename: string;
-  lineno: number;
-  colno: number;
-  template?: NunjucksNode & { value?: unknown };
-  findAll(type: unknown, results?: NunjucksNode[]): NunjucksNode[];
 }
 
 /** Parsed once per text: a master seals every peel from the same tree. */
@@ -79,34 +71,13 @@ async function refsOf(text: string): Promise<FileRefs> {
   if (!hasTemplateSyntax(text)) return { names: [], dynamic: [] };
   const hit = parsedRefs.get(text);
   if (hit) return hit;
-  const nunjucks = (await import("nunjucks")).default as unknown as {
-    parser: { parse(src: string): NunjucksNode };
-    nodes: Record<string, unknown>;
+  const { templateReferences } = await import("../template/references.js");
+  // A file that does not parse fails on the peel with its own template error; nothing to follow.
+  const refs = templateReferences(text) ?? { names: [], dynamic: [] };
+  const out: FileRefs = {
+    names: refs.names,
+    dynamic: refs.dynamic.map((d) => ({ ...d, tag: tagAt(text, d.line - 1, d.col - 1) })),
   };
-  const out: FileRefs = { names: [], dynamic: [] };
-  let root: NunjucksNode;
-  try {
-    root = nunjucks.parser.parse(text);
-  } catch {
-    // A file that does not parse fails on the peel with its own template error; nothing to follow.
-    return out;
-  }
-  const { nodes } = nunjucks;
-  const found: NunjucksNode[] = [];
-  for (const type of [nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends]) {
-    root.findAll(type, found);
-  }
-  found.sort((a, b) => a.lineno - b.lineno || a.colno - b.colno);
-  for (const node of found) {
-    const t = node.template;
-    if (t && t.typename === "Literal" && typeof t.value === "string") out.names.push(t.value);
-    else
-      out.dynamic.push({
-        line: node.lineno + 1,
-        col: node.colno + 1,
-        tag: tagAt(text, node.lineno, node.colno),
-      });
-  }
   if (parsedRefs.size >= PARSED_CACHE_MAX) parsedRefs.clear();
   parsedRefs.set(text, out);
   return out;

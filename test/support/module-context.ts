@@ -1,14 +1,14 @@
 /**
  * Builds real ModuleContexts for module tests and runs one state function the way the engine does:
  * aliases resolved, defaults filled, the primary param defaulted to the id, plan, then apply unless
- * in test mode. Rendering uses nunjucks directly, so templates are really rendered.
+ * in test mode. Rendering uses the real template engine, so templates are really rendered.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import nunjucks from "nunjucks";
 import { validateParams } from "../../src/modules/params.js";
 import type { ModuleContext, Params, Plan, StateFunction } from "../../src/modules/types.js";
+import { TemplateRenderer } from "../../src/template/render.js";
 
 export interface ContextOptions {
   test?: boolean;
@@ -21,7 +21,7 @@ export interface ContextOptions {
 }
 
 export function moduleContext(opts: ContextOptions = {}): ModuleContext {
-  const env = new nunjucks.Environment(null, { autoescape: false, throwOnUndefined: true });
+  const renderer = new TemplateRenderer();
   const facts = opts.facts ?? { os: "Debian", cpu_count: 2 };
   const settings = opts.settings ?? {};
   const ctx: ModuleContext = {
@@ -29,8 +29,8 @@ export function moduleContext(opts: ContextOptions = {}): ModuleContext {
     id: opts.id ?? "test-state",
     facts,
     settings,
-    render: async (template, extra) =>
-      env.renderString(template, { facts, settings, grains: facts, pillar: settings, ...extra }),
+    render: (template, extra, source) =>
+      renderer.render(template, { facts, settings, grains: facts, pillar: settings, ...extra }, source),
   };
   if (opts.statesDir !== undefined) ctx.statesDir = opts.statesDir;
   if (opts.call) ctx.call = opts.call;
