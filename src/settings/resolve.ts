@@ -126,8 +126,9 @@ async function render(
   try {
     return await renderer.render(text, vars, file);
   } catch (err) {
-    if (err instanceof TemplateError) out.add("template", file, text, err.line, err.col, err.message);
-    else out.add("template", file, text, 1, 1, (err as Error).message);
+    if (err instanceof TemplateError) {
+      out.add("template", err.source, err.text ?? text, err.line, err.col, err.message);
+    } else out.add("template", file, text, 1, 1, (err as Error).message);
     return undefined;
   }
 }

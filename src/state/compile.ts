@@ -251,7 +251,9 @@ class Loader {
         );
       } catch (err) {
         if (err instanceof TemplateError) {
-          this.diags.add("template", { file: found.file, line: err.line, col: err.col }, err.message);
+          // the error may sit in an imported or included file: report it there, with its excerpt
+          if (err.text !== undefined && err.source !== found.file) this.texts.set(err.source, err.text);
+          this.diags.add("template", { file: err.source, line: err.line, col: err.col }, err.message);
         } else {
           this.diags.add("template", { file: found.file, line: 1, col: 1 }, (err as Error).message);
         }
