@@ -6,10 +6,15 @@
 set -euo pipefail
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(nats-server git tar gzip xz:xz-utils unzip crontab:cron openssl)
+# jinja2: Python's Jinja2 for Debian's /usr/bin/python3, the template conformance oracle.
+[ ${#tools[@]} -gt 0 ] || tools=(nats-server git tar gzip xz:xz-utils unzip crontab:cron openssl jinja2:python3-jinja2)
 missing=()
 for tool in "${tools[@]}"; do
   bin=${tool%%:*}; pkg=${tool##*:}
+  if [ "$bin" = jinja2 ]; then
+    /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || missing+=("$pkg")
+    continue
+  fi
   command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
