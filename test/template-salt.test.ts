@@ -266,7 +266,7 @@ describe("template errors", () => {
         "{% from 'lib/map.jinja' import ok %}",
         "lib/map.jinja",
         2,
-        26,
+        27,
         /'dict object' has no attribute 'missing'/,
       ],
       [

@@ -156,7 +156,7 @@ function toJS(node: unknown): unknown {
 /** `opts` carries the peel id, which comes with the facts. */
 const FACT_USE = /\b(facts|grains|salt|opts)\b/;
 /** A template that reads other templates may use facts there (a formula's map.jinja does). */
-const READS_TEMPLATES = /\{%-?\s*(include|import|from|extends)\b/;
+const READS_TEMPLATES = /\{%-?\s*(include|import|from|extends|import_yaml|import_json|import_text)\b/;
 
 /** Loads one sls and its includes (each file once: diamonds and cycles are fine). */
 class Loader {

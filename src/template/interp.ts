@@ -148,7 +148,12 @@ export function normalizeSource(text: string): { src: string } {
   return { src };
 }
 
+/** Macro calls in progress: async recursion never overflows the stack, it exhausts memory. */
+const MAX_CALL_DEPTH = 500;
+
 export class Environment {
+  callDepth = 0;
+
   constructor(readonly cfg: EnvironmentConfig) {}
 
   compile(text: string, path: string): { ast: TemplateAst; text: string } {
@@ -227,6 +232,9 @@ export class Interp implements Runtime {
   wrap(err: unknown): TemplateError {
     if (err instanceof TemplateError) return err;
     let message: string;
+    if (err instanceof PyError && err.at?.path === this.path) {
+      return new TemplateError(err.message, this.path, err.at.line, err.at.col, this.text);
+    }
     if (err instanceof PyError) message = err.message;
     else if (err instanceof RangeError && /call stack/i.test(err.message))
       message = "maximum recursion depth exceeded";
@@ -563,10 +571,16 @@ export class Interp implements Runtime {
       throw new PyError("TypeError", `macro '${def.name}' takes no keyword argument '${first}'`);
     }
     const buf: string[] = [];
+    if (++this.env.callDepth > MAX_CALL_DEPTH) {
+      this.env.callDepth = 0;
+      throw new PyError("RecursionError", "maximum recursion depth exceeded");
+    }
     try {
       await owner.exec(def.body, inner, buf);
     } catch (err) {
       throw owner.wrap(err);
+    } finally {
+      this.env.callDepth = Math.max(0, this.env.callDepth - 1);
     }
     return buf.join("");
   }
@@ -587,7 +601,7 @@ export class Interp implements Runtime {
         }
         const g = this.env.cfg.globals.get(e.name);
         if (g !== undefined || this.env.cfg.globals.has(e.name)) return g;
-        return new Undefined(`'${e.name}' is undefined`);
+        return this.located(new Undefined(`'${e.name}' is undefined`), e);
       }
       case "tuple": {
         const items: unknown[] = [];
@@ -612,7 +626,7 @@ export class Interp implements Runtime {
       case "getattr": {
         const obj = await this.ev(e.obj, scope);
         this.at = e;
-        return this.attr(obj, e.name);
+        return this.located(this.attr(obj, e.name), e);
       }
       case "getitem": {
         const obj = await this.ev(e.obj, scope);
@@ -626,7 +640,7 @@ export class Interp implements Runtime {
         }
         const key = await this.ev(e.key, scope);
         this.at = e;
-        return this.item(obj, key);
+        return this.located(this.item(obj, key), e);
       }
       case "slice":
         throw new PyError("TemplateSyntaxError", "slice outside of a subscript");
@@ -725,6 +739,12 @@ export class Interp implements Runtime {
         return e.op === "-" ? neg(v) : pos(v);
       }
     }
+  }
+
+  /** A missing value remembers where it was looked up: its error points there, not at its use. */
+  private located(v: unknown, e: Expr): unknown {
+    if (v instanceof Undefined && !v.at) v.at = { path: this.path, line: e.line, col: e.col };
+    return v;
   }
 
   private async evArgs(

@@ -49,6 +49,9 @@ export class Undefined {
     /** Jinja's plain Undefined (an inline if without else): prints empty, is false. */
     readonly lenient = false,
   ) {}
+
+  /** Where the missing name or attribute was looked up (file and 1-based position). */
+  at?: { path: string; line: number; col: number };
 }
 
 /** A callable value: `(args, kwargs) => result`. Methods, globals, Salt functions. */
@@ -66,6 +69,9 @@ export class Namespace {
 
 /** Raised for errors a Python template would raise (TypeError, UndefinedError, ...). */
 export class PyError extends Error {
+  /** Set when the error belongs elsewhere than the node being evaluated (an Undefined's look-up). */
+  at?: { path: string; line: number; col: number };
+
   constructor(
     readonly pyType: string,
     message: string,
@@ -159,7 +165,9 @@ export function typeName(v: unknown): string {
 }
 
 export function undefinedError(u: Undefined): PyError {
-  return new PyError("UndefinedError", u.hint);
+  const e = new PyError("UndefinedError", u.hint);
+  if (u.at) e.at = u.at;
+  return e;
 }
 
 // ---------------------------------------------------------------------------------------------
