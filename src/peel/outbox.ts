@@ -1,11 +1,12 @@
 /**
- * The return outbox: returns the peel could not store in `job-returns` (disconnected, or the put
- * failed) wait here, one file per job, until a connection takes them. "Nothing lost" is the
- * rule, so a file is only deleted after its put succeeded, and a peel restart finds them again.
+ * Outboxes: what the peel could not hand to NATS (disconnected, or the send failed) waits here,
+ * one file per entry named by its KSUID, until a connection takes it, oldest first. "Nothing lost"
+ * is the rule, so a file is only deleted after its send succeeded, and a peel restart finds them
+ * again. The return outbox keeps job returns for `job-returns`; beacons keep their events in one.
  *
- * Files: `<dir>/<jid>.json`, 0600, written atomically, holding the encoded (already masked)
- * PeelReturn exactly as it will be stored. An unreadable file is moved aside as `<jid>.json.bad`
- * so one damaged file never blocks the others.
+ * Files: `<dir>/<id>.json`, 0600, written atomically, holding the encoded (already masked) entry
+ * exactly as it will be sent. An unreadable file is moved aside as `<id>.json.bad` so one damaged
+ * file never blocks the others.
  */
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -16,8 +17,8 @@ import { isENOENT, writeFileAtomic } from "../util/files.js";
 
 export const DEFAULT_OUTBOX_LIMIT = 1_000;
 
-/** Job ids become file names, KV keys and subject tokens: one plain token only. */
-const JID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Entry ids (job ids, event ids) become file names, KV keys and subject tokens: one plain token. */
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const SUFFIX = ".json";
 
 export interface OutboxLogger {
@@ -30,7 +31,7 @@ export interface OutboxOptions {
   /** The owning peel: an entry written for another id is refused, not sent under this one. */
   peel: string;
   log: OutboxLogger;
-  /** Entries kept at most; the oldest (smallest jid) are dropped beyond it. */
+  /** Entries kept at most; the oldest (smallest id) are dropped beyond it. */
   limit?: number;
 }
 
@@ -45,7 +46,16 @@ export interface FlushResult {
   error?: string;
 }
 
-export class ReturnOutbox {
+/** What an outbox holds: how an entry is named and checked when read back. */
+export interface OutboxKind<T> {
+  /** Plural for messages: "returns", "events". */
+  noun: string;
+  idOf(entry: T): string;
+  /** Decodes a file of entry `id`; throws with the reason when it is not a valid entry. */
+  parse(id: string, data: Uint8Array, peel: string): T;
+}
+
+export class DiskOutbox<T extends object> {
   readonly dir: string;
   private readonly limit: number;
   /** Entries known to be waiting: lets the retry timer skip a readdir when there is nothing. */
@@ -56,6 +66,7 @@ export class ReturnOutbox {
   constructor(
     dir: string,
     private readonly opts: OutboxOptions,
+    private readonly kind: OutboxKind<T>,
   ) {
     this.dir = dir;
     this.limit = Math.max(1, opts.limit ?? DEFAULT_OUTBOX_LIMIT);
@@ -77,7 +88,7 @@ export class ReturnOutbox {
     return n;
   }
 
-  /** Entry jids, oldest first (KSUID string order is time order). */
+  /** Entry ids, oldest first (KSUID string order is time order). */
   async list(): Promise<string[]> {
     let names: string[];
     try {
@@ -92,26 +103,27 @@ export class ReturnOutbox {
       .sort();
   }
 
-  pathOf(jid: string): string {
-    return join(this.dir, `${jid}${SUFFIX}`);
+  pathOf(id: string): string {
+    return join(this.dir, `${id}${SUFFIX}`);
   }
 
   /**
    * Keeps a return (already masked by the caller) until a flush sends it. Past the limit the
    * oldest entries are dropped with a warning: a peel offline for weeks must not fill its disk.
    */
-  add(ret: PeelReturn): Promise<void> {
+  add(entry: T): Promise<void> {
     const run = this.addChain.then(async () => {
-      if (!JID_PATTERN.test(ret.jid)) throw new Error(`invalid job id ${JSON.stringify(ret.jid)}`);
-      await writeFileAtomic(this.pathOf(ret.jid), encode(ret), { mode: 0o600 });
+      const id = this.kind.idOf(entry);
+      if (!ID_PATTERN.test(id)) throw new Error(`invalid entry id ${JSON.stringify(id)}`);
+      await writeFileAtomic(this.pathOf(id), encode(entry), { mode: 0o600 });
       this.waiting = true;
       const all = await this.list();
       const over = all.length - this.limit;
       if (over <= 0) return;
       const dropped = all.slice(0, over);
-      for (const jid of dropped) await rm(this.pathOf(jid), { force: true });
+      for (const id of dropped) await rm(this.pathOf(id), { force: true });
       this.opts.log.warn(
-        `outbox is full (${this.limit} returns): dropped the oldest ${over} (${dropped.join(", ")})`,
+        `outbox is full (${this.limit} ${this.kind.noun}): dropped the oldest ${over} (${dropped.join(", ")})`,
       );
     });
     this.addChain = run.catch(() => {});
@@ -123,20 +135,17 @@ export class ReturnOutbox {
    * only after its send succeeded. Stops at the first failed send: the rest stay for the next
    * flush, in order. `stop` is asked between entries (the peel is stopping).
    */
-  async flush(
-    send: (ret: PeelReturn) => Promise<void>,
-    stop: () => boolean = () => false,
-  ): Promise<FlushResult> {
+  async flush(send: (entry: T) => Promise<void>, stop: () => boolean = () => false): Promise<FlushResult> {
     const result: FlushResult = { sent: 0, bad: 0, left: 0 };
-    const jids = await this.list();
-    for (let i = 0; i < jids.length; i++) {
-      const jid = jids[i]!;
+    const ids = await this.list();
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
       if (stop()) {
-        result.left += jids.length - i;
+        result.left += ids.length - i;
         result.error = "peel stopping";
         break;
       }
-      const path = this.pathOf(jid);
+      const path = this.pathOf(id);
       let data: Buffer;
       try {
         data = await readFile(path);
@@ -147,18 +156,18 @@ export class ReturnOutbox {
         result.left++;
         continue;
       }
-      let ret: PeelReturn;
+      let entry: T;
       try {
-        ret = this.parse(jid, data);
+        entry = this.kind.parse(id, data, this.opts.peel);
       } catch (err) {
         await this.moveAside(path, errText(err));
         result.bad++;
         continue;
       }
       try {
-        await send(ret);
+        await send(entry);
       } catch (err) {
-        result.left += jids.length - i;
+        result.left += ids.length - i;
         result.error = errText(err);
         break;
       }
@@ -174,17 +183,6 @@ export class ReturnOutbox {
     return result;
   }
 
-  private parse(jid: string, data: Uint8Array): PeelReturn {
-    const ret = decode<PeelReturn>(data);
-    if (ret.jid !== jid) throw new Error(`holds job ${JSON.stringify(ret.jid)}, not ${jid}`);
-    if (ret.peel !== this.opts.peel) throw new Error(`is a return of peel ${JSON.stringify(ret.peel)}`);
-    if (ret.origin !== "job" && ret.origin !== "schedule")
-      throw new Error(`has an unknown origin ${JSON.stringify(ret.origin)}`);
-    if (typeof ret.fun !== "string" || typeof ret.success !== "boolean")
-      throw new Error("is not a return (fun or success missing)");
-    return ret;
-  }
-
   private async moveAside(path: string, why: string): Promise<void> {
     try {
       await rename(path, `${path}.bad`);
@@ -195,5 +193,27 @@ export class ReturnOutbox {
         `outbox: ${path} is unreadable (${why}) and cannot be moved aside: ${errText(err)}`,
       );
     }
+  }
+}
+
+const RETURNS: OutboxKind<PeelReturn> = {
+  noun: "returns",
+  idOf: (ret) => ret.jid,
+  parse(jid, data, peel) {
+    const ret = decode<PeelReturn>(data);
+    if (ret.jid !== jid) throw new Error(`holds job ${JSON.stringify(ret.jid)}, not ${jid}`);
+    if (ret.peel !== peel) throw new Error(`is a return of peel ${JSON.stringify(ret.peel)}`);
+    if (ret.origin !== "job" && ret.origin !== "schedule")
+      throw new Error(`has an unknown origin ${JSON.stringify(ret.origin)}`);
+    if (typeof ret.fun !== "string" || typeof ret.success !== "boolean")
+      throw new Error("is not a return (fun or success missing)");
+    return ret;
+  },
+};
+
+/** Job returns waiting for `job-returns`, one file per job id. */
+export class ReturnOutbox extends DiskOutbox<PeelReturn> {
+  constructor(dir: string, opts: OutboxOptions) {
+    super(dir, opts, RETURNS);
   }
 }
