@@ -11,6 +11,7 @@ import { loadAllFamilies, loadFamily } from "../modules/index.js";
 import type { ExecFunction, ModuleContext, StateFunction } from "../modules/types.js";
 import type { RunSummary, StateResult } from "../state/result.js";
 import { errText } from "../util/errors.js";
+import type { BeaconStatus } from "./beacons/runner.js";
 import type { RunSettings, SettingsSource } from "./settings.js";
 
 export interface PeelCall {
@@ -41,6 +42,8 @@ export interface PeelFunctionContext {
   basket?: BasketReader;
   /** Collects facts now (command facts re-run whatever their interval) and publishes them. */
   refreshFacts?: () => Promise<void>;
+  /** The beacons this peel runs, with their last events. */
+  beacons?: () => BeaconStatus[];
 }
 
 export interface FunctionOutcome {
@@ -343,6 +346,12 @@ const BUILTINS: Record<string, Builtin> = {
           keys: Object.keys(s.settings).length,
         }),
       ),
+  },
+  "beacons.list": {
+    doc: "The beacons this peel runs (from the settings key `beacons:`): module, interval, events sent, the last event and the last error.",
+    readOnly: true,
+    run: async (_c, ctx) =>
+      ctx.beacons ? ok(ctx.beacons()) : fail("no beacons run here (only a peel runs beacons)"),
   },
   "sys.doc": {
     doc: "Documentation of every function, or of those under a module or function name given as argument.",

@@ -8,7 +8,8 @@
  * "ack" Ack, "return" PeelReturn, "facts" {rev}, "heartbeat" PeelHeartbeat, "states" SyncResult,
  * "states-rejected" {rev, reason}, "canceled" {jid}, "outbox" {jid} (a return kept for later),
  * "outbox-flushed" {count, bad, left} (kept returns stored after a (re)connection), "scheduled"
- * PeelReturn (an enforcement run finished), "basket" {function} (a basket value written).
+ * PeelReturn (an enforcement run finished), "basket" {function} (a basket value written), "beacon"
+ * ZesterEvent (a beacon event made; sent, or buffered on disk while disconnected).
  *
  * Secrets: every PeelReturn and log line passes through the settings masker before it leaves
  * the peel, so an opened secret never reaches KV, a subscriber or a log as plaintext.
@@ -26,6 +27,7 @@ import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
+import { makeEvent } from "../events/index.js";
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
 import type { Ack, Command, PeelHeartbeat, PeelLastRun, PeelReturn, StateRevision } from "../jobs/wire.js";
@@ -34,6 +36,8 @@ import { pendingCount } from "../state/result.js";
 import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
 import { PeelBasket } from "./basket/peel-basket.js";
+import { BeaconRunner } from "./beacons/runner.js";
+import { EventSender } from "./beacons/sender.js";
 import { stableFactsKey } from "./facts-diff.js";
 import {
   type FunctionOutcome,
@@ -93,6 +97,8 @@ export interface PeelConfig {
   outboxRetryMs?: number;
   /** Applies the cached tree on a timer, connected or not; off when undefined. */
   enforce?: EnforceSchedule;
+  /** Beacon events kept on disk while NATS is away; the oldest are dropped beyond it (default 1,000). */
+  eventBufferLimit?: number;
 }
 
 /** Kept for callers of the first peel API: the settings fields are now part of PeelReturn. */
@@ -187,6 +193,12 @@ export class Peel extends EventEmitter {
   /** Settings-driven parts (basket, beacons) follow new settings revisions without a state run. */
   private live: LiveSettings | undefined;
   private basketPart: PeelBasket | undefined;
+  private beacons: BeaconRunner | undefined;
+  /** Beacon (and drift) events, through an on-disk buffer while the bus is away. */
+  private events: EventSender | undefined;
+  /** Mutating jobs running now, and when the last one ended: beacons may pause around them. */
+  private changing = 0;
+  private changedAt = 0;
 
   constructor(readonly cfg: PeelConfig) {
     super();
@@ -313,7 +325,9 @@ export class Peel extends EventEmitter {
     this.stopping = true;
     this.scheduler?.halt();
     this.live?.stop();
+    this.beacons?.stop();
     await this.basketPart?.stop();
+    await this.events?.idle();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.factsTimer) clearTimeout(this.factsTimer);
@@ -405,6 +419,7 @@ export class Peel extends EventEmitter {
       ?.watch(settingsFiles)
       .catch((err: unknown) => this.log.warn(`settings watch: ${errText(err)}`));
     this.basketPart?.onConnected();
+    void this.events?.flush();
     this.log.info(`connected to ${nc.getServer()}`);
     this.emit("connected");
     if (this.outbox.pending) void this.flushOutbox();
@@ -425,6 +440,7 @@ export class Peel extends EventEmitter {
         void this.refreshFacts().catch(() => {});
         void this.syncStates().catch(() => {});
         this.basketPart?.onConnected();
+        void this.events?.flush();
         if (this.outbox.pending) void this.flushOutbox();
       } else if (s.type === "error") {
         this.log.error(`NATS: ${String((s as { error?: unknown }).error ?? s.type)}`);
@@ -687,7 +703,16 @@ export class Peel extends EventEmitter {
       };
       const task = async (signal: AbortSignal) => {
         const started = new Date().toISOString();
-        const outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev));
+        if (!readOnly) this.changing++;
+        let outcome: FunctionOutcome;
+        try {
+          outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev));
+        } finally {
+          if (!readOnly) {
+            this.changing--;
+            this.changedAt = Date.now();
+          }
+        }
         await finish(outcome, started, true);
       };
       if (readOnly) {
@@ -900,6 +925,7 @@ export class Peel extends EventEmitter {
       compileCacheDir: join(this.cacheDir, "compile"),
       signal,
       ...(this.basketPart ? { basket: this.basketPart.reader } : {}),
+      ...(this.beacons ? { beacons: () => this.beacons?.list() ?? [] } : {}),
     };
   }
 
@@ -926,9 +952,33 @@ export class Peel extends EventEmitter {
       },
       onWrite: (fn) => this.emit("basket", { function: fn }),
     });
+    const events = new EventSender({
+      peel: this.id,
+      dir: join(this.cacheDir, "events"),
+      log: this.log,
+      connection: () => (this.nc && this.busUp ? this.nc : undefined),
+      ...(this.cfg.eventBufferLimit !== undefined ? { limit: this.cfg.eventBufferLimit } : {}),
+    });
+    const kept = await events.init();
+    if (kept > 0)
+      this.log.info(`event buffer: ${kept} event(s) from before the restart wait for a connection`);
+    const beacons = new BeaconRunner({
+      ctx: { peel: this.id, facts: () => this.currentFacts() },
+      log: this.log,
+      // A change a job makes is seen by watchers a moment after the job ends: that is the job's too.
+      changingMachine: () => this.changing > 0 || Date.now() - this.changedAt < MACHINE_SETTLE_MS,
+      emit: (name, data) => {
+        const ev = makeEvent({ origin: this.id, tag: `beacon/${this.id}/${name}`, data });
+        this.emit("beacon", ev);
+        void events.send(ev);
+      },
+    });
     live.onChange((s) => basket.configure(s));
+    live.onChange((s) => beacons.configure(s));
     this.live = live;
     this.basketPart = basket;
+    this.events = events;
+    this.beacons = beacons;
     await live.init();
   }
 
@@ -956,6 +1006,8 @@ const STATE_RUNS: ReadonlySet<string> = new Set([
   "state.test",
 ]);
 const LAST_RUN_ERROR_MAX = 200;
+/** How long after a mutating job its own file and service changes may still arrive. */
+const MACHINE_SETTLE_MS = 1_000;
 
 function isTestCall(call: PeelCall): boolean {
   return call.fun === "state.test" || wantsTest(call);

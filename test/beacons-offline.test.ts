@@ -1,0 +1,168 @@
+/**
+ * Beacon events made while NATS is down: kept in the bounded on-disk buffer (also across a peel
+ * restart), then stored in the events stream in the order they were made once the server is
+ * back. A real nats-server is stopped and started again; the file edits are real.
+ */
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AUTH_FILES, issuePeelCredsFile } from "../src/auth/auth-dir.js";
+import { bootstrap } from "../src/bus/bootstrap.js";
+import { connect } from "../src/bus/connect.js";
+import { watchEvents, type ZesterEvent } from "../src/events/index.js";
+import { Peel } from "../src/peel/peel.js";
+import { publishSettingsTree } from "../src/settings/bus.js";
+import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
+import { waitFor } from "./support/wait.js";
+
+const ID = "off-01";
+let nats: RestartableNats;
+let work: string;
+let creds: string;
+const peels: Peel[] = [];
+const logs: string[] = [];
+const context = () => logs.join("\n");
+
+function newPeel(): Peel {
+  const p = new Peel({
+    id: ID,
+    servers: nats.url,
+    credsFile: creds,
+    caFile: nats.caFile,
+    authDir: nats.authDir,
+    cacheDir: join(work, "cache"),
+    customFactsDir: join(work, "no-facts"),
+    trustedMasters: new Set(),
+    settingsFetchTimeoutMs: 2_000,
+    connectRetryMs: 300,
+    eventBufferLimit: 3,
+    logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
+  });
+  peels.push(p);
+  return p;
+}
+
+async function withMaster<T>(body: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connect({
+    servers: nats.url,
+    caFile: nats.caFile,
+    credsFile: join(nats.authDir, AUTH_FILES.masterCreds),
+  });
+  try {
+    return await body(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function storedEvents(): Promise<ZesterEvent[]> {
+  return withMaster(async (nc) => {
+    const out: ZesterEvent[] = [];
+    const ac = new AbortController();
+    const done = watchEvents(nc, {
+      glob: `${ID}/beacon/**`,
+      since: { kind: "all" },
+      signal: ac.signal,
+      onEvent: (e) => {
+        out.push(e.event);
+        return true;
+      },
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    ac.abort();
+    await done.catch(() => {});
+    return out;
+  });
+}
+
+const edit = async (n: number) => {
+  await writeFile(join(work, "watched"), `edit ${n}\n`);
+  await new Promise((r) => setTimeout(r, 150));
+};
+
+beforeAll(async () => {
+  nats = await startRestartableNats();
+  work = await mkdtemp(join(tmpdir(), "zester-beacons-off-"));
+  await writeFile(join(work, "watched"), "start\n");
+  creds = await issuePeelCredsFile(nats.authDir, ID);
+  await withMaster(async (nc) => {
+    await bootstrap(nc);
+    await publishSettingsTree(nc, {
+      "top.zy": "base:\n  '*':\n    - beacons\n",
+      "beacons.zy": `beacons:\n  watched:\n    beacon_module: inotify\n    files:\n      ${work}/watched: {mask: [modify]}\n`,
+    });
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of peels) await p.stop().catch(() => {});
+  await nats?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe("the beacon event buffer", () => {
+  it("keeps events while NATS is down, across a restart, bounded, and sends them in order", async () => {
+    const first = newPeel();
+    await first.start();
+    await first.waitConnected();
+    // The watch starts once the settings revision is resolved.
+    await waitFor(
+      "the beacon to report a live edit",
+      async () => {
+        await edit(0);
+        return (await storedEvents()).length > 0;
+      },
+      { ms: 20_000, context },
+    );
+    const sentLive = await storedEvents();
+
+    await nats.halt();
+    await waitFor("the peel to notice", () => !first.connected || logs.some((l) => /disconnected/.test(l)), {
+      context,
+    });
+    const made: ZesterEvent[] = [];
+    first.on("beacon", (e: ZesterEvent) => made.push(e));
+    for (const n of [1, 2]) await edit(n);
+    await waitFor(
+      "two buffered events",
+      async () =>
+        made.length === 2 &&
+        (await readdir(join(work, "cache", "events"))).filter((f) => f.endsWith(".json")).length === 2,
+      { context },
+    );
+    await first.stop();
+
+    // A new peel process, still offline: it finds the buffer and keeps adding to it.
+    const second = newPeel();
+    await second.start();
+    second.on("beacon", (e: ZesterEvent) => made.push(e));
+    await waitFor(
+      "the beacon running again",
+      () => logs.some((l) => /event buffer: 2 event\(s\) from before the restart/.test(l)),
+      { context },
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    for (const n of [3, 4]) await edit(n);
+    await waitFor("four events made offline", () => made.length === 4, { context });
+    await waitFor(
+      "the buffer bounded at 3",
+      () => logs.some((l) => /outbox is full \(3 events\): dropped the oldest 1/.test(l)),
+      { context },
+    );
+
+    await nats.start();
+    await second.waitConnected(30_000);
+    const expected = [...sentLive, ...made.slice(1)];
+    await waitFor("every kept event stored", async () => (await storedEvents()).length === expected.length, {
+      context,
+      ms: 30_000,
+    });
+    const stored = await storedEvents();
+    expect(stored.map((e) => e.id)).toEqual(expected.map((e) => e.id));
+    expect(stored.map((e) => e.data)).toEqual(expected.map((e) => e.data));
+    expect(stored.every((e) => e.tag === `beacon/${ID}/watched` && e.origin === ID)).toBe(true);
+    expect((await readdir(join(work, "cache", "events"))).filter((f) => f.endsWith(".json"))).toEqual([]);
+  }, 120_000);
+});
