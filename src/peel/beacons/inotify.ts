@@ -5,7 +5,8 @@
  *
  * A file is watched through its directory, so editors that replace a file (write a temp, rename
  * it over) are seen like in-place writes, and a file that does not exist yet is seen when it
- * appears. Repeats of the same change to the same path within 50 ms are one event.
+ * appears. A burst of the same change to the same path (a write in several syscalls) is one
+ * event, reported once the path has been quiet for 50 ms.
  */
 import { type FSWatcher, watch } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -42,13 +43,15 @@ export interface WatchSpec {
  */
 export class PathWatcher {
   private readonly watchers: FSWatcher[] = [];
-  private readonly recent = new Map<string, number>();
+  private readonly quiet = new Map<string, NodeJS.Timeout>();
   private stopped = false;
 
+  /** `coalesceMs`: report a burst of one change to one path once it has been quiet that long (0: every event). */
   constructor(
     specs: readonly WatchSpec[],
     private readonly onChange: (path: string, change: FileChange, spec: WatchSpec) => void,
     private readonly onError: (err: unknown) => void,
+    private readonly coalesceMs = 0,
   ) {
     const files = new Map<string, Map<string, WatchSpec>>();
     for (const s of specs) {
@@ -112,16 +115,25 @@ export class PathWatcher {
       }
     }
     if (!spec.changes.has(change) || this.stopped) return;
+    if (this.coalesceMs <= 0) {
+      this.onChange(path, change, spec);
+      return;
+    }
     const key = `${change} ${path}`;
-    const now = Date.now();
-    if (now - (this.recent.get(key) ?? 0) < COALESCE_MS) return;
-    this.recent.set(key, now);
-    if (this.recent.size > 10_000) this.recent.clear();
-    this.onChange(path, change, spec);
+    clearTimeout(this.quiet.get(key));
+    this.quiet.set(
+      key,
+      setTimeout(() => {
+        this.quiet.delete(key);
+        if (!this.stopped) this.onChange(path, change, spec);
+      }, this.coalesceMs),
+    );
   }
 
   close(): void {
     this.stopped = true;
+    for (const t of this.quiet.values()) clearTimeout(t);
+    this.quiet.clear();
     for (const w of this.watchers) w.close();
     this.watchers.length = 0;
   }
@@ -166,7 +178,7 @@ export const beacon: BeaconModule = {
     const specs = Object.entries(raw).map(([p, o]) => parseSpec(p, o));
     return {
       watch(emit, fail) {
-        const w = new PathWatcher(specs, (path, change) => emit({ path, change }), fail);
+        const w = new PathWatcher(specs, (path, change) => emit({ path, change }), fail, COALESCE_MS);
         return () => w.close();
       },
     };
