@@ -17,6 +17,7 @@ const SCENARIOS: Record<string, () => Promise<(o: ScenarioOptions) => Promise<Sc
   targeting: async () => (await import("./scenarios/targeting.js")).targeting,
   "fan-out": async () => (await import("./scenarios/fan-out.js")).fanOut,
   footprint: async () => (await import("./scenarios/footprint.js")).footprint,
+  "drift-repair": async () => (await import("./scenarios/drift-repair.js")).driftRepair,
 };
 
 async function main(argv: string[]): Promise<number> {

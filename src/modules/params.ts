@@ -38,6 +38,7 @@ export const ENGINE_KEYWORDS: ReadonlySet<string> = new Set([
   // Salt's global state argument `reload_modules` reloads Salt's module cache, which Zester does
   // not have (modules resolve per call); accepted so Salt trees compile.
   "reload_modules",
+  "watch_drift",
 ]);
 
 export function isRequisiteKind(key: string): key is RequisiteKind {

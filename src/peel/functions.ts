@@ -19,6 +19,8 @@ export interface PeelCall {
   args: readonly unknown[];
   kwargs: Record<string, unknown>;
   test: boolean;
+  /** Only these states (by name) and what reacts to them: a drift repair. */
+  only?: readonly string[];
 }
 
 export interface PeelFunctionContext {
@@ -88,7 +90,7 @@ function fail(error: string): FunctionOutcome {
 }
 
 /** `state.apply a,b c` → ["a", "b", "c"]; Salt also accepts the sls list as `mods=`. */
-function slsRefs(call: PeelCall): string[] {
+export function slsRefs(call: PeelCall): string[] {
   const raw = [...call.args];
   const mods = call.kwargs.mods;
   if (typeof mods === "string") raw.push(mods);
@@ -117,6 +119,7 @@ async function engineOptions(
   statesDir: string,
   settings: Record<string, unknown>,
   failhard = false,
+  only?: readonly string[],
 ) {
   const opts: import("../state/engine.js").EngineOptions = {
     statesDir,
@@ -129,6 +132,7 @@ async function engineOptions(
   if (ctx.compileCacheDir !== undefined) opts.cacheDir = ctx.compileCacheDir;
   if (ctx.basket !== undefined) opts.basket = ctx.basket;
   if (failhard) opts.failhard = true;
+  if (only !== undefined) opts.only = only;
   return opts;
 }
 
@@ -156,8 +160,9 @@ function stateRun(
   test: boolean,
   target: import("../state/engine.js").Target,
   failhard = false,
+  only?: readonly string[],
 ): Promise<FunctionOutcome> {
-  return withSettings(ctx, (s) => stateRunWith(ctx, test, target, s.settings, failhard));
+  return withSettings(ctx, (s) => stateRunWith(ctx, test, target, s.settings, failhard, only));
 }
 
 async function stateRunWith(
@@ -166,6 +171,7 @@ async function stateRunWith(
   target: import("../state/engine.js").Target,
   settings: Record<string, unknown>,
   failhard: boolean,
+  only?: readonly string[],
 ): Promise<FunctionOutcome> {
   const statesDir =
     target.kind === "inline" ? ((await ctx.statesDir()) ?? ctx.emptyStatesDir) : await ctx.statesDir();
@@ -175,7 +181,7 @@ async function stateRunWith(
   try {
     const report = await engine.applyTarget(
       target,
-      await engineOptions(ctx, test, statesDir, settings, failhard),
+      await engineOptions(ctx, test, statesDir, settings, failhard, only),
     );
     const out: FunctionOutcome = {
       success: report.summary.failed === 0,
@@ -242,7 +248,7 @@ async function showStatesWith(
 async function apply(call: PeelCall, ctx: PeelFunctionContext, test: boolean): Promise<FunctionOutcome> {
   const refs = slsRefs(call);
   const target = refs.length === 0 ? { kind: "highstate" as const } : { kind: "sls" as const, refs };
-  return stateRun(ctx, test, target, wantsFailhard(call));
+  return stateRun(ctx, test, target, wantsFailhard(call), call.only);
 }
 
 const factsFunctions = (

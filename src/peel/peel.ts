@@ -38,6 +38,7 @@ import { statOrUndefined } from "../util/files.js";
 import { PeelBasket } from "./basket/peel-basket.js";
 import { BeaconRunner } from "./beacons/runner.js";
 import { EventSender } from "./beacons/sender.js";
+import { type DriftRepair, DriftWatcher } from "./drift/watcher.js";
 import { stableFactsKey } from "./facts-diff.js";
 import {
   type FunctionOutcome,
@@ -45,6 +46,7 @@ import {
   type PeelCall,
   type PeelFunctionContext,
   runPeelFunction,
+  slsRefs,
   wantsTest,
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
@@ -196,6 +198,7 @@ export class Peel extends EventEmitter {
   private beacons: BeaconRunner | undefined;
   /** Beacon (and drift) events, through an on-disk buffer while the bus is away. */
   private events: EventSender | undefined;
+  private drift: DriftWatcher | undefined;
   /** Mutating jobs running now, and when the last one ended: beacons may pause around them. */
   private changing = 0;
   private changedAt = 0;
@@ -326,6 +329,7 @@ export class Peel extends EventEmitter {
     this.scheduler?.halt();
     this.live?.stop();
     this.beacons?.stop();
+    this.drift?.stop();
     await this.basketPart?.stop();
     await this.events?.idle();
     for (const t of this.timers) clearInterval(t);
@@ -781,6 +785,8 @@ export class Peel extends EventEmitter {
       await this.keepReturn(ret);
     }
     if (ran) this.noteStateRun(ret, ran);
+    if (ran && STATE_RUNS.has(ran.fun) && !isTestCall(ran) && ran.only === undefined)
+      void this.drift?.afterRun(slsRefs(ran)).catch(() => {});
     this.log.info(`job ${jid}: ${fun} ${ret.success ? "succeeded" : `failed: ${firstLine(ret.error)}`}`);
     this.emit("return", ret);
     return ret;
@@ -929,6 +935,49 @@ export class Peel extends EventEmitter {
     };
   }
 
+  /** The compiled program of a run target from the cached tree and the last settings (watch_drift). */
+  private async compileCached(refs: string[]) {
+    const dir = await this.states.currentDir();
+    if (dir === undefined) throw new Error("no state tree cached");
+    const { compileTarget } = await import("../state/engine.js");
+    return compileTarget(refs.length === 0 ? { kind: "highstate" } : { kind: "sls", refs }, {
+      statesDir: dir,
+      settings: await this.settings.lastKnown(),
+      facts: () => this.currentFacts(),
+      peelId: this.id,
+      cacheDir: join(this.cacheDir, "compile"),
+    });
+  }
+
+  /**
+   * Re-applies drifted states from the cache, queued like any state run and stored like a
+   * scheduled one; then a `drift/repaired` event tells what drifted and what the repair did.
+   */
+  private async repairDrift(r: DriftRepair): Promise<void> {
+    const ret = await this.dispatch(
+      newKsuid(),
+      { fun: "state.apply", args: r.refs, kwargs: {}, test: false, only: r.states },
+      "schedule",
+    );
+    this.emit("drift", { ...r, ret });
+    const ev = makeEvent({
+      origin: this.id,
+      tag: "drift/repaired",
+      data: {
+        jid: ret.jid,
+        success: ret.success,
+        states: r.states,
+        resources: r.resources.map((x) => ({ kind: x.kind, resource: x.resource })),
+        changed: ret.summary?.changed ?? 0,
+        failed: ret.summary?.failed ?? 0,
+        detected_at: new Date(r.detectedAt).toISOString(),
+        repaired_in_ms: Date.now() - r.detectedAt,
+        ...(ret.error !== undefined ? { error: ret.error } : {}),
+      },
+    });
+    void this.events?.send(ev);
+  }
+
   /** Basket and beacons: configured from the snapshot now, from each new settings revision later. */
   private async startLiveParts(): Promise<void> {
     const live = new LiveSettings({
@@ -973,6 +1022,18 @@ export class Peel extends EventEmitter {
         void events.send(ev);
       },
     });
+    this.drift = new DriftWatcher({
+      file: join(this.cacheDir, "drift.json"),
+      log: this.log,
+      changingMachine: () => this.changing > 0,
+      compile: (refs) => this.compileCached(refs),
+      serviceRunning: async (name) =>
+        (await import("../modules/service.js"))
+          .serviceBackend({ facts: await this.currentFacts() })
+          .then((b) => b.running(name)),
+      repair: (r) => this.repairDrift(r),
+    });
+    await this.drift.init();
     live.onChange((s) => basket.configure(s));
     live.onChange((s) => beacons.configure(s));
     this.live = live;

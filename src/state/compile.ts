@@ -86,6 +86,8 @@ export interface CompiledState {
   /** Commands run after the state; their exit code decides its result (Salt's check_cmd). */
   checkCmd: string[];
   retry?: RetrySpec;
+  /** `watch_drift: true`: the peel repairs this state as soon as its resource drifts. */
+  watchDrift?: boolean;
 }
 
 export interface Program {
@@ -792,7 +794,16 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       } else if (a.key === "failhard") state.failhard = a.value === true;
       else if (a.key === "parallel") state.parallel = a.value === true;
       else if (a.key === "check_cmd") state.checkCmd = parseCheckCmd(a, diags, s.id);
-      else if (a.key === "retry") {
+      else if (a.key === "watch_drift") {
+        if (typeof a.value === "boolean") state.watchDrift = a.value;
+        else
+          diags.add(
+            "param",
+            a.pos,
+            `watch_drift must be true or false, got ${JSON.stringify(a.value)}`,
+            s.id,
+          );
+      } else if (a.key === "retry") {
         const r = parseRetry(a, diags, s.id);
         if (r) state.retry = r;
       }

@@ -11,6 +11,7 @@ import type { CompileOptions, Facts, Program } from "./compile.js";
 import { type RunSummary, type StateResult, summarize } from "./result.js";
 import { runProgram } from "./runner.js";
 import { type AloneReason, buildSchedule, type Wait } from "./schedule.js";
+import { selectStates } from "./select.js";
 import { CompileTracker } from "./sls.js";
 
 export interface EngineOptions {
@@ -29,6 +30,8 @@ export interface EngineOptions {
   cacheDir?: string;
   /** The fleet's basket for templates (a connected peel). */
   basket?: BasketReader;
+  /** Run only these states (by name) and what reacts to them: a drift repair. */
+  only?: readonly string[];
 }
 
 export type Target =
@@ -157,7 +160,8 @@ function needsFacts(s: Program["states"][number]): boolean {
 export async function applyTarget(target: Target, opts: EngineOptions): Promise<RunReport> {
   const started = performance.now();
   const session = new Session(opts);
-  const program = await compileWith(session, target);
+  const compiled = await compileWith(session, target);
+  const program = opts.only ? selectStates(compiled, new Set(opts.only)) : compiled;
   let facts = program.facts;
   if (!facts) {
     facts = program.states.some(needsFacts) ? await session.facts() : {};
