@@ -981,7 +981,7 @@ export class Peel extends EventEmitter {
   /** Basket and beacons: configured from the snapshot now, from each new settings revision later. */
   private async startLiveParts(): Promise<void> {
     const live = new LiveSettings({
-      resolve: () => this.settings.resolve(),
+      resolve: () => this.settings.resolveInBackground(),
       lastKnown: () => this.settings.lastKnown(),
       log: this.log,
     });

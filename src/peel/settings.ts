@@ -60,6 +60,7 @@ export class PeelSettings {
   private readonly plaintexts = new Set<string>();
   private mask: (s: string) => string = (s) => s;
   private inflight: Promise<RunSettings> | undefined;
+  private background: Promise<void> | undefined;
   private savedJson: string | undefined;
 
   constructor(private readonly opts: PeelSettingsOptions) {}
@@ -95,10 +96,35 @@ export class PeelSettings {
    * and no snapshot exists, an Error saying both.
    */
   resolve(): Promise<RunSettings> {
-    this.inflight ??= this.resolveOnce().finally(() => {
+    // A run never takes a background resolution's answer: that one may have started before the
+    // master sealed the new secrets of the revision that triggered it. It waits and fetches anew.
+    this.inflight ??= (async () => {
+      await this.background?.catch(() => {});
+      return this.resolveOnce();
+    })().finally(() => {
       this.inflight = undefined;
     });
     return this.inflight;
+  }
+
+  /**
+   * A resolution for the parts that follow settings between runs (beacons, basket): never shared
+   * with a run's, and never at the same time as one (both save the snapshot).
+   */
+  resolveInBackground(): Promise<RunSettings> {
+    const p = (async () => {
+      await this.inflight?.catch(() => {});
+      return this.resolveOnce();
+    })();
+    const settled = p.then(
+      () => {},
+      () => {},
+    );
+    this.background = settled;
+    void settled.then(() => {
+      if (this.background === settled) this.background = undefined;
+    });
+    return p;
   }
 
   private async resolveOnce(): Promise<RunSettings> {
