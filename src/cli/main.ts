@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   states: () => import("./states.js"),
   enroll: () => import("./enroll.js"),
   basket: () => import("./basket.js"),
+  event: () => import("./event.js"),
 };
 
 /** `zester '<target>' module.function ...`: the second word names a function. */
@@ -52,6 +53,8 @@ Usage:
   zester peel creds <peel-id> --dir DIR                  least-privilege creds for one peel
   zester settings encrypt|keygen|check                   sealed secrets for settings (value on stdin)
   zester states publish | settings publish               publish that tree now, not at the next tick
+  zester event send <tag> [key=value ...]                send an operator event (_admin/<tag>)
+  zester event watch [glob] [--since 0|SEQ|10m] [--count N] [--format json]   live or replayed events
 
 Options: --help on any command, --version.
 `;

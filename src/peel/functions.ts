@@ -4,6 +4,7 @@
  * the Peel hands in a call and gets back the fields of a PeelReturn.
  */
 
+import { EVENT_SEND_DOC, peelEventSend } from "../events/peel-send.js";
 import { saltGrains } from "../facts/grains.js";
 import type { Facts } from "../facts/index.js";
 import type { BasketReader } from "../modules/basket.js";
@@ -39,6 +40,8 @@ export interface PeelFunctionContext {
   lastSettings: () => Promise<Record<string, unknown>>;
   /** Compile cache directory; no caching without one. */
   compileCacheDir?: string;
+  /** The peel's connection for `event.send` (undefined while disconnected). */
+  bus?: () => import("@nats-io/transport-node").NatsConnection | undefined;
   signal: AbortSignal;
   /** The fleet's basket for basket.get / mine.get and templates. */
   basket?: BasketReader;
@@ -386,6 +389,14 @@ const BUILTINS: Record<string, Builtin> = {
       const mod = call.args[0] === undefined ? undefined : String(call.args[0]);
       const names = [...Object.keys(BUILTINS), ...(await registryFunctions()).keys()];
       return ok([...new Set(names)].filter((n) => mod === undefined || n.startsWith(`${mod}.`)).sort());
+    },
+  },
+  "event.send": {
+    doc: EVENT_SEND_DOC,
+    readOnly: true,
+    run: async (call, ctx) => {
+      const r = await peelEventSend(ctx.bus?.(), ctx.peelId, call);
+      return r.success ? ok(r.value) : fail(r.error);
     },
   },
   "state.apply": {

@@ -929,6 +929,7 @@ export class Peel extends EventEmitter {
       settings: () => this.settings.resolve(),
       lastSettings: () => this.settings.lastKnown(),
       compileCacheDir: join(this.cacheDir, "compile"),
+      bus: () => this.nc,
       signal,
       ...(this.basketPart ? { basket: this.basketPart.reader } : {}),
       ...(this.beacons ? { beacons: () => this.beacons?.list() ?? [] } : {}),

@@ -1,0 +1,164 @@
+/**
+ * `zester event send|watch` and the peel function `event.send`, driven through the built CLI
+ * against a real server, a real master and a real peel.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Master } from "../src/master/master.js";
+import { Peel } from "../src/peel/peel.js";
+import { requireBuilt } from "./support/built.js";
+import { type CliResult, cliJson, fleetCliOptions, runCli } from "./support/cli.js";
+import { startTestMaster } from "./support/master.js";
+import { type StartedNats, startNats } from "./support/nats.js";
+
+const ZESTER = join(resolve(import.meta.dirname, ".."), "dist/bin/zester.js");
+const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+
+let nats: StartedNats;
+let work: string;
+let master: Master;
+let peel: Peel;
+
+function zester(...args: string[]): Promise<CliResult> {
+  return runCli(ZESTER, args, fleetCliOptions(nats, work));
+}
+
+interface EventLine {
+  id: string;
+  tag: string;
+  origin: string;
+  depth: number;
+  data: Record<string, unknown>;
+  match_key: string;
+  seq: number;
+}
+
+function lines(r: CliResult): EventLine[] {
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as EventLine);
+}
+
+beforeAll(async () => {
+  requireBuilt(ZESTER);
+  nats = await startNats();
+  work = await mkdtemp(join(tmpdir(), "zester-events-cli-"));
+  master = await startTestMaster(nats, { statesDir: join(work, "no-states") });
+  peel = new Peel({
+    id: "web-01",
+    servers: nats.url,
+    credsFile: await nats.credsFile("web-01"),
+    caFile: nats.caFile,
+    cacheDir: join(work, "web-01"),
+    customFactsDir: join(work, "no-facts"),
+    trustedMasters: new Set([master.publicKey]),
+    logger: quiet,
+  });
+  await peel.start();
+  await peel.waitConnected();
+}, 60_000);
+
+afterAll(async () => {
+  await peel?.stop().catch(() => {});
+  await master?.stop().catch(() => {});
+  await nats?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("zester event (real server, master and peel)", () => {
+  it("sends operator and peel events and replays them with --since 0", async () => {
+    const sent = await zester("event", "send", "myco/deploy/start", "who=ops", "n=3", "--format", "json");
+    expect(sent.code, sent.stderr).toBe(0);
+    const ev = cliJson<EventLine>(sent);
+    expect([ev.origin, ev.tag, ev.data]).toEqual(["_admin", "myco/deploy/start", { who: "ops", n: 3 }]);
+
+    const fromPeel = await zester(
+      "web-01",
+      "event.send",
+      "myco/deploy/finished",
+      "version=1.2.3",
+      "--format",
+      "json",
+    );
+    expect(fromPeel.code, fromPeel.stderr).toBe(0);
+    const [run] = cliJson<{ success: boolean; return: { tag: string; seq: number } }[]>(fromPeel);
+    expect(run!.success).toBe(true);
+    expect(run!.return.tag).toBe("myco/deploy/finished");
+
+    const watched = lines(
+      await zester("event", "watch", "*/myco/deploy/*", "--since", "0", "--count", "2", "--format", "json"),
+    );
+    expect(watched.map((e) => e.match_key)).toEqual([
+      "_admin/myco/deploy/start",
+      "web-01/myco/deploy/finished",
+    ]);
+    expect(watched[1]!.data).toEqual({ version: "1.2.3" });
+    expect(watched[1]!.seq).toBe(run!.return.seq);
+
+    const text = await zester("event", "watch", "_admin/myco/*", "--since", "0", "--count", "1");
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^\S+Z #\d+ _admin\/myco\/deploy\/start \{"who":"ops","n":3\}\n$/);
+  });
+
+  it("shows the master's job events with their status", async () => {
+    const ping = await zester("web-01", "test.ping", "--format", "json");
+    expect(ping.code, ping.stderr).toBe(0);
+    const done = lines(
+      await zester(
+        "event",
+        "watch",
+        "_master/job/*/done",
+        "--since",
+        "0",
+        "--count",
+        "1",
+        "--format",
+        "json",
+      ),
+    );
+    expect(done[0]!.data.status).toBe("complete");
+    const all = lines(
+      await zester("event", "watch", "_master/job/**", "--since", "0", "--count", "3", "--format", "json"),
+    );
+    expect(all.map((e) => e.tag.replace(/job\/\w+\//, "job/J/"))).toEqual([
+      "job/J/new",
+      "job/J/ret/web-01",
+      "job/J/done",
+    ]);
+  });
+
+  it("watches live events and stops after --count", async () => {
+    const watching = zester("event", "watch", "_admin/live/*", "--count", "1", "--format", "json");
+    let result: CliResult | undefined;
+    void watching.then((r) => {
+      result = r;
+    });
+    // The watcher subscribes on its own schedule: keep sending until it has seen one.
+    for (let i = 0; i < 100 && result === undefined; i++) {
+      await zester("event", "send", "live/ping", `i=${i}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const got = lines(await watching);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.match_key).toBe("_admin/live/ping");
+  });
+
+  it("refuses bad tags, data and options with a clear message and exit 1", async () => {
+    const dotted = await zester("event", "send", "myco.deploy");
+    expect(dotted.code).toBe(1);
+    expect(dotted.stderr).toMatch(/invalid event tag "myco.deploy".*dots/);
+    const data = await zester("event", "send", "myco/x", "novalue");
+    expect(data.code).toBe(1);
+    expect(data.stderr).toMatch(/key=value \(got "novalue"\)/);
+    const since = await zester("event", "watch", "--since", "last tuesday");
+    expect(since.code).toBe(1);
+    expect(since.stderr).toMatch(/--since "last tuesday"/);
+    const noTag = await zester("web-01", "event.send", "--format", "json");
+    expect(noTag.code).toBe(2);
+    expect(cliJson<{ error: string }[]>(noTag)[0]!.error).toMatch(/event.send needs a tag/);
+  });
+});
