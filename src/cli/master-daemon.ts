@@ -7,6 +7,7 @@ import type { OptionTable } from "../config/options.js";
 import { MASTER_CONFIG_FILE } from "../config/paths.js";
 import { parseListen } from "../health/server.js";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
+import { DEFAULT_REACTOR_DIR } from "../reactor/tree.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
 import { daemonLogger, LOG_FORMATS, type LogFormat } from "./daemon-log.js";
 
@@ -34,6 +35,21 @@ export const MASTER_OPTIONS = {
     valueName: "DIR",
     help: "settings tree to publish",
   },
+  reactor_dir: {
+    kind: "string",
+    default: DEFAULT_REACTOR_DIR,
+    valueName: "DIR",
+    group: "Reactor",
+    help: "reactor rules (top.zy) and reaction files to publish",
+  },
+  reactor_max_age: {
+    kind: "count",
+    default: 900,
+    valueName: "S",
+    group: "Reactor",
+    help: "seconds after which a queued event is too old to react to (0: no limit)",
+  },
+  reactor: { kind: "boolean", default: true, group: "Reactor", help: "run the reactor on this master" },
   publish_interval: { kind: "seconds", default: 30, valueName: "S", help: "seconds between state publishes" },
   unreachable_after: {
     kind: "seconds",
@@ -176,6 +192,8 @@ export async function run(argv: string[]): Promise<number> {
     settingsDir: o.settings_dir,
     ...(o.nodegroups !== undefined ? { nodegroups: o.nodegroups } : {}),
     log: say,
+    reactorDir: o.reactor_dir,
+    reactor: o.reactor ? { maxAgeMs: o.reactor_max_age * 1000 } : false,
     ...(enroll !== undefined
       ? {
           enroll: {

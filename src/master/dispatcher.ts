@@ -108,26 +108,55 @@ export class Dispatcher {
 
   async handleDispatch(msg: Msg): Promise<void> {
     let req: DispatchRequest;
+    try {
+      req = decode<DispatchRequest>(msg.data);
+    } catch (err) {
+      respond(msg, { error: (err as Error).message });
+      return;
+    }
+    let answered = false;
+    const answer = (r: DispatchReply & { existing?: boolean }) => {
+      if (answered) return;
+      answered = true;
+      const { existing: _e, ...reply } = r;
+      respond(msg, reply);
+    };
+    // The reply goes out before the commands, as soon as the job is recorded.
+    answer(await this.dispatch(req, { onRecorded: answer }));
+  }
+
+  /**
+   * Validates, records and sends one job. With `jid` (the reactor's deterministic ids) a job that
+   * already exists is never created twice: the reply names it with `existing: true`.
+   * `maxTargets` refuses a target that resolves to more peels.
+   */
+  async dispatch(
+    req: DispatchRequest,
+    opts: { jid?: string; maxTargets?: number; onRecorded?: (r: DispatchReply) => void } = {},
+  ): Promise<DispatchReply & { existing?: boolean }> {
     let peels: string[];
     let timeoutS: number;
     try {
-      req = decode<DispatchRequest>(msg.data);
       timeoutS = validate(req, this.deps.defaultTimeoutS);
       peels = this.deps.fleet.resolve(req.target);
     } catch (err) {
       const prefix = err instanceof TargetSyntaxError ? "invalid target: " : "";
-      respond(msg, { error: prefix + (err as Error).message });
-      return;
+      return { error: prefix + (err as Error).message };
     }
-    if (peels.length === 0) {
-      respond(msg, { error: `no peels match ${req.target}` });
-      return;
+    if (peels.length === 0) return { error: `no peels match ${req.target}` };
+    if (opts.maxTargets !== undefined && peels.length > opts.maxTargets) {
+      return {
+        error: `${req.target} matches ${peels.length} peels, more than max_targets ${opts.maxTargets}`,
+      };
+    }
+    if (opts.jid !== undefined && (await this.deps.store.get(opts.jid))) {
+      return { jid: opts.jid, existing: true };
     }
     const statesRev = usesStateTree(req.fun) ? await this.deps.freshTrees?.() : undefined;
     const statuses: Record<string, PeelJobStatus> = {};
     for (const p of peels) statuses[p] = "pending";
     const record: JobRecord = {
-      jid: newKsuid(),
+      jid: opts.jid ?? newKsuid(),
       fun: req.fun,
       args: req.args ?? [],
       kwargs: req.kwargs ?? {},
@@ -159,11 +188,13 @@ export class Dispatcher {
       tracker.adopt(await this.deps.store.create(record));
     } catch (err) {
       tracker.detach();
-      respond(msg, { error: `cannot record job: ${(err as Error).message}` });
-      return;
+      // Another master (or a redelivery racing this one) created it first: it is that one's job.
+      if (opts.jid !== undefined && (await this.deps.store.get(opts.jid).catch(() => undefined))) {
+        return { jid: opts.jid, existing: true };
+      }
+      return { error: `cannot record job: ${(err as Error).message}` };
     }
     this.trackers.set(record.jid, tracker);
-    respond(msg, { jid: record.jid, peels });
     emitMasterEvent(this.deps.nc, masterTags.jobNew(record.jid), {
       jid: record.jid,
       fun: record.fun,
@@ -172,7 +203,10 @@ export class Dispatcher {
       master: record.master,
       ...(record.user !== undefined ? { user: record.user } : {}),
     });
+    const reply = { jid: record.jid, peels };
+    opts.onRecorded?.(reply);
     tracker.sendCommands();
+    return reply;
   }
 
   async handleKill(msg: Msg): Promise<void> {

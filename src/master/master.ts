@@ -17,6 +17,7 @@ import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
 import type { EnrollmentService } from "../enroll/service.js";
+import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import { JobStore } from "../jobs/store.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
@@ -66,6 +67,10 @@ export interface MasterConfig {
   log?: (msg: string) => void;
   /** `N@name` in targets: name → target expression (Salt's nodegroups). */
   nodegroups?: Readonly<Record<string, string>>;
+  /** The reactor dir published to `reactor-files` (default /srv/zester/reactor). */
+  reactorDir?: string;
+  /** Reactor limits (src/reactor/protection.ts, reactor.ts); `false` runs no reactor on this master. */
+  reactor?: import("../reactor/reactor.js").ReactorOptions | false;
   /**
    * HTTPS enrollment listener (src/enroll); absent = no enrollment on this master. Needs the
    * account and operator signing seeds in the auth dir.
@@ -108,6 +113,7 @@ export class Master {
   private settingsView: SettingsView | undefined;
   private unlistenFacts: (() => void) | undefined;
   private heartbeats: KV | undefined;
+  private reactorService: import("../reactor/service.js").ReactorService | undefined;
   private readonly subs: Subscription[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -155,6 +161,11 @@ export class Master {
   /** Resolves once the TargetIndex reflects the settings published so far (tests, tools). */
   async settingsSettled(): Promise<void> {
     await this.settingsView?.idle();
+  }
+
+  /** The reactor on this master (undefined when it runs none). */
+  get reactor(): import("../reactor/service.js").ReactorService | undefined {
+    return this.reactorService;
   }
 
   /** Jids of jobs this master is following right now. */
@@ -241,7 +252,7 @@ export class Master {
       this.states = new LeasedPublisher(
         "state",
         new Lease(leases, STATE_PUBLISHER_LEASE, this.id),
-        () => statePublisher.publish(),
+        () => statePublisher.publish().then((r) => this.announce("states", r)),
         this.log,
         () => this.stopped,
       );
@@ -274,10 +285,35 @@ export class Master {
       this.settings = new LeasedPublisher(
         "settings",
         new Lease(leases, SETTINGS_PUBLISHER_LEASE, this.id),
-        () => settingsPublisher.publish(),
+        () => settingsPublisher.publish().then((r) => this.announce("settings", r)),
         this.log,
         () => this.stopped,
       );
+      if (cfg.reactor !== false) {
+        const { ReactorService } = await import("../reactor/service.js");
+        this.reactorService = new ReactorService({
+          nc,
+          masterId: this.id,
+          reactorFiles: await openKv(nc, "reactor-files"),
+          leases,
+          ...(cfg.reactorDir !== undefined ? { dir: cfg.reactorDir } : {}),
+          ...(cfg.reactor !== undefined ? { options: cfg.reactor } : {}),
+          log: this.log,
+          stopped: () => this.stopped,
+          dispatch: (req, opts) => d.dispatch(req, opts),
+        });
+        await this.reactorService.start();
+        const reactor = this.reactorService;
+        this.timers.push(
+          setInterval(
+            () =>
+              void reactor
+                .publish()
+                .catch((err) => this.log(`publishing the reactor dir failed: ${errText(err)}`)),
+            cfg.publishIntervalMs ?? 30_000,
+          ),
+        );
+      }
       this.unlistenFacts = this.fleetView.onFacts((id, f) => this.onPeelFacts(id, f));
       await this.publishSettings().catch((err) => this.log(`publishing settings failed: ${err.message}`));
       this.timers.push(
@@ -343,6 +379,7 @@ export class Master {
     await this.enrollment?.stop().catch(() => {});
     for (const t of this.timers.splice(0)) clearInterval(t);
     for (const s of this.subs.splice(0)) s.unsubscribe();
+    await this.reactorService?.stop().catch(() => {});
     this.dispatcher?.stop();
     this.unlistenFacts?.();
     await this.states?.stop();
@@ -441,10 +478,19 @@ export class Master {
     msg.respond(encode({ master: this.id, ...result }));
   }
 
+  /** `_master/states/published` and `_master/settings/published` for a new revision. */
+  private announce<R extends { published?: boolean; rev: number }>(tree: "states" | "settings", r: R): R {
+    if (r.published && this.nc) {
+      emitMasterEvent(this.nc, masterTags.treePublished(tree), { rev: r.rev, master: this.id });
+    }
+    return r;
+  }
+
   private async renewLeases(): Promise<void> {
     if (this.stopped) return;
     await this.settings?.renew();
     await this.states?.renew();
+    await this.reactorService?.renew();
   }
 
   private async beat(): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * A real Master in the test process, connected to a test nats-server with the master creds.
- * Auth dir and settings dir default to the test server's and to a directory that does not exist:
+ * Auth dir, settings dir and reactor dir default to the test server's and to directories that do not exist:
  * a test master never reads the host's /etc/zester or /srv/zester.
  */
 import { join } from "node:path";
@@ -17,6 +17,7 @@ export async function startTestMaster(
     caFile: nats.caFile,
     authDir: nats.authDir,
     settingsDir: join(nats.authDir, "no-settings"),
+    reactorDir: join(nats.authDir, "no-reactor"),
     log: () => {},
     ...cfg,
   });
