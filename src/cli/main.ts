@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<{ run: CommandRunner }>> = {
   enroll: () => import("./enroll.js"),
   basket: () => import("./basket.js"),
   event: () => import("./event.js"),
+  reactor: () => import("./reactor.js"),
 };
 
 /** `zester '<target>' module.function ...`: the second word names a function. */
@@ -55,6 +56,8 @@ Usage:
   zester states publish | settings publish               publish that tree now, not at the next tick
   zester event send <tag> [key=value ...]                send an operator event (_admin/<tag>)
   zester event watch [glob] [--since 0|SEQ|10m] [--count N] [--format json]   live or replayed events
+  zester reactor test <match-key> [key=value ...]        what the reactor would do for an event
+  zester reactor log | stats                             recent reactions and drops; counters
 
 Options: --help on any command, --version.
 `;

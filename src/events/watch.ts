@@ -54,6 +54,10 @@ export interface WatchOptions {
   glob?: string;
   since?: EventSince;
   signal?: AbortSignal;
+  /** With `since`: stop once the stream has nothing more (no live tail). */
+  catchUpOnly?: boolean;
+  /** Stream subject filter narrower than every event (e.g. `zester.event._master.reactor.>`). */
+  subject?: string;
   /** Called for each accepted event; return false to stop watching. */
   onEvent(e: WatchedEvent): boolean | undefined | Promise<boolean | undefined>;
   /** Called for a message that failed validation (spoofed tag or origin, bad shape). */
@@ -85,7 +89,7 @@ export async function watchEvents(nc: NatsConnection, opts: WatchOptions): Promi
   };
 
   if (since.kind === "new") {
-    const sub = nc.subscribe(subjects.eventAll);
+    const sub = nc.subscribe(opts.subject ?? subjects.eventAll);
     const onAbort = () => sub.unsubscribe();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -100,19 +104,21 @@ export async function watchEvents(nc: NatsConnection, opts: WatchOptions): Promi
   }
 
   const consumer = await jetstream(nc).consumers.get(EVENTS_STREAM, {
-    filter_subjects: subjects.eventAll,
+    filter_subjects: opts.subject ?? subjects.eventAll,
     ...(since.kind === "all"
       ? { deliver_policy: DeliverPolicy.All }
       : since.kind === "seq"
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, since.seq) }
         : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.time.toISOString() }),
   });
+  if (opts.catchUpOnly && (await consumer.info()).num_pending === 0) return;
   const messages = await consumer.consume();
   const onAbort = () => void messages.stop();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     for await (const m of messages) {
       if (!(await handle(m.subject, m.data, m.seq, m.headers))) break;
+      if (opts.catchUpOnly && m.info.pending === 0) break;
     }
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);

@@ -140,9 +140,10 @@ export class JobStore {
    */
   async list(opts: { limit?: number } = {}): Promise<JobRecord[]> {
     const limit = opts.limit ?? 20;
-    const jids: string[] = [];
-    for await (const k of await this.jobs.keys("*")) if (isKsuid(k)) jids.push(k);
-    jids.sort().reverse();
+    // A key written while the listing runs is delivered again: keep each jid once.
+    const found = new Set<string>();
+    for await (const k of await this.jobs.keys("*")) if (isKsuid(k)) found.add(k);
+    const jids = [...found].sort().reverse();
     let end = Math.min(limit, jids.length);
     const second = (jid: string) => parseKsuid(jid).timestamp.getTime();
     while (end > 0 && end < jids.length && second(jids[end]!) === second(jids[end - 1]!)) end++;
