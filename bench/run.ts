@@ -18,6 +18,7 @@ const SCENARIOS: Record<string, () => Promise<(o: ScenarioOptions) => Promise<Sc
   "fan-out": async () => (await import("./scenarios/fan-out.js")).fanOut,
   footprint: async () => (await import("./scenarios/footprint.js")).footprint,
   "drift-repair": async () => (await import("./scenarios/drift-repair.js")).driftRepair,
+  reactor: async () => (await import("./scenarios/reactor.js")).reactorBench,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -20,6 +20,7 @@ import {
   type WatchedEvent,
   watchEvents,
 } from "../src/events/index.js";
+import { PresenceAnnouncer } from "../src/events/presence.js";
 import { newKsuid } from "../src/jobs/ksuid.js";
 import { type StartedNats, startNats } from "./support/nats.js";
 import { waitFor } from "./support/wait.js";
@@ -217,4 +218,26 @@ describe("events on a real server", () => {
     expect(got.map((w) => matchKey(w.event))).toEqual(["_admin/live/me"]);
     expect(got[0]!.seq).toBeUndefined();
   });
+
+  it("announces a peel online and offline once, however many masters announce it", async () => {
+    const a = new PresenceAnnouncer(master, "m-a", 300);
+    const b = new PresenceAnnouncer(master, "m-b", 300);
+    a.start([]);
+    b.start([]);
+    const at = Date.now();
+    a.beat("web-09", at, 41);
+    b.beat("web-09", at, 41);
+    a.beat("web-09", at + 10, 42);
+    b.beat("web-09", at + 10, 42);
+    const { seen } = await replay(
+      (s) => s.filter((w) => w.event.tag.startsWith("peel/web-09/")).length >= 2,
+      "_master/peel/web-09/*",
+    );
+    a.stop();
+    b.stop();
+    expect(seen.map((w) => w.event.tag)).toEqual(["peel/web-09/online", "peel/web-09/offline"]);
+    const marker = emitMasterEvent(master, "presence/marker", {})!;
+    const all = await replay((s) => s.some((w) => w.event.id === marker.id));
+    expect(all.seen.filter((w) => w.event.tag.startsWith("peel/web-09/"))).toHaveLength(2);
+  }, 20_000);
 });

@@ -137,3 +137,25 @@ describe("zester reactor (real server, master and peel)", () => {
     expect(stats.map((s) => [s.master, s.jobs >= 1])).toEqual([[master.id, true]]);
   });
 });
+
+describe("zester reactor test with a broken reactor dir", () => {
+  it("tests the live rules, lists the dir's errors with file:line:col and exits 2", async () => {
+    const top = join(work, "reactor", "top.zy");
+    await writeFile(
+      top,
+      "- '*/myco/deploy/finished':\n    - deploy/nginx\n- '_admin/x': {react: [nginx], throtle: 5s}\n",
+    );
+    try {
+      const r = await zester("reactor", "test", "web-01/myco/deploy/finished");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/the reactor dir has errors and was not published/);
+      expect(r.stderr).toMatch(/top\.zy:3:\d+: unknown rule key "throtle" \(did you mean "throttle"\?\)/);
+      expect(r.stderr).toMatch(
+        /top\.zy:3:\d+: reaction file for "nginx" not found.*did you mean "deploy\/nginx"\?/,
+      );
+      expect(r.stdout).toMatch(/deploy\/nginx\.zy: ok/);
+    } finally {
+      await writeFile(top, "- '*/myco/deploy/finished':\n    - deploy/nginx\n");
+    }
+  });
+});

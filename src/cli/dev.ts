@@ -14,13 +14,14 @@ import { statOrUndefined } from "../util/files.js";
 import { UsageError } from "./errors.js";
 
 const USAGE = `Usage: zester dev [--dir DIR] [--port N] [--states-dir DIR] [--settings-dir DIR]
-                  [--peels N] [--id BASE] [--once [FUN ...]]
+                  [--reactor-dir DIR] [--peels N] [--id BASE] [--once [FUN ...]]
 
 Starts nats-server (TLS, operator JWTs), a master and N peels on this machine (default 3, named
 BASE-1..BASE-N, BASE "dev"; one peel is named BASE), all set up in DIR (default ./.zester-dev;
 reused when it exists). It applies the states tree (default examples/states, settings from
-examples/settings) to every peel through the fleet, prints the result and the commands to try
-next, and runs until Ctrl-C. --once runs FUN instead (default state.apply) and stops; the exit
+examples/settings) to every peel through the fleet, sends the operator event dev/hello that the
+example reactor rules (default examples/reactor) react to, prints the results and the commands
+to try next, and runs until Ctrl-C. --once runs FUN instead (default state.apply) and stops; the exit
 code is the job's.
 `;
 
@@ -29,6 +30,7 @@ interface DevOptions {
   port: number;
   statesDir: string;
   settingsDir: string;
+  reactorDir: string;
   id: string;
   peels: number;
   once?: string[];
@@ -40,6 +42,7 @@ function parse(argv: string[]): DevOptions | "help" {
     port: 4222,
     statesDir: resolve("examples/states"),
     settingsDir: resolve("examples/settings"),
+    reactorDir: resolve("examples/reactor"),
     id: "dev",
     peels: 3,
   };
@@ -58,6 +61,7 @@ function parse(argv: string[]): DevOptions | "help" {
         throw new UsageError("--port must be 1-65535");
     } else if (a === "--states-dir") o.statesDir = resolve(value());
     else if (a === "--settings-dir") o.settingsDir = resolve(value());
+    else if (a === "--reactor-dir") o.reactorDir = resolve(value());
     else if (a === "--id") o.id = value();
     else if (a === "--peels") {
       o.peels = Number(value());
@@ -151,6 +155,7 @@ export async function run(argv: string[]): Promise<number> {
     authDir: o.dir,
     statesDir: o.statesDir,
     settingsDir: o.settingsDir,
+    reactorDir: o.reactorDir,
     log: quiet ? () => {} : (m: string) => log(`master: ${m}`),
   });
   const peels = ids.map(
@@ -186,15 +191,19 @@ export async function run(argv: string[]): Promise<number> {
     const job = once[0] !== undefined && !once[0].startsWith("-") ? once : ["state.apply", ...once];
     const code = await runTarget(["*", ...job, ...connect]);
     if (o.once !== undefined) return code;
+    const { demoReaction } = await import("../reactor/demo.js");
+    process.stdout.write(`\n${await demoReaction(master.connection)}\n`);
     process.stdout.write(
       `\nZester dev fleet is up: nats-server ${url}, a master, peels ${ids.join(", ")}\n` +
-        `(states: ${o.statesDir}, settings: ${o.settingsDir}). In another shell:\n\n` +
+        `(states: ${o.statesDir}, settings: ${o.settingsDir}, reactor: ${o.reactorDir}). In another shell:\n\n` +
         `  export ZESTER_NATS_URL=${url} ZESTER_AUTH_DIR=${o.dir}\n` +
         `  node dist/bin/zester.js peel list\n` +
         `  node dist/bin/zester.js '*' test.ping\n` +
         `  node dist/bin/zester.js '${ids[0]}' state.apply --test\n` +
         `  node dist/bin/zester.js 'G@os_family:Debian' cmd.run 'uptime'\n` +
-        `  node dist/bin/zester.js job list\n\nCtrl-C stops everything.\n`,
+        `  node dist/bin/zester.js job list\n` +
+        `  node dist/bin/zester.js event send dev/hello who=me && node dist/bin/zester.js reactor log\n` +
+        `  node dist/bin/zester.js event watch --since 10m\n\nCtrl-C stops everything.\n`,
     );
     await new Promise<void>((res) => {
       process.once("SIGINT", res);

@@ -72,7 +72,12 @@ export async function run(argv: string[]): Promise<number> {
       await nc.close();
     }
     if (reply.error) throw new Error(reply.error);
-    if (reply.reactions.some((r) => r.outcome !== "ok")) code = 2;
+    if (reply.reactions.some((r) => r.outcome !== "ok") || reply.dir_errors) code = 2;
+    if (reply.dir_errors && fmt === "text") {
+      process.stderr.write(
+        `zester: the reactor dir has errors and was not published; testing the live rules (revision ${reply.rules_rev}):\n  ${reply.dir_errors.join("\n  ")}\n`,
+      );
+    }
     if (fmt !== "text") return printData(reply, fmt);
     if (reply.reactions.length === 0) {
       process.stdout.write(`no rule matches ${reply.match_key} (rules revision ${reply.rules_rev})\n`);

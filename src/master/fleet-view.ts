@@ -28,6 +28,7 @@ export class FleetView {
   private readonly onlineWithinMs: number;
   private readonly log: (msg: string) => void;
   private readonly listeners = new Set<FactsListener>();
+  private readonly beatListeners = new Set<(peel: string, at: number | undefined, rev: number) => void>();
 
   constructor(opts: FleetViewOptions = {}) {
     this.index = new TargetIndex(opts.nodegroups ? { nodegroups: opts.nodegroups } : {});
@@ -52,6 +53,17 @@ export class FleetView {
   onFacts(listener: FactsListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Follows heartbeat writes (`at` undefined: the key was deleted); returns an unsubscribe. */
+  onBeats(listener: (peel: string, at: number | undefined, rev: number) => void): () => void {
+    this.beatListeners.add(listener);
+    return () => this.beatListeners.delete(listener);
+  }
+
+  /** Peels whose last heartbeat is recent enough, with its time. */
+  onlinePeels(now = Date.now()): [string, number][] {
+    return [...this.lastBeat].filter(([, t]) => now - t <= this.onlineWithinMs);
   }
 
   /** Ids of every peel with facts, sorted. */
@@ -133,8 +145,10 @@ export class FleetView {
     if (!isValidPeelId(e.key)) return;
     if (e.operation !== "PUT") {
       this.lastBeat.delete(e.key);
+      for (const l of this.beatListeners) l(e.key, undefined, e.revision);
       return;
     }
     this.lastBeat.set(e.key, e.created.getTime());
+    for (const l of this.beatListeners) l(e.key, e.created.getTime(), e.revision);
   }
 }

@@ -14,10 +14,11 @@ import { keyPairFromCreds } from "../auth/signing.js";
 import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
-import { MASTER_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
+import { MASTER_HEARTBEAT_TTL_MS, PEEL_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
 import type { EnrollmentService } from "../enroll/service.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
+import { PresenceAnnouncer } from "../events/presence.js";
 import { JobStore } from "../jobs/store.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
@@ -114,6 +115,8 @@ export class Master {
   private unlistenFacts: (() => void) | undefined;
   private heartbeats: KV | undefined;
   private reactorService: import("../reactor/service.js").ReactorService | undefined;
+  private presence: PresenceAnnouncer | undefined;
+  private unlistenBeats: (() => void) | undefined;
   private readonly subs: Subscription[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -206,6 +209,7 @@ export class Master {
         ...(this.cfg.nodegroups ? { nodegroups: this.cfg.nodegroups } : {}),
       });
       await this.fleetView.start(facts, peelBeats);
+      this.startPresence(nc, this.fleetView);
       this.settingsView = new SettingsView(settingsFiles, this.fleetView, this.log);
       await this.settingsView.start();
 
@@ -382,6 +386,8 @@ export class Master {
     await this.reactorService?.stop().catch(() => {});
     this.dispatcher?.stop();
     this.unlistenFacts?.();
+    this.unlistenBeats?.();
+    this.presence?.stop();
     await this.states?.stop();
     await this.settings?.stop();
     await this.settingsView?.stop();
@@ -476,6 +482,14 @@ export class Master {
     const result = await publish();
     if (result === undefined) return;
     msg.respond(encode({ master: this.id, ...result }));
+  }
+
+  /** `_master/peel/<id>/online|offline` from the heartbeats (src/events/presence.ts). */
+  private startPresence(nc: NatsConnection, fleet: FleetView): void {
+    const presence = new PresenceAnnouncer(nc, this.id, PEEL_HEARTBEAT_TTL_MS);
+    this.presence = presence;
+    this.unlistenBeats = fleet.onBeats((peel, at, rev) => presence.beat(peel, at, rev));
+    presence.start(fleet.onlinePeels());
   }
 
   /** `_master/states/published` and `_master/settings/published` for a new revision. */

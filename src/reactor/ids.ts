@@ -4,12 +4,9 @@
  * after the first died mid-reaction, finds the job already recorded instead of making another.
  * The KSUID's time is the event's, so the ids sort with their cause.
  */
-import { createHash } from "node:crypto";
-import { formatKsuid, parseKsuid } from "../jobs/ksuid.js";
+import { derivedKsuid } from "../events/derived-id.js";
+import { parseKsuid } from "../jobs/ksuid.js";
 
 export function reactionId(eventId: string, ...parts: string[]): string {
-  const h = createHash("sha256")
-    .update([eventId, ...parts].join("\0"))
-    .digest();
-  return formatKsuid(parseKsuid(eventId).timestamp, h.subarray(0, 16));
+  return derivedKsuid(parseKsuid(eventId).timestamp, eventId, ...parts);
 }

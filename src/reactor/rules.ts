@@ -47,10 +47,14 @@ export function resolveRef(ref: string, files: ReadonlySet<string>): string | { 
   }
   const candidates = /\.(zy|sls)$/.test(r) ? [r] : [`${r}.zy`, `${r}.sls`, `${r}/init.zy`, `${r}/init.sls`];
   for (const c of candidates) if (files.has(c)) return c;
-  const near = didYouMean(
-    candidates[0]!,
-    [...files].filter((f) => f !== TOP_FILE),
-  );
+  const reactions = [...files].filter((f) => f !== TOP_FILE && /\.(zy|sls)$/.test(f));
+  const base = (f: string) =>
+    f
+      .replace(/(\/init)?\.(zy|sls)$/, "")
+      .split("/")
+      .pop();
+  const near =
+    reactions.find((f) => base(f) === base(candidates[0]!)) ?? didYouMean(candidates[0]!, reactions);
   return {
     error: `reaction file for ${JSON.stringify(ref)} not found (looked for ${candidates.join(", ")})${near ? `; did you mean ${JSON.stringify(near.replace(/\.(zy|sls)$/, ""))}?` : ""}`,
   };

@@ -27,7 +27,12 @@ export interface ReactorTestRequest {
   data?: Record<string, unknown>;
 }
 
-export type ReactorTestReply = ReactorTestResult & { master: string; error?: string };
+export type ReactorTestReply = ReactorTestResult & {
+  master: string;
+  error?: string;
+  /** The reactor dir has errors and was not published: the test ran the live (last good) rules. */
+  dir_errors?: string[];
+};
 
 export interface ReactorServiceDeps {
   nc: NatsConnection;
@@ -142,11 +147,17 @@ export class ReactorService {
     return r;
   }
 
-  /** Publishes the dir (here, or through the lease holder) so a test sees the rules as edited. */
-  private async fresh(): Promise<void> {
+  /**
+   * Publishes the dir (here, or through the lease holder) so a test sees the rules as edited;
+   * returns the dir's problems when it was refused.
+   */
+  private async fresh(): Promise<string[] | undefined> {
+    let r: ReactorPublishResult | undefined;
     try {
-      if (!(await this.publish())) {
-        await this.deps.nc.request(REACTOR_PUBLISH_SUBJECT, encode({}), { timeout: 5_000 });
+      r = await this.publish();
+      if (!r) {
+        const m = await this.deps.nc.request(REACTOR_PUBLISH_SUBJECT, encode({}), { timeout: 5_000 });
+        r = decode<ReactorPublishResult>(m.data);
       }
     } catch (err) {
       this.deps.log(
@@ -154,6 +165,7 @@ export class ReactorService {
       );
     }
     await this.reactor.reload();
+    return r?.problems?.map(problemText);
   }
 
   private async answerTest(m: Msg): Promise<void> {
@@ -164,8 +176,12 @@ export class ReactorService {
       const data = req.data ?? {};
       if (data === null || typeof data !== "object" || Array.isArray(data))
         throw new Error("data must be a mapping");
-      await this.fresh();
-      reply = { ...(await this.reactor.test(req.match_key, data)), master: this.deps.masterId };
+      const dirErrors = await this.fresh();
+      reply = {
+        ...(await this.reactor.test(req.match_key, data)),
+        master: this.deps.masterId,
+        ...(dirErrors ? { dir_errors: dirErrors } : {}),
+      };
     } catch (err) {
       reply = {
         match_key: "",
