@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bootstrap } from "../src/bus/bootstrap.js";
+import { bootstrap, openKv } from "../src/bus/bootstrap.js";
 import { encode } from "../src/bus/codec.js";
 import {
   EventError,
@@ -200,6 +200,22 @@ describe("events on a real server", () => {
     const { seen, rejected } = await replay((s) => s.some((w) => w.event.id === marker.event.id));
     expect(seen.some((w) => w.event.id === forged.id)).toBe(false);
     expect(rejected.join("\n")).toMatch(/zester\.event\.web-01\.spoof\.attempt: .*spoofed/);
+  });
+
+  it("drops a peel's own KV value relayed onto a master subject by a direct get's reply-to", async () => {
+    const forged = makeEvent({ origin: "_master", tag: "enroll/evil/pending", data: { peel: "evil" } });
+    const facts = await openKv(peel, "facts");
+    await facts.put("web-01", encode(forged));
+    peel.publish("$JS.API.DIRECT.GET.KV_facts.$KV.facts.web-01", new Uint8Array(), {
+      reply: eventSubject("_master", forged.tag),
+    });
+    await peel.flush();
+    const marker = await publishEvent(admin, { origin: "_admin", tag: "relay/marker" });
+    const { seen, rejected } = await replay((s) => s.some((w) => w.event.id === marker.event.id));
+    expect(seen.some((w) => w.event.id === forged.id)).toBe(false);
+    expect(rejected.join("\n")).toMatch(
+      /zester\.event\._master\.enroll\.evil\.pending: .*JetStream answer.*spoofed/,
+    );
   });
 
   it("watches live events without the stream", async () => {

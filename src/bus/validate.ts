@@ -157,7 +157,7 @@ export function object<R extends Shape, O extends Shape = Record<never, never>>(
 // ---- where a message came from -------------------------------------------------------------------
 
 /** Headers JetStream puts on what it sends: direct-get answers and republished messages. */
-const JETSTREAM_HEADERS = ["Nats-Stream", "Nats-Subject", "Nats-Sequence"] as const;
+export const JETSTREAM_HEADERS = ["Nats-Stream", "Nats-Subject", "Nats-Sequence"] as const;
 
 /**
  * Why `msg` cannot be a client's publish on `subject` (a literal subject or a predicate), or

@@ -8,6 +8,7 @@
  */
 import { decode, PROTOCOL_VERSION, ProtocolError } from "../bus/codec.js";
 import { isValidPeelId, ROOT } from "../bus/names.js";
+import { JETSTREAM_HEADERS } from "../bus/validate.js";
 import { isKsuid, newKsuid } from "../jobs/ksuid.js";
 
 export const MASTER_ORIGIN = "_master";
@@ -195,8 +196,26 @@ export function validateEvent(subject: string, payload: Record<string, unknown>)
   return { v, id, tag, data, ts, origin: where.origin, depth };
 }
 
-/** decode + validateEvent for raw message bytes. */
-export function parseEvent(subject: string, bytes: Uint8Array): ZesterEvent {
+/** The headers of a received message, as far as relay detection needs them. */
+export interface HeaderView {
+  has(name: string): boolean;
+  get(name: string): string;
+}
+
+/**
+ * decode + validateEvent for raw message bytes. With the message's headers, an answer that
+ * JetStream sent onto an event subject (a direct get whose reply-to a peel pointed there: its
+ * bytes are whatever the peel stored in its own KV key) is refused as spoofed.
+ */
+export function parseEvent(subject: string, bytes: Uint8Array, headers?: HeaderView): ZesterEvent {
+  for (const name of JETSTREAM_HEADERS) {
+    if (headers?.has(name)) {
+      throw new EventRejected(
+        `message on ${subject} is a JetStream answer (${name}: ${headers.get(name)}) relayed onto an event subject: dropped as spoofed`,
+        true,
+      );
+    }
+  }
   let payload: Record<string, unknown>;
   try {
     payload = decode(bytes);

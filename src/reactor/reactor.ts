@@ -13,6 +13,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { subjects } from "../bus/names.js";
 import {
   EventRejected,
+  type HeaderView,
   MASTER_ORIGIN,
   makeEvent,
   matchKey,
@@ -251,7 +252,7 @@ export class Reactor {
 
   private async onMessage(m: JsMsg): Promise<void> {
     try {
-      await this.handle(m.subject, m.data);
+      await this.handle(m.subject, m.data, m.headers);
       m.ack();
     } catch (err) {
       // Not acked: the event comes back (to this master or another) after ack_wait.
@@ -261,10 +262,10 @@ export class Reactor {
   }
 
   /** Handles one event from the stream; throws only for failures worth a redelivery. */
-  async handle(subject: string, data: Uint8Array): Promise<void> {
+  async handle(subject: string, data: Uint8Array, headers?: HeaderView): Promise<void> {
     let ev: ZesterEvent;
     try {
-      ev = parseEvent(subject, data);
+      ev = parseEvent(subject, data, headers);
     } catch (err) {
       if (!(err instanceof EventRejected)) throw err;
       this.note(err.spoof ? "spoof" : "invalid", subject, `${subject}: ${err.message}`);
