@@ -192,7 +192,10 @@ export async function run(argv: string[]): Promise<number> {
     const code = await runTarget(["*", ...job, ...connect]);
     if (o.once !== undefined) return code;
     const { demoReaction } = await import("../reactor/demo.js");
-    process.stdout.write(`\n${await demoReaction(master.connection)}\n`);
+    const demo = await demoReaction(master.connection).catch(
+      (err: Error) => `reactor: could not send dev/hello: ${err.message}`,
+    );
+    process.stdout.write(`\n${demo}\n`);
     process.stdout.write(
       `\nZester dev fleet is up: nats-server ${url}, a master, peels ${ids.join(", ")}\n` +
         `(states: ${o.statesDir}, settings: ${o.settingsDir}, reactor: ${o.reactorDir}). In another shell:\n\n` +
