@@ -102,7 +102,8 @@ describe("zester event (real server, master and peel)", () => {
     const text = await zester("event", "watch", "_admin/myco/*", "--since", "0", "--count", "1");
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/^\S+Z #\d+ _admin\/myco\/deploy\/start \{"who":"ops","n":3\}\n$/);
-  });
+    // Four CLI processes in a row: on a loaded 2-core machine that alone can take 30 s.
+  }, 120_000);
 
   it("shows the master's job events with their status", async () => {
     const ping = await zester("web-01", "test.ping", "--format", "json");
