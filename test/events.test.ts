@@ -213,9 +213,7 @@ describe("events on a real server", () => {
     const marker = await publishEvent(admin, { origin: "_admin", tag: "relay/marker" });
     const { seen, rejected } = await replay((s) => s.some((w) => w.event.id === marker.event.id));
     expect(seen.some((w) => w.event.id === forged.id)).toBe(false);
-    expect(rejected.join("\n")).toMatch(
-      /zester\.event\._master\.enroll\.evil\.pending: .*JetStream answer/,
-    );
+    expect(rejected.join("\n")).toMatch(/zester\.event\._master\.enroll\.evil\.pending: .*JetStream answer/);
   });
 
   it("watches live events without the stream", async () => {
