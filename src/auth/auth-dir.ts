@@ -11,6 +11,7 @@ import { fromPublic } from "@nats-io/nkeys";
 import { assertPeelId } from "../bus/names.js";
 import { CA_FILES } from "../ca/files.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
+import { type ClusterOptions, checkClusterOptions, clusterNodes } from "./cluster-layout.js";
 import {
   type AccountSigner,
   createTrustHierarchy,
@@ -55,6 +56,8 @@ export interface InitAuthOptions {
   port?: number;
   /** Listen address for the server config; omitted = all interfaces. */
   listenHost?: string;
+  /** Write one config per node of a JetStream cluster instead of `nats-server.conf`. */
+  cluster?: ClusterOptions;
 }
 
 export interface InitAuthResult {
@@ -85,6 +88,7 @@ const PUBLIC_OUTPUTS = [
 export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult> {
   const dir = resolve(opts.dir);
   const force = opts.force ?? false;
+  if (opts.cluster) checkClusterOptions(opts.cluster);
   if (!force) {
     const existing: string[] = [];
     for (const f of [...SECRET_OUTPUTS, ...PUBLIC_OUTPUTS]) {
@@ -133,22 +137,36 @@ export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult
   );
   await secret(AUTH_FILES.adminCreds, await issueRoleCreds(zesterSigner, "admin"));
 
-  const ca = await (await import("../ca/ca.js")).ensureCaAndServerCert(dir, opts.hosts ?? []);
+  const ca = await (await import("../ca/ca.js")).ensureCaAndServerCert(dir, [
+    ...(opts.hosts ?? []),
+    ...(opts.cluster?.hosts ?? []),
+  ]);
   written.push(...ca.written);
 
   await mkdir(join(dir, AUTH_FILES.resolverDir), { recursive: true, mode: 0o700 });
   await mkdir(join(dir, AUTH_FILES.jetstreamDir), { recursive: true, mode: 0o700 });
-  const conf = renderServerConfig({
+  const base = {
     dir,
-    port: opts.port ?? DEFAULT_NATS_PORT,
-    ...(opts.listenHost !== undefined ? { host: opts.listenHost } : {}),
     operatorJwtFile: AUTH_FILES.operatorJwt,
     systemAccountPublicKey: th.system.publicKey,
     accounts: { [th.system.publicKey]: th.system.jwt, [th.zester.publicKey]: th.zester.jwt },
-    resolverDir: AUTH_FILES.resolverDir,
-    jetstreamDir: AUTH_FILES.jetstreamDir,
     certFile: CA_FILES.serverCert,
     keyFile: CA_FILES.serverKey,
+  };
+  if (opts.cluster) {
+    for (const node of clusterNodes(opts.cluster, opts.port ?? DEFAULT_NATS_PORT, opts.listenHost)) {
+      await mkdir(join(dir, node.resolverDir), { recursive: true, mode: 0o700 });
+      await mkdir(join(dir, node.jetstreamDir), { recursive: true, mode: 0o700 });
+      await pub(node.configFile, renderServerConfig({ ...base, ...node.config }));
+    }
+    return { written, kept: ca.kept };
+  }
+  const conf = renderServerConfig({
+    ...base,
+    port: opts.port ?? DEFAULT_NATS_PORT,
+    ...(opts.listenHost !== undefined ? { host: opts.listenHost } : {}),
+    resolverDir: AUTH_FILES.resolverDir,
+    jetstreamDir: AUTH_FILES.jetstreamDir,
   });
   await pub(AUTH_FILES.serverConfig, conf);
   return { written, kept: ca.kept };

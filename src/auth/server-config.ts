@@ -20,6 +20,19 @@ export interface ServerConfigInput {
   certFile: string;
   keyFile: string;
   serverName?: string;
+  /** Routes to the other nodes of a JetStream cluster (RAFT); absent = a single server. */
+  cluster?: ClusterRoutes;
+}
+
+export interface ClusterRoutes {
+  /** Cluster name, the same on every node. */
+  name: string;
+  /** Route listen address (`host:port`). */
+  listen: string;
+  /** Route URLs of every node (this one included is fine: a server skips its own). */
+  routes: string[];
+  /** CA that signed the nodes' certificates: routes verify each other both ways. */
+  caFile: string;
 }
 
 /**
@@ -59,6 +72,7 @@ export function renderServerConfig(c: ServerConfigInput): string {
     `  store_dir: ${abs(c.jetstreamDir)}`,
     "}",
     "",
+    ...(c.cluster ? renderCluster(c.cluster, abs(c.certFile), abs(c.keyFile), abs(c.cluster.caFile)) : []),
     "# NATS 2.9 cannot enforce a minimum TLS version; Zester clients insist on TLS 1.3.",
     "tls: {",
     `  cert_file: ${abs(c.certFile)}`,
@@ -68,4 +82,24 @@ export function renderServerConfig(c: ServerConfigInput): string {
     "",
   ];
   return lines.join("\n");
+}
+
+function renderCluster(c: ClusterRoutes, cert: string, key: string, ca: string): string[] {
+  return [
+    "# JetStream cluster: every node keeps RAFT state; buckets and streams take R3 on 3+ nodes.",
+    "cluster: {",
+    `  name: ${q(c.name)}`,
+    `  listen: ${q(c.listen)}`,
+    "  routes: [",
+    ...c.routes.map((r) => `    ${q(r)}`),
+    "  ]",
+    "  tls: {",
+    `    cert_file: ${cert}`,
+    `    key_file: ${key}`,
+    `    ca_file: ${ca}`,
+    "    timeout: 5",
+    "  }",
+    "}",
+    "",
+  ];
 }

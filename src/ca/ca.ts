@@ -114,7 +114,11 @@ export async function issueServerCert(
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        // clientAuth too: cluster nodes present this certificate to each other on their routes.
+        new x509.ExtendedKeyUsageExtension([
+          x509.ExtendedKeyUsage.serverAuth,
+          x509.ExtendedKeyUsage.clientAuth,
+        ]),
         new x509.SubjectAlternativeNameExtension(
           names.map((n) => ({ type: isIP(n) ? ("ip" as const) : ("dns" as const), value: n })),
         ),

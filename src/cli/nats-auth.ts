@@ -7,6 +7,12 @@ import { join } from "node:path";
 import { Command, CommanderError } from "commander";
 import { accountDir, addAccount, pushAccount } from "../auth/accounts.js";
 import { AUTH_FILES, DEFAULT_NATS_PORT, initAuthDir } from "../auth/auth-dir.js";
+import {
+  type ClusterOptions,
+  checkClusterOptions,
+  clusterNodes,
+  MAX_CLUSTER_NODES,
+} from "../auth/cluster-layout.js";
 import { ensureMasterCurveKey } from "../settings/keys.js";
 import { UsageError } from "./errors.js";
 
@@ -47,6 +53,38 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
   }
 }
 
+interface InitFlags {
+  dir: string;
+  force: boolean;
+  host: string[];
+  port: number;
+  cluster?: number;
+  clusterHost: string[];
+  clusterPort?: number;
+}
+
+function parseNodes(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > MAX_CLUSTER_NODES) {
+    throw new UsageError(
+      `invalid --cluster ${JSON.stringify(value)}: expected a node count from 1 to ${MAX_CLUSTER_NODES}`,
+    );
+  }
+  return n;
+}
+
+function clusterOf(o: InitFlags): ClusterOptions {
+  const c: ClusterOptions = { nodes: o.cluster ?? 1 };
+  if (o.clusterHost.length > 0) c.hosts = o.clusterHost;
+  if (o.clusterPort !== undefined) c.clusterPort = o.clusterPort;
+  try {
+    checkClusterOptions(c);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return c;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const program = new Command("zester nats-auth").description(
     "operator-mode NATS credentials, CA and server config (offline)",
@@ -59,30 +97,40 @@ export async function run(argv: string[]): Promise<number> {
     .option("--host <host...>", "extra DNS names / IPs for the server certificate (repeatable)", [])
     .option("--port <port>", "client port in nats-server.conf", parsePort, DEFAULT_NATS_PORT)
     .option("--account <name...>", "also create these accounts (isolated deployments, see account add)", [])
-    .action(
-      async (opts: { dir: string; force: boolean; host: string[]; port: number; account: string[] }) => {
-        for (const a of opts.account) accountDir(opts.dir, a); // bad names fail before anything is written
-        const res = await initAuthDir({
-          dir: opts.dir,
-          force: opts.force,
-          hosts: opts.host,
-          port: opts.port,
-        });
-        // The master's curve key seals settings secrets per peel; a fresh trust chain gets one too.
-        const curve = await ensureMasterCurveKey(opts.dir, { force: opts.force });
-        (curve.written ? res.written : res.kept).push(curve.seedPath);
-        for (const a of opts.account) res.written.push(...(await addAccount(opts.dir, a)).written);
-        for (const f of res.written) process.stdout.write(`wrote ${f}\n`);
-        for (const f of res.kept) process.stdout.write(`kept  ${f} (already present)\n`);
-        const conf = join(opts.dir, AUTH_FILES.serverConfig);
-        process.stdout.write(
-          `\nStart the server:  nats-server -c ${conf}\n` +
-            `Master creds:      ${join(opts.dir, AUTH_FILES.masterCreds)}\n` +
-            `Admin creds:       ${join(opts.dir, AUTH_FILES.adminCreds)}\n` +
-            `Peel creds:        zester peel creds <peel-id> --dir ${opts.dir}\n`,
-        );
-      },
-    );
+    .option("--cluster <n>", "write nats-server-1..N.conf for a JetStream cluster of N nodes", parseNodes)
+    .option("--cluster-host <host...>", "one address per cluster node (default: all on this machine)", [])
+    .option("--cluster-port <port>", "route port (first of N when all nodes are local)", parsePort)
+    .action(async (opts: InitFlags & { account: string[] }) => {
+      for (const a of opts.account) accountDir(opts.dir, a); // bad names fail before anything is written
+      const cluster = opts.cluster !== undefined ? clusterOf(opts) : undefined;
+      if (cluster === undefined && (opts.clusterHost.length > 0 || opts.clusterPort !== undefined)) {
+        throw new UsageError("--cluster-host and --cluster-port need --cluster N");
+      }
+      const res = await initAuthDir({
+        dir: opts.dir,
+        force: opts.force,
+        hosts: opts.host,
+        port: opts.port,
+        ...(cluster ? { cluster } : {}),
+      });
+      // The master's curve key seals settings secrets per peel; a fresh trust chain gets one too.
+      const curve = await ensureMasterCurveKey(opts.dir, { force: opts.force });
+      (curve.written ? res.written : res.kept).push(curve.seedPath);
+      for (const a of opts.account) res.written.push(...(await addAccount(opts.dir, a)).written);
+      for (const f of res.written) process.stdout.write(`wrote ${f}\n`);
+      for (const f of res.kept) process.stdout.write(`kept  ${f} (already present)\n`);
+      const start = cluster
+        ? clusterNodes(cluster, opts.port)
+            .map((n) => `  ${n.name} (${n.url}):  nats-server -c ${join(opts.dir, n.configFile)}\n`)
+            .join("")
+        : `  nats-server -c ${join(opts.dir, AUTH_FILES.serverConfig)}\n`;
+      process.stdout.write(
+        `\nStart the server${cluster ? "s (one per node; see docs/scale.md)" : ""}:\n${start}` +
+          `Master creds:      ${join(opts.dir, AUTH_FILES.masterCreds)}\n` +
+          `Admin creds:       ${join(opts.dir, AUTH_FILES.adminCreds)}\n` +
+          `Peel creds:        zester peel creds <peel-id> --dir ${opts.dir}\n`,
+      );
+    });
   const account = program.command("account").description("accounts under the operator: isolated deployments");
   account
     .command("add <name>")

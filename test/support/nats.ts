@@ -72,13 +72,13 @@ export function probeInfo(port: number): Promise<boolean> {
   });
 }
 
-interface Proc {
+export interface Proc {
   child: ChildProcess;
   output(): string;
   stop(): Promise<void>;
 }
 
-async function launch(args: string[], port: number, cleanupDir?: string): Promise<Proc> {
+export async function launch(args: string[], port: number, cleanupDir?: string): Promise<Proc> {
   const child = spawn("nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout?.on("data", (d: Buffer) => {
