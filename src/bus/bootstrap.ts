@@ -1,7 +1,8 @@
 /**
  * Creates every bucket and stream from the tables in names.ts. Idempotent: what exists is left
  * as it is (no update) except for the rollup policy of stream-policy.ts, which is a security
- * fix existing deployments must get too, so running it on every master start is safe.
+ * fix existing deployments must get too, and an explicit replicas count (src/bus/replicas.ts),
+ * which existing streams are moved to; so running it on every master start is safe.
  */
 
 import {
@@ -10,15 +11,28 @@ import {
   jetstreamManager,
   RetentionPolicy,
   StorageType,
+  type StreamInfo,
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { BUCKETS, type BucketName, STREAMS, type StreamName } from "./names.js";
+import { moveReplicas, type ReplicaChange, type ReplicasSetting, resolveReplicas } from "./replicas.js";
 import { enforceRollupPolicy } from "./stream-policy.js";
+
+export interface BootstrapOptions {
+  /** Default `auto`: 1 on a single server, 3 on a cluster of three or more. */
+  replicas?: ReplicasSetting;
+}
 
 export interface BootstrapResult {
   created: string[];
   existing: string[];
+  /** The replica count new streams got (and, when explicit, existing ones were moved to). */
+  replicas: number;
+  /** Existing streams moved to an explicit replicas count. */
+  moved: ReplicaChange[];
+  /** Existing streams whose count differs from `auto`'s choice (left alone; see docs/scale.md). */
+  mismatched: ReplicaChange[];
 }
 
 function isNotFound(err: unknown): boolean {
@@ -26,34 +40,47 @@ function isNotFound(err: unknown): boolean {
   return /stream not found/i.test(e?.message ?? "") || e?.api_error?.err_code === 10059;
 }
 
-async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
   try {
-    await jsm.streams.info(name);
-    return true;
+    return await jsm.streams.info(name);
   } catch (err) {
-    if (isNotFound(err)) return false;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }
 
-export async function bootstrap(nc: NatsConnection): Promise<BootstrapResult> {
+export async function bootstrap(nc: NatsConnection, opts: BootstrapOptions = {}): Promise<BootstrapResult> {
   const jsm = await jetstreamManager(nc);
   const kvm = new Kvm(nc);
-  const result: BootstrapResult = { created: [], existing: [] };
+  const setting = opts.replicas ?? "auto";
+  const replicas = resolveReplicas(setting, nc);
+  const result: BootstrapResult = { created: [], existing: [], replicas, moved: [], mismatched: [] };
+  const streamExists = async (name: string): Promise<boolean> => {
+    const info = await streamInfo(jsm, name);
+    if (!info) return false;
+    if (setting === "auto") {
+      const from = info.config.num_replicas ?? 1;
+      if (from !== replicas) result.mismatched.push({ stream: name, from, to: replicas });
+    } else {
+      const moved = await moveReplicas(jsm, info, replicas);
+      if (moved) result.moved.push(moved);
+    }
+    return true;
+  };
 
   for (const [bucket, spec] of Object.entries(BUCKETS) as [BucketName, (typeof BUCKETS)[BucketName]][]) {
     const name = `KV_${bucket}`;
-    if (await streamExists(jsm, name)) {
+    if (await streamExists(name)) {
       result.existing.push(name);
     } else {
-      await kvm.create(bucket, { ...spec.options, allow_direct: true, storage: StorageType.File });
+      await kvm.create(bucket, { ...spec.options, allow_direct: true, storage: StorageType.File, replicas });
       result.created.push(name);
     }
     await enforceRollupPolicy(jsm, bucket);
   }
 
   for (const [name, spec] of Object.entries(STREAMS) as [StreamName, (typeof STREAMS)[StreamName]][]) {
-    if (await streamExists(jsm, name)) {
+    if (await streamExists(name)) {
       result.existing.push(name);
       continue;
     }
@@ -66,7 +93,7 @@ export async function bootstrap(nc: NatsConnection): Promise<BootstrapResult> {
       discard: DiscardPolicy.Old,
       max_age: nanos(spec.maxAgeMs),
       allow_direct: true,
-      num_replicas: 1,
+      num_replicas: replicas,
     });
     result.created.push(name);
   }

@@ -1,6 +1,7 @@
 /** `zester-master [options]` (also `zester master`): runs a Master until SIGINT or SIGTERM. */
 
 import { join } from "node:path";
+import { parseReplicas, type ReplicasSetting } from "../bus/replicas.js";
 import { connectOptions } from "../config/connect.js";
 import { ConfigError, formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
 import type { OptionTable } from "../config/options.js";
@@ -82,6 +83,12 @@ export const MASTER_OPTIONS = {
     group: "Health and logs",
     help: "stderr log lines: text, or json (one object per line)",
   },
+  replicas: {
+    kind: "string",
+    default: "auto",
+    valueName: "N",
+    help: "copies of every bucket and stream: auto (1, or 3 on a 3+ node cluster) or 1-5; a count moves existing ones (docs/scale.md)",
+  },
   enroll_listen: {
     kind: "string",
     valueName: "ADDR",
@@ -138,6 +145,14 @@ function healthAddress(v: string): { host?: string; port: number } {
   return a;
 }
 
+function replicasOption(v: string): ReplicasSetting {
+  try {
+    return parseReplicas(v);
+  } catch (err) {
+    throw new ConfigError(`replicas: ${(err as Error).message}`);
+  }
+}
+
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (sig: NodeJS.Signals) => {
@@ -189,6 +204,7 @@ export async function run(argv: string[]): Promise<number> {
     publishIntervalMs: o.publish_interval * 1000,
     unreachableAfterMs: o.unreachable_after * 1000,
     defaultTimeoutS: o.default_timeout,
+    replicas: replicasOption(o.replicas),
     settingsDir: o.settings_dir,
     ...(o.nodegroups !== undefined ? { nodegroups: o.nodegroups } : {}),
     log: say,

@@ -15,6 +15,7 @@ import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { MASTER_HEARTBEAT_TTL_MS, PEEL_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
+import { describeReplicas, type ReplicasSetting } from "../bus/replicas.js";
 import { relayedReason } from "../bus/validate.js";
 import type { EnrollmentService } from "../enroll/service.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
@@ -72,6 +73,8 @@ export interface MasterConfig {
   reactorDir?: string;
   /** Reactor limits (src/reactor/protection.ts, reactor.ts); `false` runs no reactor on this master. */
   reactor?: import("../reactor/reactor.js").ReactorOptions | false;
+  /** Copies of every bucket and stream (src/bus/replicas.ts); default `auto`. */
+  replicas?: ReplicasSetting;
   /**
    * HTTPS enrollment listener (src/enroll); absent = no enrollment on this master. Needs the
    * account and operator signing seeds in the auth dir.
@@ -188,7 +191,8 @@ export class Master {
     });
     this.nc = nc;
     try {
-      await bootstrap(nc);
+      for (const line of describeReplicas(await bootstrap(nc, { replicas: cfg.replicas ?? "auto" })))
+        this.log(line);
       const [facts, peelBeats, masterBeats, leases, stateFiles, settingsFiles, secrets, store] =
         await Promise.all([
           openKv(nc, "facts"),
