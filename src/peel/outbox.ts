@@ -217,3 +217,33 @@ export class ReturnOutbox extends DiskOutbox<PeelReturn> {
     super(dir, opts, RETURNS);
   }
 }
+/**
+ * Pauses between flush attempts while the peel is connected but stores fail (JetStream still
+ * electing leaders after a restart, a node lost): short at first, so a return is stored within
+ * a second of the bus taking it again, doubling up to `maxMs`.
+ */
+export class FlushBackoff {
+  private attempt = 0;
+
+  constructor(
+    private readonly firstMs: number,
+    private readonly maxMs: number,
+  ) {}
+
+  next(): number {
+    const ms = Math.min(this.maxMs, this.firstMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    return ms;
+  }
+
+  reset(): void {
+    this.attempt = 0;
+  }
+}
+
+export const FIRST_FLUSH_RETRY_MS = 250;
+/**
+ * While connected, tries stay at most this far apart: one put is cheap, and a return stored
+ * seconds late keeps a whole job open. The slow retry timer (outboxRetryMs) covers the rest.
+ */
+export const MAX_FLUSH_RETRY_MS = 2_000;

@@ -15,7 +15,6 @@
  * the peel, so an opened secret never reaches KV, a subscriber or a log as plaintext.
  */
 import { EventEmitter } from "node:events";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
@@ -38,6 +37,7 @@ import { statOrUndefined } from "../util/files.js";
 import { PeelBasket } from "./basket/peel-basket.js";
 import { BeaconRunner } from "./beacons/runner.js";
 import { EventSender } from "./beacons/sender.js";
+import { cacheDirMessage, prepareCacheDir } from "./cache-dir.js";
 import { type DriftRepair, DriftWatcher } from "./drift/watcher.js";
 import { stableFactsKey } from "./facts-diff.js";
 import {
@@ -51,7 +51,13 @@ import {
 } from "./functions.js";
 import { JidStore } from "./jid-store.js";
 import { LiveSettings } from "./live-settings.js";
-import { DEFAULT_OUTBOX_LIMIT, ReturnOutbox } from "./outbox.js";
+import {
+  DEFAULT_OUTBOX_LIMIT,
+  FIRST_FLUSH_RETRY_MS,
+  FlushBackoff,
+  MAX_FLUSH_RETRY_MS,
+  ReturnOutbox,
+} from "./outbox.js";
 import { JobQueue } from "./queue.js";
 import { type EnforceSchedule, EnforceScheduler } from "./scheduler.js";
 import { PeelSettings } from "./settings.js";
@@ -189,6 +195,8 @@ export class Peel extends EventEmitter {
   private readonly outbox: ReturnOutbox;
   private outboxFlush: Promise<void> | undefined;
   private outboxAgain = false;
+  private outboxRetry: NodeJS.Timeout | undefined;
+  private readonly outboxBackoff: FlushBackoff;
   private scheduler: EnforceScheduler | undefined;
   /** The last finished state run, carried by every heartbeat (memory only, see PeelLastRun). */
   private lastRun: PeelLastRun | undefined;
@@ -217,6 +225,10 @@ export class Peel extends EventEmitter {
     this.queue = new JobQueue(cfg.queueLimit ?? DEFAULT_QUEUE_LIMIT);
     this.jids = new JidStore(join(this.cacheDir, "jids.json"));
     this.states = new StateTreeCache(join(this.cacheDir, "states"));
+    this.outboxBackoff = new FlushBackoff(
+      FIRST_FLUSH_RETRY_MS,
+      Math.min(MAX_FLUSH_RETRY_MS, cfg.outboxRetryMs ?? DEFAULT_OUTBOX_RETRY_MS),
+    );
     this.outbox = new ReturnOutbox(join(this.cacheDir, "outbox"), {
       peel: this.id,
       log: this.log,
@@ -247,8 +259,7 @@ export class Peel extends EventEmitter {
   async start(): Promise<void> {
     if (this.started) throw new Error(`peel ${this.id} is already started`);
     this.started = true;
-    await mkdir(this.cacheDir, { recursive: true, mode: 0o700 });
-    await mkdir(join(this.cacheDir, "empty"), { recursive: true });
+    await prepareCacheDir(this.cacheDir, ["empty"]);
     this.trusted =
       this.cfg.trustedMasters ?? (await loadTrustedMasters(this.cfg.authDir ?? DEFAULT_AUTH_DIR));
     await this.jids.load();
@@ -336,6 +347,7 @@ export class Peel extends EventEmitter {
     this.timers = [];
     if (this.factsTimer) clearTimeout(this.factsTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.outboxRetry) clearTimeout(this.outboxRetry);
     this.stopWatch?.();
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
@@ -348,6 +360,8 @@ export class Peel extends EventEmitter {
     await this.syncing?.catch(() => {});
     await this.factsChain.catch(() => {});
     await this.jids.idle();
+    // Gone, not silent: masters see the peel offline now instead of after the heartbeat TTL.
+    if (this.busUp) await this.kv?.heartbeat.delete(this.id).catch(() => {});
     const nc = this.nc;
     this.kv = undefined;
     this.nc = undefined;
@@ -527,6 +541,8 @@ export class Peel extends EventEmitter {
     // Read after the await, right before the put: puts leave in order on one connection, so the
     // stored heartbeat never carries an older run than one an earlier put already carried.
     if (this.lastRun) hb.last_run = this.lastRun;
+    // A beat that would land after stop() deleted the key would make a stopped peel look online.
+    if (this.stopping) return;
     try {
       await kv.heartbeat.put(this.id, encode(hb));
       this.emit("heartbeat", hb);
@@ -667,6 +683,12 @@ export class Peel extends EventEmitter {
       } catch (err) {
         // Running a job whose id did not reach the disk would let a replay after restart run it again.
         this.refuse(msg.subject, c.jid, `cannot record the job id: ${errText(err)}`);
+        // The command is verified: its master learns why at once instead of waiting out the timeout.
+        this.ack(c.jid, 0, "job");
+        await this.finish(c.jid, c.fun, "job", new Date().toISOString(), {
+          success: false,
+          error: `not run: ${cacheDirMessage(this.cacheDir, err)}`,
+        });
         return;
       }
     }
@@ -779,6 +801,7 @@ export class Peel extends EventEmitter {
       } catch (err) {
         this.log.error(`cannot store the return of job ${jid}: ${errText(err)}`);
         await this.keepReturn(ret);
+        this.retryOutboxSoon();
       }
       if (origin === "job") nc.publish(subjects.jobReturn(jid, this.id), encode(ret));
     } else {
@@ -859,10 +882,10 @@ export class Peel extends EventEmitter {
           );
           this.emit("outbox-flushed", { count: r.sent, bad: r.bad, left: r.left });
         }
-        if (r.error !== undefined && !this.stopping) {
-          this.log.warn(
-            `outbox: ${r.left} return(s) still waiting (${r.error}); retrying on reconnect or in ${this.cfg.outboxRetryMs ?? DEFAULT_OUTBOX_RETRY_MS} ms`,
-          );
+        if (r.error === undefined) this.outboxBackoff.reset();
+        else if (!this.stopping) {
+          const ms = this.retryOutboxSoon();
+          this.log.warn(`outbox: ${r.left} return(s) still waiting (${r.error}); retrying in ${ms} ms`);
         }
       } while (this.outboxAgain && !this.stopping);
     })()
@@ -872,6 +895,17 @@ export class Peel extends EventEmitter {
       });
     this.outboxFlush = run;
     return run;
+  }
+
+  /** Arms one flush retry on the backoff; returns its delay. */
+  private retryOutboxSoon(): number {
+    const ms = this.outboxBackoff.next();
+    if (this.outboxRetry || this.stopping) return ms;
+    this.outboxRetry = setTimeout(() => {
+      this.outboxRetry = undefined;
+      if (this.outbox.pending) void this.flushOutbox();
+    }, ms);
+    return ms;
   }
 
   private onCancel(msg: Msg): void {

@@ -48,7 +48,16 @@ export interface PeelSettingsOptions {
   facts: () => Promise<Facts>;
   /** A fetch slower than this counts as the bus being unreachable. */
   fetchTimeoutMs: number;
+  /**
+   * With no snapshot to fall back on, a failed fetch (a disconnect mid-request, JetStream still
+   * electing a leader) is tried again until this much time has passed since the first try
+   * (default 2 × fetchTimeoutMs): a short blip must not fail a peel's first run.
+   */
+  retryBudgetMs?: number;
 }
+
+/** Pause between fetch retries while there is no snapshot to fall back on. */
+const FETCH_RETRY_PAUSE_MS = 250;
 
 /** Opened secret plaintexts of the snapshot, kept beside it (0600) so output stays masked offline. */
 export const SNAPSHOT_SECRETS_FILE = "settings-secrets.json";
@@ -128,12 +137,28 @@ export class PeelSettings {
   }
 
   private async resolveOnce(): Promise<RunSettings> {
+    const deadline = Date.now() + (this.opts.retryBudgetMs ?? 2 * this.opts.fetchTimeoutMs);
+    // Only a fetch that started connected is retried: a peel that is offline answers at once.
+    const connected = this.opts.buckets() !== undefined;
+    for (;;) {
+      const fetched = await this.fetch();
+      if ("tree" in fetched) return this.resolveFetched(fetched.tree, fetched.blob);
+      try {
+        return await this.fromSnapshot(fetched.reason);
+      } catch (err) {
+        if (!(err instanceof NoSnapshotError) || !connected || Date.now() >= deadline) throw err;
+      }
+      await new Promise((r) => setTimeout(r, FETCH_RETRY_PAUSE_MS));
+    }
+  }
+
+  private async fetch(): Promise<
+    { tree: FetchedSettingsTree; blob: string | undefined } | { reason: string }
+  > {
     const buckets = this.opts.buckets();
-    if (!buckets) return this.fromSnapshot("not connected to NATS");
-    let tree: FetchedSettingsTree;
-    let blob: string | undefined;
+    if (!buckets) return { reason: "not connected to NATS" };
     try {
-      [tree, blob] = await withTimeout(
+      const [tree, blob] = await withTimeout(
         Promise.all([
           fetchSettingsTree(buckets.files, this.tree ? { previous: this.tree } : {}),
           getOwnSecrets(buckets.secrets, this.opts.peelId),
@@ -141,10 +166,14 @@ export class PeelSettings {
         this.opts.fetchTimeoutMs,
         `fetching settings took longer than ${this.opts.fetchTimeoutMs} ms`,
       );
+      return { tree, blob };
     } catch (err) {
       if ((err as Error).name === "SettingsIntegrityError") throw err;
-      return this.fromSnapshot(`cannot fetch settings: ${(err as Error).message}`);
+      return { reason: `cannot fetch settings: ${(err as Error).message}` };
     }
+  }
+
+  private async resolveFetched(tree: FetchedSettingsTree, blob: string | undefined): Promise<RunSettings> {
     this.tree = tree;
     // The resolver pulls in the YAML parser, templates and targeting: loaded at the first run,
     // not by an idle peel.

@@ -8,7 +8,7 @@ import { Master, type MasterConfig } from "../../src/master/master.js";
 import type { StartedNats } from "./nats.js";
 
 export async function startTestMaster(
-  nats: StartedNats,
+  nats: Pick<StartedNats, "caFile" | "authDir" | "credsFile"> & { url: string | string[] },
   cfg: Omit<MasterConfig, "servers" | "credsFile">,
 ): Promise<Master> {
   const m = new Master({

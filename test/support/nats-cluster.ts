@@ -9,14 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../../src/auth/auth-dir.js";
+import { initAuthDir } from "../../src/auth/auth-dir.js";
 import { type ClusterNode, clusterNodes } from "../../src/auth/cluster-layout.js";
 import type { Role } from "../../src/auth/permissions.js";
 import { connect } from "../../src/bus/connect.js";
 import { peelInboxPrefix } from "../../src/bus/names.js";
 import { CA_FILES } from "../../src/ca/ca.js";
-import { statOrUndefined } from "../../src/util/files.js";
-import { freePort, launch, type Proc, type StartedNats } from "./nats.js";
+import { credsFileIn, freePort, launch, type Proc, type StartedNats } from "./nats.js";
 import { waitFor } from "./wait.js";
 
 export interface StartedCluster extends Omit<StartedNats, "url" | "port"> {
@@ -56,13 +55,7 @@ export async function startNatsCluster(n = 3): Promise<StartedCluster> {
     await Promise.all(nodes.map((_, i) => start(i)));
     const urls = nodes.map((x) => x.url);
     const caFile = join(authDir, CA_FILES.caCert);
-    const credsFile = async (who: Role | string): Promise<string> => {
-      if (who === "master") return join(authDir, AUTH_FILES.masterCreds);
-      if (who === "admin") return join(authDir, AUTH_FILES.adminCreds);
-      const path = peelCredsPath(authDir, who);
-      if (await statOrUndefined(path)) return path;
-      return issuePeelCredsFile(authDir, who);
-    };
+    const credsFile = credsFileIn(authDir);
     const connectAs = async (who: Role | string): Promise<NatsConnection> => {
       const peel = who !== "master" && who !== "admin";
       return connect({

@@ -9,8 +9,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AUTH_FILES, initAuthDir } from "../../src/auth/auth-dir.js";
+import type { Role } from "../../src/auth/permissions.js";
 import { CA_FILES } from "../../src/ca/ca.js";
-import { freePort, probeInfo } from "./nats.js";
+import { credsFileIn, freePort, probeInfo } from "./nats.js";
 
 export interface RestartableNats {
   url: string;
@@ -20,6 +21,10 @@ export interface RestartableNats {
   output(): string;
   /** Stops the server (SIGTERM, then SIGKILL) and starts it again with the same files. */
   restart(): Promise<void>;
+  /** SIGKILL (a crash: no clean shutdown of JetStream), then starts it again with the same files. */
+  crash(): Promise<void>;
+  /** Creds for a role, or a peel's least-privilege creds (issued on first use). */
+  credsFile(who: Role | string): Promise<string>;
   /** Stops the server and leaves it down (an outage to work through) until start(). */
   halt(): Promise<void>;
   /** Starts a halted server again with the same files. */
@@ -67,10 +72,10 @@ export async function startRestartableNats(): Promise<RestartableNats> {
       await new Promise((r) => setTimeout(r, 50));
     }
   };
-  const halt = async () => {
+  const halt = async (signal: NodeJS.Signals = "SIGTERM") => {
     const c = child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    c.kill("SIGTERM");
+    c.kill(signal);
     const timer = setTimeout(() => c.kill("SIGKILL"), 5000);
     await exited;
     clearTimeout(timer);
@@ -93,7 +98,12 @@ export async function startRestartableNats(): Promise<RestartableNats> {
       await halt();
       await start();
     },
-    halt,
+    async crash() {
+      await halt("SIGKILL");
+      await start();
+    },
+    credsFile: credsFileIn(authDir),
+    halt: () => halt(),
     start,
     async stop() {
       await halt();

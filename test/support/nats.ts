@@ -135,6 +135,17 @@ export async function launch(args: string[], port: number, cleanupDir?: string):
   return { child, output: () => out, stop };
 }
 
+/** Creds for a role, or least-privilege creds for a peel id issued from `authDir` on first use. */
+export function credsFileIn(authDir: string): (who: Role | string) => Promise<string> {
+  return async (who) => {
+    if (who === "master") return join(authDir, AUTH_FILES.masterCreds);
+    if (who === "admin") return join(authDir, AUTH_FILES.adminCreds);
+    const path = peelCredsPath(authDir, who);
+    if (await statOrUndefined(path)) return path;
+    return issuePeelCredsFile(authDir, who);
+  };
+}
+
 /** A TLS, operator-mode, JetStream-enabled nats-server configured by `initAuthDir`. */
 export async function startNats(): Promise<StartedNats> {
   const authDir = await mkdtemp(join(tmpdir(), "zester-nats-"));
@@ -142,13 +153,7 @@ export async function startNats(): Promise<StartedNats> {
     const port = await freePort();
     await initAuthDir({ dir: authDir, port, listenHost: "127.0.0.1" });
     const proc = await launch(["-c", join(authDir, AUTH_FILES.serverConfig)], port, authDir);
-    const credsFile = async (who: Role | string): Promise<string> => {
-      if (who === "master") return join(authDir, AUTH_FILES.masterCreds);
-      if (who === "admin") return join(authDir, AUTH_FILES.adminCreds);
-      const path = peelCredsPath(authDir, who);
-      if (await statOrUndefined(path)) return path;
-      return issuePeelCredsFile(authDir, who);
-    };
+    const credsFile = credsFileIn(authDir);
 
     return {
       url: `tls://127.0.0.1:${port}`,
