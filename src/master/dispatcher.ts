@@ -9,17 +9,28 @@ import { decode, encode } from "../bus/codec.js";
 import { subjects } from "../bus/names.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import { isKsuid, newKsuid } from "../jobs/ksuid.js";
-import { isJobFinished, isPeelSettled, type JobStore, settledJobStatus } from "../jobs/store.js";
+import {
+  isJobFinished,
+  isPeelSettled,
+  JobConflictError,
+  type JobStore,
+  type StoredJob,
+  settledJobStatus,
+} from "../jobs/store.js";
 import type { DispatchReply, DispatchRequest, JobRecord, PeelJobStatus } from "../jobs/wire.js";
 import { isKnownFamily } from "../modules/index.js";
 import { TargetSyntaxError } from "../target/index.js";
 import type { FleetView } from "./fleet-view.js";
 import { type JobDoneEvent, JobTracker, publishCancel } from "./job-tracker.js";
+import { MASTER_BEAT_MS } from "./liveness.js";
 
 /** Queue group shared by every master for load-balanced services. */
 export const MASTER_QUEUE = "zester-masters";
 
 export const KILL_SUBJECT = subjects.admin("job.kill");
+
+/** How long a master other than the owner keeps watching a kill the owner may not answer. */
+const KILL_TAKEOVER_MS = 8_000;
 
 /** How long past its timeout an unfollowed job waits before any master finishes it. */
 export const ORPHAN_GRACE_MS = 30_000;
@@ -65,8 +76,11 @@ export interface DispatcherDeps {
   masterId: string;
   unreachableAfterMs: number;
   defaultTimeoutS: number;
-  /** Whether a master (by id) is alive, for taking over kills of orphaned jobs. */
-  isMasterAlive(id: string): Promise<boolean>;
+  /**
+   * Whether a master (by id) is alive: it beat within `withinMs` (default MASTER_DEAD_AFTER_MS).
+   * For taking over kills and jobs of masters that died.
+   */
+  isMasterAlive(id: string, withinMs?: number): Promise<boolean>;
   /**
    * Brings the published state and settings trees up to date before a job that reads them is
    * signed; resolves with the state revision the peels must run (undefined: do not pin one).
@@ -86,6 +100,12 @@ export class Dispatcher {
 
   tracker(jid: string): JobTracker | undefined {
     return this.trackers.get(jid);
+  }
+
+  /** After a reconnect: every followed job reads the returns it may have missed. */
+  catchUp(): void {
+    this.deps.log(`reconnected to NATS; reading the stored returns of ${this.trackers.size} followed job(s)`);
+    for (const t of this.trackers.values()) void t.catchUp();
   }
 
   /** Stops following jobs (their records stay `running`; see docs/fleet.md). */
@@ -170,18 +190,7 @@ export class Dispatcher {
       ...(typeof req.user === "string" ? { user: req.user } : {}),
       ...(statesRev !== undefined ? { states_rev: statesRev } : {}),
     };
-    const tracker = new JobTracker(
-      record,
-      {
-        nc: this.deps.nc,
-        store: this.deps.store,
-        signer: this.deps.signer,
-        isOnline: (p) => this.deps.fleet.isOnline(p),
-        unreachableAfterMs: this.deps.unreachableAfterMs,
-        log: this.deps.log,
-      },
-      (jid) => this.trackers.delete(jid),
-    );
+    const tracker = this.newTracker(record);
     // Listening starts before any peel can know the jid, so no ack or return is missed.
     tracker.listen();
     try {
@@ -209,6 +218,42 @@ export class Dispatcher {
     return reply;
   }
 
+  private newTracker(record: JobRecord): JobTracker {
+    return new JobTracker(
+      record,
+      {
+        nc: this.deps.nc,
+        store: this.deps.store,
+        signer: this.deps.signer,
+        isOnline: (p) => this.deps.fleet.isOnline(p),
+        unreachableAfterMs: this.deps.unreachableAfterMs,
+        log: this.deps.log,
+      },
+      (jid) => this.trackers.delete(jid),
+    );
+  }
+
+  /**
+   * Takes over a running job whose master is gone: claims it (CAS on the record, so two masters
+   * never both follow it), then follows it to its end like its own. False when another won.
+   */
+  private async adoptOrphan(cur: StoredJob): Promise<boolean> {
+    const previous = cur.record.master;
+    let claimed: StoredJob;
+    try {
+      claimed = await this.deps.store.write({ ...cur.record, master: this.deps.masterId }, cur.revision);
+    } catch (err) {
+      if (err instanceof JobConflictError) return false;
+      throw err;
+    }
+    const tracker = this.newTracker(claimed.record);
+    tracker.adopt(claimed);
+    this.trackers.set(claimed.record.jid, tracker);
+    this.deps.log(`job ${claimed.record.jid}: taken over from master ${previous}, which is not running`);
+    await tracker.resume();
+    return true;
+  }
+
   async handleKill(msg: Msg): Promise<void> {
     let jid: string;
     try {
@@ -234,17 +279,30 @@ export class Dispatcher {
       respondKill(msg, { jid, status: rec.status, error: `job ${jid} already finished (${rec.status})` });
       return;
     }
-    // The owner is alive and will answer; a second answer would only race it.
-    if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) return;
+    if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) {
+      await this.killIfOwnerSilent(msg, jid, rec.master);
+      return;
+    }
     respondKill(msg, await this.killOrphan(jid));
   }
 
   /**
-   * Finishes jobs nobody follows any more: their master is gone (or is this master before a
-   * restart) and their deadline has passed by more than `graceMs`. Peels with a stored return
-   * get it; the others end as timeout (acked) or unreachable. Returns the jids it finished.
+   * Jobs nobody follows any more: their master is gone (or is this master before a restart).
+   * One still inside its timeout (+ `graceMs`) is taken over and followed to its end; one past
+   * it is finished at once: peels with a stored return get it, the others end as timeout (acked)
+   * or unreachable. Returns the jids it finished at once.
    */
-  async sweepOrphans(graceMs = ORPHAN_GRACE_MS): Promise<string[]> {
+  sweepOrphans(graceMs = ORPHAN_GRACE_MS): Promise<string[]> {
+    // Sweeps run on a short timer: one that is slow (a node lost) is joined, not doubled.
+    this.sweeping ??= this.sweepOnce(graceMs).finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private sweeping: Promise<string[]> | undefined;
+
+  private async sweepOnce(graceMs: number): Promise<string[]> {
     const swept: string[] = [];
     for (const entry of await this.deps.store.active()) {
       const jid = entry.jid;
@@ -256,8 +314,12 @@ export class Dispatcher {
         continue;
       }
       const rec = cur.record;
-      if (Date.now() < Date.parse(rec.created_at) + rec.timeout_s * 1000 + graceMs) continue;
       if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) continue;
+      if (Date.now() < Date.parse(rec.created_at) + rec.timeout_s * 1000 + graceMs) {
+        // Still inside its run: follow it as if it were ours, so it ends when its peels do.
+        await this.adoptOrphan(cur);
+        continue;
+      }
       const returns = await this.deps.store.returnsOf(
         jid,
         Object.keys(rec.peels).filter((p) => !isPeelSettled(rec.peels[p]!)),
@@ -297,6 +359,30 @@ export class Dispatcher {
       master: this.deps.masterId,
     };
     emitMasterEvent(this.deps.nc, masterTags.jobDone(rec.jid), ev);
+  }
+
+  /**
+   * The owner looks alive, so it should answer the kill; but it may have just died (its last
+   * beat still counts). Watch for a few seconds: once the record is finished the owner did it
+   * (a second answer is harmless: the requester keeps the first); once the owner has missed two
+   * beats it is gone and this master kills the job itself, well inside the CLI's wait.
+   */
+  private async killIfOwnerSilent(msg: Msg, jid: string, owner: string): Promise<void> {
+    const until = Date.now() + KILL_TAKEOVER_MS;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 250));
+      const cur = await this.deps.store.get(jid);
+      if (!cur) return;
+      if (isJobFinished(cur.record.status)) {
+        respondKill(msg, { jid, status: cur.record.status });
+        return;
+      }
+      if (cur.record.master !== owner) return; // taken over: the new owner answers
+      if (!(await this.deps.isMasterAlive(owner, 2 * MASTER_BEAT_MS))) {
+        respondKill(msg, await this.killOrphan(jid));
+        return;
+      }
+    }
   }
 
   /** Cancels a running job whose master is gone, writing the record with CAS. */

@@ -39,6 +39,9 @@ export interface TrackerDeps {
   log(msg: string): void;
 }
 
+/** Reads of stored returns after a reconnect, 250 ms apart and doubling (about 8 s in all). */
+const CATCH_UP_TRIES = 6;
+
 /** Record writes are batched: a burst of acks from a big fleet becomes one KV write. */
 const WRITE_DELAY_MS = 100;
 
@@ -110,13 +113,61 @@ export class JobTracker {
       });
       this.deps.nc.publish(subjects.cmd(peel), encode(cmd));
     }
+    this.armTimers(r.timeout_s * 1000);
+  }
+
+  /**
+   * Follows a job another master started (it died, or this master restarted): listens, takes
+   * every return already stored, and keeps the job's own deadline. Call after adopt().
+   */
+  async resume(): Promise<void> {
+    this.listen();
+    // Read after subscribing: a return stored in between is both read and heard, never neither.
+    const silent = Object.keys(this.record.peels).filter((p) => !isPeelSettled(this.record.peels[p]!));
+    const stored = await this.deps.store
+      .returnsOf(this.jid, silent)
+      .catch(() => new Map<string, PeelReturn>());
+    for (const [peel, ret] of stored) {
+      if (this.finishing) break;
+      this.setPeel(peel, ret.success === true ? "success" : "failed");
+    }
+    if (this.finishing) return;
+    if (this.unsettled === 0) {
+      await this.finish();
+      return;
+    }
+    this.armTimers(Date.parse(this.record.created_at) + this.record.timeout_s * 1000 - Date.now());
+  }
+
+  /**
+   * After a reconnect: returns published while this master was away were stored by their
+   * peels but never heard, so read them now (retried while JetStream is still coming back).
+   */
+  async catchUp(): Promise<void> {
+    for (let attempt = 0; attempt < CATCH_UP_TRIES && !this.finishing; attempt++) {
+      const silent = Object.keys(this.record.peels).filter((p) => !isPeelSettled(this.record.peels[p]!));
+      if (silent.length === 0) return;
+      try {
+        const stored = await this.deps.store.returnsOf(this.jid, silent);
+        for (const [peel, ret] of stored) {
+          if (this.finishing) return;
+          this.setPeel(peel, ret.success === true ? "success" : "failed");
+        }
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
+  }
+
+  private armTimers(deadlineInMs: number): void {
     const every = Math.max(50, Math.floor(this.deps.unreachableAfterMs / 2));
     const firstCheck = setTimeout(() => {
       this.checkUnreachable();
       this.timers.push(setInterval(() => this.checkUnreachable(), every));
     }, this.deps.unreachableAfterMs);
     this.timers.push(firstCheck);
-    this.timers.push(setTimeout(() => void this.onDeadline(), r.timeout_s * 1000));
+    this.timers.push(setTimeout(() => void this.onDeadline(), Math.max(0, deadlineInMs)));
   }
 
   /** Cancels every peel still working; the job ends as canceled. Returns the peels told to stop. */
@@ -246,6 +297,14 @@ export class JobTracker {
       }
       const cur = await this.deps.store.get(this.jid);
       if (cur && isJobFinished(cur.record.status)) {
+        this.record = cur.record;
+        this.revision = cur.revision;
+        this.finishing ??= this.cleanup();
+        return false;
+      }
+      if (cur && cur.record.master !== this.record.master) {
+        // Another master took the job over while this one looked dead: it follows it now.
+        this.deps.log(`job ${this.jid}: master ${cur.record.master} took it over; no longer following it`);
         this.record = cur.record;
         this.revision = cur.revision;
         this.finishing ??= this.cleanup();

@@ -1,28 +1,38 @@
 /**
  * An advisory leader lease in the `leases` bucket. The holder creates the key (CAS on "absent")
  * and renews it with CAS on the revision it wrote last, so a master that lost the lease finds out
- * on its next renewal. NATS 2.9 has no per-key TTL: the bucket's max_age is what lets a dead
- * holder's lease lapse, so renewals must come well inside LEASE_TTL_MS.
+ * on its next renewal. NATS 2.9 has no per-key TTL: a dead holder's lease lapses when its value
+ * stays unchanged for LEASE_LAPSE_MS (the bucket's max_age is only the backstop), and a holder
+ * that stops cleanly deletes it, which the others watch for (watchLeaseReleases).
  */
 import type { KV } from "@nats-io/kv";
+import { type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import { decode, encode } from "../bus/codec.js";
-import { LEASE_TTL_MS } from "../bus/names.js";
 
 export interface LeaseValue {
   holder: string;
   renewed_at: string;
 }
 
-/** How often a holder renews (and a non-holder retries): a third of the bucket TTL. */
-export const LEASE_RENEW_MS = Math.floor(LEASE_TTL_MS / 3);
+/** How often a holder renews (and a non-holder retries). */
+export const LEASE_RENEW_MS = 3_000;
+/**
+ * A lease whose value has not changed for this long (measured on the watcher's own clock, so
+ * clock skew between masters and server plays no part) belongs to a dead holder and may be
+ * taken. Well under the bucket TTL, which stays the backstop.
+ */
+export const LEASE_LAPSE_MS = 10_000;
 
 export class Lease {
   private revision: number | undefined;
+  /** Another holder's revision as first seen, and when: the lapse clock. */
+  private seen: { revision: number; at: number } | undefined;
 
   constructor(
     private readonly kv: KV,
     readonly key: string,
     readonly holder: string,
+    private readonly lapseMs = LEASE_LAPSE_MS,
   ) {}
 
   /** True while this instance believes it holds the lease (until the next failed renewal). */
@@ -49,14 +59,24 @@ export class Lease {
         return true;
       }
       // A restarted master with the same id takes back its own lease at once.
-      if (decode<LeaseValue>(cur.value).holder === this.holder) {
+      if (decode<LeaseValue>(cur.value).holder === this.holder || this.lapsed(cur.revision)) {
         this.revision = await this.kv.update(this.key, value, cur.revision);
+        this.seen = undefined;
         return true;
       }
     } catch {
       // Someone else won the race for the key.
     }
     return false;
+  }
+
+  /** True once another holder's lease has stayed at one revision for LEASE_LAPSE_MS. */
+  private lapsed(revision: number, now = Date.now()): boolean {
+    if (this.seen?.revision !== revision) {
+      this.seen = { revision, at: now };
+      return false;
+    }
+    return now - this.seen.at >= this.lapseMs;
   }
 
   /** Gives the lease up so another master can take it without waiting for expiry. */
@@ -135,4 +155,18 @@ export class LeasedPublisher<T> {
     await this.queue.catch(() => {});
     await this.lease.release().catch(() => {});
   }
+}
+
+/**
+ * Calls `onReleased(key)` whenever a lease is deleted (a holder's clean stop), so the other
+ * masters take it at once instead of at their next retry. Returns the stop function.
+ */
+export async function watchLeaseReleases(kv: KV, onReleased: (key: string) => void): Promise<() => void> {
+  const w = await kv.watch({ include: KvWatchInclude.UpdatesOnly });
+  void (async () => {
+    for await (const e of w as AsyncIterable<KvWatchEntry>) {
+      if (e.operation !== "PUT") onReleased(e.key);
+    }
+  })().catch(() => {});
+  return () => w.stop();
 }

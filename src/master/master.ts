@@ -14,7 +14,7 @@ import { keyPairFromCreds } from "../auth/signing.js";
 import { bootstrap, openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
-import { MASTER_HEARTBEAT_TTL_MS, PEEL_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
+import { PEEL_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
 import { describeReplicas, type ReplicasSetting } from "../bus/replicas.js";
 import { relayedReason } from "../bus/validate.js";
 import type { EnrollmentService } from "../enroll/service.js";
@@ -28,7 +28,9 @@ import { errText } from "../util/errors.js";
 import { isENOENT } from "../util/files.js";
 import { Dispatcher, KILL_SUBJECT, MASTER_QUEUE } from "./dispatcher.js";
 import { FleetView } from "./fleet-view.js";
-import { LEASE_RENEW_MS, Lease, LeasedPublisher } from "./lease.js";
+import { followReconnects, LateReturnCorrector } from "./late-returns.js";
+import { LEASE_RENEW_MS, Lease, LeasedPublisher, watchLeaseReleases } from "./lease.js";
+import { MASTER_BEAT_MS, MASTER_DEAD_AFTER_MS, ORPHAN_SWEEP_MS } from "./liveness.js";
 import {
   SETTINGS_PUBLISH_SUBJECT,
   SETTINGS_PUBLISHER_LEASE,
@@ -41,7 +43,6 @@ import { StatePublisher, type StatePublishResult } from "./state-publisher.js";
 export const DEFAULT_STATES_DIR = "/srv/zester/states";
 export const STATES_PUBLISH_SUBJECT = subjects.admin("states.publish");
 export const STATE_PUBLISHER_LEASE = "state-publisher";
-const ORPHAN_SWEEP_MS = 30_000;
 /** Bound on publishing before a job; the CLI waits 15 s for the dispatch reply. */
 const FRESH_TREES_MS = 8_000;
 const MASTER_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
@@ -116,6 +117,8 @@ export class Master {
   private settings: LeasedPublisher<SettingsPublishSummary> | undefined;
   private settingsView: SettingsView | undefined;
   private unlistenFacts: (() => void) | undefined;
+  private unwatchLeases: (() => void) | undefined;
+  private lateReturns: LateReturnCorrector | undefined;
   private heartbeats: KV | undefined;
   private reactorService: import("../reactor/service.js").ReactorService | undefined;
   private presence: PresenceAnnouncer | undefined;
@@ -206,7 +209,7 @@ export class Master {
         ]);
       this.heartbeats = masterBeats;
       await this.beat();
-      this.timers.push(setInterval(() => void this.beat(), Math.floor(MASTER_HEARTBEAT_TTL_MS / 3)));
+      this.timers.push(setInterval(() => void this.beat(), MASTER_BEAT_MS));
 
       this.fleetView = new FleetView({
         log: this.log,
@@ -225,14 +228,17 @@ export class Master {
         masterId: this.id,
         unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
         defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
-        isMasterAlive: (id) => this.isMasterAlive(id),
+        isMasterAlive: (id, withinMs) => this.isMasterAlive(id, withinMs),
         freshTrees: () => this.freshTrees(),
         log: this.log,
       });
       const d = this.dispatcher;
+      void followReconnects(nc, () => d.catchUp());
       this.serve(subjects.targetResolve, (m) => d.handleResolve(m), MASTER_QUEUE);
       this.serve(subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
       this.serve(KILL_SUBJECT, (m) => d.handleKill(m));
+      this.lateReturns = new LateReturnCorrector({ nc, store, queue: MASTER_QUEUE, log: this.log });
+      this.lateReturns.start();
       this.serve(STATES_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishStates()));
       this.serve(SETTINGS_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishSettings()));
       await this.sweepOrphanJobs();
@@ -323,6 +329,8 @@ export class Master {
         );
       }
       this.unlistenFacts = this.fleetView.onFacts((id, f) => this.onPeelFacts(id, f));
+      // A master that stops cleanly deletes its leases: take them now, not at the next retry.
+      this.unwatchLeases = await watchLeaseReleases(leases, () => void this.renewLeases());
       await this.publishSettings().catch((err) => this.log(`publishing settings failed: ${err.message}`));
       this.timers.push(
         setInterval(
@@ -389,9 +397,11 @@ export class Master {
     for (const s of this.subs.splice(0)) s.unsubscribe();
     await this.reactorService?.stop().catch(() => {});
     this.dispatcher?.stop();
+    this.lateReturns?.stop();
     this.unlistenFacts?.();
     this.unlistenBeats?.();
     this.presence?.stop();
+    this.unwatchLeases?.();
     await this.states?.stop();
     await this.settings?.stop();
     await this.settingsView?.stop();
@@ -523,10 +533,10 @@ export class Master {
       .catch((err: Error) => this.log(`heartbeat: ${err.message}`));
   }
 
-  private async isMasterAlive(id: string): Promise<boolean> {
+  private async isMasterAlive(id: string, withinMs = MASTER_DEAD_AFTER_MS): Promise<boolean> {
     if (id === this.id) return !this.stopped;
     const e = await this.heartbeats?.get(id).catch(() => null);
     if (!e) return false;
-    return e.operation === "PUT" && Date.now() - e.created.getTime() <= MASTER_HEARTBEAT_TTL_MS;
+    return e.operation === "PUT" && Date.now() - e.created.getTime() <= withinMs;
   }
 }
