@@ -4,7 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { statOrUndefined } from "../src/util/files.js";
-import { runMain } from "./support/cli.js";
+import { ROOT } from "./support/built.js";
+import { runCli, runMain } from "./support/cli.js";
+import { freePort } from "./support/nats.js";
 
 const dirs: string[] = [];
 async function freshDir(): Promise<string> {
@@ -71,5 +73,47 @@ describe("zester nats-auth init --cluster", () => {
       // Nothing half-written: the refusal comes before any key is made.
       expect(await statOrUndefined(dir)).toBeUndefined();
     }
+  });
+});
+
+describe("zester dev --cluster 3", () => {
+  it("runs a local 3-node cluster, a master and peels, and a job through them", async () => {
+    const dir = await freshDir();
+    // Three consecutive client ports from a free one; routes from 6222 as the docs say.
+    const port = await freePort();
+    const r = await runCli(
+      join(ROOT, "dist/bin/zester.js"),
+      [
+        "dev",
+        "--dir",
+        dir,
+        "--port",
+        String(port),
+        "--peels",
+        "2",
+        "--cluster",
+        "3",
+        "--once",
+        "test.ping",
+        "--format",
+        "json",
+      ],
+      { timeout: 120_000, noExitCode: 99 },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/created operator, accounts, creds, CA and nats-server-1\.\.3\.conf/);
+    const runs = JSON.parse(r.stdout) as { peel_id: string; status: string }[];
+    expect(runs.map((x) => [x.peel_id, x.status])).toEqual([
+      ["dev-1", "success"],
+      ["dev-2", "success"],
+    ]);
+    for (const i of [1, 2, 3])
+      expect(await statOrUndefined(join(dir, `nats-server-${i}.conf`))).toBeDefined();
+  }, 150_000);
+
+  it("refuses a bad node count", async () => {
+    const r = await runMain(["dev", "--cluster", "12"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/--cluster must be 1-9/);
   });
 });

@@ -8,13 +8,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createConnection } from "node:net";
 import { join, resolve } from "node:path";
 import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../auth/auth-dir.js";
+import { clusterNodes, MAX_CLUSTER_NODES } from "../auth/cluster-layout.js";
 import { isValidPeelId } from "../bus/names.js";
 import { ensureMasterCurveKey } from "../settings/keys.js";
 import { statOrUndefined } from "../util/files.js";
 import { UsageError } from "./errors.js";
 
 const USAGE = `Usage: zester dev [--dir DIR] [--port N] [--states-dir DIR] [--settings-dir DIR]
-                  [--reactor-dir DIR] [--peels N] [--id BASE] [--once [FUN ...]]
+                  [--reactor-dir DIR] [--peels N] [--id BASE] [--cluster N] [--once [FUN ...]]
 
 Starts nats-server (TLS, operator JWTs), a master and N peels on this machine (default 3, named
 BASE-1..BASE-N, BASE "dev"; one peel is named BASE), all set up in DIR (default ./.zester-dev;
@@ -22,7 +23,9 @@ reused when it exists). It applies the states tree (default examples/states, set
 examples/settings) to every peel through the fleet, sends the operator event dev/hello that the
 example reactor rules (default examples/reactor) react to, prints the results and the commands
 to try next, and runs until Ctrl-C. --once runs FUN instead (default state.apply) and stops; the exit
-code is the job's.
+code is the job's. --cluster N runs a JetStream cluster of N nats-servers instead of one
+(client ports N consecutive from --port, routes from 6222; buckets and streams get R3 from 3
+nodes on); DIR then holds nats-server-1..N.conf (docs/scale.md).
 `;
 
 interface DevOptions {
@@ -33,6 +36,8 @@ interface DevOptions {
   reactorDir: string;
   id: string;
   peels: number;
+  /** Nodes of a local JetStream cluster; 1 = a single server. */
+  cluster: number;
   once?: string[];
 }
 
@@ -45,6 +50,7 @@ function parse(argv: string[]): DevOptions | "help" {
     reactorDir: resolve("examples/reactor"),
     id: "dev",
     peels: 3,
+    cluster: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -67,6 +73,10 @@ function parse(argv: string[]): DevOptions | "help" {
       o.peels = Number(value());
       if (!Number.isInteger(o.peels) || o.peels < 1 || o.peels > 100)
         throw new UsageError("--peels must be 1-100");
+    } else if (a === "--cluster") {
+      o.cluster = Number(value());
+      if (!Number.isInteger(o.cluster) || o.cluster < 1 || o.cluster > MAX_CLUSTER_NODES)
+        throw new UsageError(`--cluster must be 1-${MAX_CLUSTER_NODES}`);
     } else if (a === "--once") {
       o.once = argv.slice(i + 1);
       break;
@@ -91,11 +101,11 @@ function reachable(port: number): Promise<boolean> {
   });
 }
 
-async function startServer(dir: string, port: number): Promise<ChildProcess> {
+async function startServer(config: string, port: number): Promise<ChildProcess> {
   if (await reachable(port)) {
     throw new Error(`something already listens on 127.0.0.1:${port}; stop it or pass --port`);
   }
-  const child = spawn("nats-server", ["-c", join(dir, AUTH_FILES.serverConfig)], {
+  const child = spawn("nats-server", ["-c", config], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let err = "";
@@ -119,6 +129,32 @@ async function startServer(dir: string, port: number): Promise<ChildProcess> {
   return child;
 }
 
+/** Until JetStream answers and every node has joined (so `auto` replicas sees the whole cluster). */
+async function waitForJetStream(servers: string[], credsFile: string, authDir: string): Promise<void> {
+  const [{ connect }, { jetstreamManager }, { reportedClusterSize }] = await Promise.all([
+    import("../bus/connect.js"),
+    import("@nats-io/jetstream"),
+    import("../bus/replicas.js"),
+  ]);
+  const nc = await connect({ servers, credsFile, authDir });
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await (await jetstreamManager(nc)).getAccountInfo();
+        if (reportedClusterSize(nc) >= servers.length) return;
+        throw new Error(`${reportedClusterSize(nc)} of ${servers.length} nodes have joined`);
+      } catch (err) {
+        if (Date.now() > deadline)
+          throw new Error(`the cluster's JetStream did not come up: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
 /** `base` alone for one peel, `base-1` … `base-N` for several. */
 function peelIds(base: string, n: number): string[] {
   return n === 1 ? [base] : Array.from({ length: n }, (_, i) => `${base}-${i + 1}`);
@@ -131,18 +167,38 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const log = (m: string) => process.stderr.write(`dev: ${m}\n`);
-  if (!(await statOrUndefined(join(o.dir, AUTH_FILES.serverConfig)))) {
-    await initAuthDir({ dir: o.dir, port: o.port, listenHost: "127.0.0.1" });
+  const cluster = o.cluster > 1 ? { nodes: o.cluster } : undefined;
+  const nodes = cluster
+    ? clusterNodes(cluster, o.port, "127.0.0.1").map((n) => ({
+        config: join(o.dir, n.configFile),
+        port: n.port,
+      }))
+    : [{ config: join(o.dir, AUTH_FILES.serverConfig), port: o.port }];
+  if (!(await statOrUndefined(nodes[0]!.config))) {
+    await initAuthDir({ dir: o.dir, port: o.port, listenHost: "127.0.0.1", ...(cluster ? { cluster } : {}) });
     await ensureMasterCurveKey(o.dir);
-    log(`created operator, accounts, creds, CA and nats-server.conf in ${o.dir}`);
+    const confs = cluster ? `nats-server-1..${o.cluster}.conf` : "nats-server.conf";
+    log(`created operator, accounts, creds, CA and ${confs} in ${o.dir}`);
   }
   const ids = peelIds(o.id, o.peels);
   for (const id of ids) {
     if (!(await statOrUndefined(peelCredsPath(o.dir, id)))) await issuePeelCredsFile(o.dir, id);
   }
 
-  const url = `tls://127.0.0.1:${o.port}`;
-  const server = await startServer(o.dir, o.port);
+  const urls = nodes.map((n) => `tls://127.0.0.1:${n.port}`);
+  const url = urls.join(",");
+  const servers: ChildProcess[] = [];
+  const stopServers = () => {
+    for (const s of servers) s.kill("SIGTERM");
+  };
+  try {
+    for (const n of nodes) servers.push(await startServer(n.config, n.port));
+    // A cluster elects its JetStream meta leader after the routes are up: wait for it.
+    if (cluster) await waitForJetStream(urls, join(o.dir, AUTH_FILES.masterCreds), o.dir);
+  } catch (err) {
+    stopServers();
+    throw err;
+  }
   const [{ Master }, { Peel }] = await Promise.all([
     import("../master/master.js"),
     import("../peel/peel.js"),
@@ -172,7 +228,7 @@ export async function run(argv: string[]): Promise<number> {
   const stop = async () => {
     await Promise.allSettled(peels.map((p) => p.stop()));
     await master.stop().catch(() => {});
-    server.kill("SIGTERM");
+    stopServers();
   };
   try {
     await master.start();
@@ -197,7 +253,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     process.stdout.write(`\n${demo}\n`);
     process.stdout.write(
-      `\nZester dev fleet is up: nats-server ${url}, a master, peels ${ids.join(", ")}\n` +
+      `\nZester dev fleet is up: nats-server ${url}${cluster ? ` (a ${o.cluster}-node cluster)` : ""}, a master, peels ${ids.join(", ")}\n` +
         `(states: ${o.statesDir}, settings: ${o.settingsDir}, reactor: ${o.reactorDir}). In another shell:\n\n` +
         `  export ZESTER_NATS_URL=${url} ZESTER_AUTH_DIR=${o.dir}\n` +
         `  node dist/bin/zester.js peel list\n` +
