@@ -40,8 +40,20 @@ export class Lease {
     return this.revision !== undefined;
   }
 
-  /** Acquires or renews; false when another holder has it. */
-  async acquire(): Promise<boolean> {
+  /**
+   * Acquires or renews; false when another holder has it. Calls are serialised: a renewal timer
+   * and a release seen by the watch may ask at once, and two creates from one holder would have
+   * the loser conclude that someone else holds the lease.
+   */
+  acquire(): Promise<boolean> {
+    const run = this.chain.then(() => this.acquireNow());
+    this.chain = run.catch(() => false);
+    return run;
+  }
+
+  private chain: Promise<unknown> = Promise.resolve();
+
+  private async acquireNow(): Promise<boolean> {
     const value = encode<LeaseValue>({ holder: this.holder, renewed_at: new Date().toISOString() });
     if (this.revision !== undefined) {
       try {
