@@ -11,6 +11,7 @@ import { keyPairFromCreds } from "../src/auth/signing.js";
 import { openKv } from "../src/bus/bootstrap.js";
 import { connect } from "../src/bus/connect.js";
 import { peelInboxPrefix } from "../src/bus/names.js";
+import { parseKsuid } from "../src/jobs/ksuid.js";
 import { Peel } from "../src/peel/peel.js";
 import { requireBuilt } from "./support/built.js";
 import { type CliResult, fleetCliOptions, cliJson as json, runCli } from "./support/cli.js";
@@ -270,7 +271,9 @@ describe("zester job and zester peel", () => {
 
     const list = json<{ jid: string }[]>(await zester("job", "list", "--format", "json", "--limit", "50"));
     expect(list.map((j) => j.jid)).toContain(jid);
-    expect(list.map((j) => j.jid)).toEqual([...list.map((j) => j.jid)].sort().reverse());
+    // Newest second first; within one second the order is by creation time (jobs-store test).
+    const seconds = list.map((j) => parseKsuid(j.jid).timestamp.getTime());
+    expect(seconds).toEqual([...seconds].sort((a, b) => b - a));
     const active = json<{ jid: string }[]>(await zester("job", "active", "--format", "json"));
     expect(active.map((j) => j.jid)).not.toContain(jid);
   });
