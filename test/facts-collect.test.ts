@@ -152,13 +152,6 @@ describe("collectFacts on this machine", () => {
     expect(JSON.parse(JSON.stringify(facts))).toEqual(facts);
   });
 
-  test("collection is fast", async () => {
-    const t0 = performance.now();
-    for (let i = 0; i < 5; i++) await collectFacts({ customDir: emptyDir });
-    const perRun = (performance.now() - t0) / 5;
-    expect(perRun).toBeLessThan(50);
-  });
-
   test("customFactsDir: option, then ZESTER_FACTS_DIR, then /etc/zester/facts", () => {
     const saved = process.env.ZESTER_FACTS_DIR;
     try {
