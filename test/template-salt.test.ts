@@ -210,10 +210,11 @@ describe("the salt mapping", () => {
     ]);
   });
 
-  it("mine.get and basket() ask the basket (basket.get) for [{peel_id, value}]", async () => {
+  it("basket() asks basket.get for [{peel_id, value}]; mine.get goes to Salt's mine.get with its tgt_type", async () => {
     const calls: unknown[] = [];
     const call = async (fun: string, args: unknown[], kwargs: Record<string, unknown>) => {
       calls.push([fun, args, kwargs]);
+      if (fun === "mine.get") return { "web-01": ["10.0.0.1"], "web-02": ["10.0.0.2"] };
       return [
         { peel_id: "web-01", value: ["10.0.0.1"] },
         { peel_id: "web-02", value: ["10.0.0.2"] },
@@ -227,7 +228,7 @@ describe("the salt mapping", () => {
     expect(out).toBe("web-01=10.0.0.1;web-02=10.0.0.2;|web-01:10.0.0.1;web-02:10.0.0.2;");
     expect(calls).toEqual([
       ["basket.get", ["role:web", "network.ip_addrs"], {}],
-      ["basket.get", ["role:web", "network.ip_addrs"], {}],
+      ["mine.get", ["role:web", "network.ip_addrs"], { tgt_type: "compound" }],
     ]);
   });
 

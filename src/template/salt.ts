@@ -286,22 +286,6 @@ export class SaltFunctions {
     const ctx = this.ctx;
     const builtin = BUILTINS[name];
     if (builtin && Object.hasOwn(BUILTINS, name)) return new PyFunc(name, (a, k) => builtin(ctx, a, k));
-    if (name === "mine.get") {
-      return new PyFunc(name, async (a, k) => {
-        const rows = await bridge(
-          ctx,
-          "basket.get",
-          [param(a, k, 0, "tgt", ""), param(a, k, 1, "fun", "")],
-          new Map(),
-        );
-        // Salt's mine.get answers {minion_id: value}
-        const out = new Map<unknown, unknown>();
-        for (const row of iterate(rows)) {
-          if (isDict(row)) out.set(row.get("peel_id"), row.get("value"));
-        }
-        return out;
-      });
-    }
     return new PyFunc(name, (a, k) => bridge(ctx, name, a, k));
   }
 }
