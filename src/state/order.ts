@@ -10,6 +10,8 @@
  * a state running as soon as everything it requires has run (a lexicographic topological sort,
  * ties broken on Salt's `<module><name><function>` label).
  */
+
+import { MinHeap } from "../util/heap.js";
 import type { CompiledState } from "./compile.js";
 import type { Graph } from "./graph.js";
 
@@ -67,7 +69,7 @@ export function saltOrder(states: readonly CompiledState[], graph: Graph): numbe
   });
   const indeg = new Array<number>(n).fill(0);
   for (let i = 0; i < n; i++) for (const d of graph.succ[i] ?? []) if (d < n) indeg[d]!++;
-  const ready = new KeyHeap();
+  const ready = new MinHeap<Key>(compareKeys);
   for (let i = 0; i < n; i++) if (indeg[i] === 0) ready.push(keys[i]!);
   const out: number[] = [];
   while (ready.size > 0) {
@@ -78,42 +80,4 @@ export function saltOrder(states: readonly CompiledState[], graph: Graph): numbe
   // A cycle would leave states out; compile refuses cyclic programs, so this is a guard only.
   if (out.length < n) for (let i = 0; i < n; i++) if (indeg[i]! > 0) out.push(i);
   return out;
-}
-
-class KeyHeap {
-  private readonly a: Key[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  push(v: Key): void {
-    const a = this.a;
-    a.push(v);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (compareKeys(a[p]!, v) <= 0) break;
-      a[i] = a[p]!;
-      i = p;
-    }
-    a[i] = v;
-  }
-  pop(): Key | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= a.length) break;
-        const r = l + 1;
-        const c = r < a.length && compareKeys(a[r]!, a[l]!) < 0 ? r : l;
-        if (compareKeys(a[c]!, last) >= 0) break;
-        a[i] = a[c]!;
-        i = c;
-      }
-      a[i] = last;
-    }
-    return top;
-  }
 }

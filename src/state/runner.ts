@@ -6,6 +6,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { RequisiteKind } from "../modules/params.js";
 import type { ModuleContext, Params, StateFunction } from "../modules/types.js";
 import { run as runCommand } from "../util/exec.js";
+import { MinHeap } from "../util/heap.js";
 import type { CompiledState, Facts, Guard, Program } from "./compile.js";
 import { callExec } from "./exec.js";
 import type { StateResult } from "./result.js";
@@ -49,44 +50,6 @@ interface Attempt {
   comment: string;
   changes: Record<string, unknown>;
   diff?: string;
-}
-
-class MinHeap {
-  private readonly a: number[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  push(v: number): void {
-    const a = this.a;
-    a.push(v);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]! <= v) break;
-      a[i] = a[p]!;
-      i = p;
-    }
-    a[i] = v;
-  }
-  pop(): number | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= a.length) break;
-        const r = l + 1;
-        const c = r < a.length && a[r]! < a[l]! ? r : l;
-        if (a[c]! >= last) break;
-        a[i] = a[c]!;
-        i = c;
-      }
-      a[i] = last;
-    }
-    return top;
-  }
 }
 
 const noRender: ModuleContext["render"] = async () => {
@@ -134,7 +97,7 @@ class Runner {
     this.runNum = this.states.length;
     const indeg = sched.indegree.slice();
     // Ready states start in Salt's order, so a bounded pool never starves an earlier state.
-    const ready = new MinHeap();
+    const ready = new MinHeap<number>((a, b) => a - b);
     for (const i of sched.seq) if (indeg[i] === 0) ready.push(sched.pos[i]!);
     const limit = Math.max(1, this.opts.concurrency ?? 8);
     let running = 0;
