@@ -6,14 +6,13 @@
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH_FILES, issuePeelCredsFile } from "../src/auth/auth-dir.js";
+import { issuePeelCredsFile } from "../src/auth/auth-dir.js";
 import { bootstrap } from "../src/bus/bootstrap.js";
-import { connect } from "../src/bus/connect.js";
-import { watchEvents, type ZesterEvent } from "../src/events/index.js";
+import type { ZesterEvent } from "../src/events/index.js";
 import { Peel } from "../src/peel/peel.js";
 import { publishSettingsTree } from "../src/settings/bus.js";
+import { asMaster, storedEvents } from "./support/events.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
 import { waitFor } from "./support/wait.js";
 
@@ -44,38 +43,7 @@ function newPeel(): Peel {
   return p;
 }
 
-async function withMaster<T>(body: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connect({
-    servers: nats.url,
-    caFile: nats.caFile,
-    credsFile: join(nats.authDir, AUTH_FILES.masterCreds),
-  });
-  try {
-    return await body(nc);
-  } finally {
-    await nc.close();
-  }
-}
-
-async function storedEvents(): Promise<ZesterEvent[]> {
-  return withMaster(async (nc) => {
-    const out: ZesterEvent[] = [];
-    const ac = new AbortController();
-    const done = watchEvents(nc, {
-      glob: `${ID}/beacon/**`,
-      since: { kind: "all" },
-      signal: ac.signal,
-      onEvent: (e) => {
-        out.push(e.event);
-        return true;
-      },
-    });
-    await new Promise((r) => setTimeout(r, 1_000));
-    ac.abort();
-    await done.catch(() => {});
-    return out;
-  });
-}
+const beaconEvents = () => storedEvents(nats, `${ID}/beacon/**`, 1_000);
 
 const edit = async (n: number) => {
   await writeFile(join(work, "watched"), `edit ${n}\n`);
@@ -87,7 +55,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "zester-beacons-off-"));
   await writeFile(join(work, "watched"), "start\n");
   creds = await issuePeelCredsFile(nats.authDir, ID);
-  await withMaster(async (nc) => {
+  await asMaster(nats, async (nc) => {
     await bootstrap(nc);
     await publishSettingsTree(nc, {
       "top.zy": "base:\n  '*':\n    - beacons\n",
@@ -112,11 +80,11 @@ describe("the beacon event buffer", () => {
       "the beacon to report a live edit",
       async () => {
         await edit(0);
-        return (await storedEvents()).length > 0;
+        return (await beaconEvents()).length > 0;
       },
       { ms: 20_000, context },
     );
-    const sentLive = await storedEvents();
+    const sentLive = await beaconEvents();
 
     await nats.halt();
     await waitFor("the peel to notice", () => !first.connected || logs.some((l) => /disconnected/.test(l)), {
@@ -157,11 +125,11 @@ describe("the beacon event buffer", () => {
     await second.waitConnected(30_000);
     // The oldest offline events gave way; the newest 3 remain, in the order they were made.
     const expected = [...sentLive, ...made.slice(-3)];
-    await waitFor("every kept event stored", async () => (await storedEvents()).length === expected.length, {
+    await waitFor("every kept event stored", async () => (await beaconEvents()).length === expected.length, {
       context,
       ms: 30_000,
     });
-    const stored = await storedEvents();
+    const stored = await beaconEvents();
     expect(stored.map((e) => e.id)).toEqual(expected.map((e) => e.id));
     expect(stored.map((e) => e.data)).toEqual(expected.map((e) => e.data));
     expect(stored.every((e) => e.tag === `beacon/${ID}/watched` && e.origin === ID)).toBe(true);

@@ -10,16 +10,14 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH_FILES, issuePeelCredsFile } from "../src/auth/auth-dir.js";
+import { issuePeelCredsFile } from "../src/auth/auth-dir.js";
 import { bootstrap, openKv } from "../src/bus/bootstrap.js";
-import { connect } from "../src/bus/connect.js";
-import { watchEvents, type ZesterEvent } from "../src/events/index.js";
 import type { PeelReturn } from "../src/jobs/wire.js";
 import type { DriftRepair } from "../src/peel/drift/watcher.js";
 import { Peel } from "../src/peel/peel.js";
 import { run } from "../src/util/exec.js";
+import { asMaster, storedEvents } from "./support/events.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
 import { publishTestTree } from "./support/state-tree.js";
 import { nextEvent, waitFor } from "./support/wait.js";
@@ -52,38 +50,7 @@ exit 0
 `;
 }
 
-async function asMaster<T>(body: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connect({
-    servers: nats.url,
-    caFile: nats.caFile,
-    credsFile: join(nats.authDir, AUTH_FILES.masterCreds),
-  });
-  try {
-    return await body(nc);
-  } finally {
-    await nc.close();
-  }
-}
-
-async function driftEvents(): Promise<ZesterEvent[]> {
-  return asMaster(async (nc) => {
-    const out: ZesterEvent[] = [];
-    const ac = new AbortController();
-    const done = watchEvents(nc, {
-      glob: `${ID}/drift/**`,
-      since: { kind: "all" },
-      signal: ac.signal,
-      onEvent: (e) => {
-        out.push(e.event);
-        return true;
-      },
-    });
-    await new Promise((r) => setTimeout(r, 800));
-    ac.abort();
-    await done.catch(() => {});
-    return out;
-  });
-}
+const driftEvents = () => storedEvents(nats, `${ID}/drift/**`, 800);
 
 beforeAll(async () => {
   nats = await startRestartableNats();
@@ -111,7 +78,7 @@ beforeAll(async () => {
   if (isRoot) {
     files["svc.zy"] = [`${svc}:`, "  service.running:", "    - watch_drift: true", ""].join("\n");
   }
-  await asMaster(async (nc) => {
+  await asMaster(nats, async (nc) => {
     await bootstrap(nc);
     await publishTestTree(nc, 1, files);
   });
@@ -163,7 +130,9 @@ describe("watch_drift", () => {
       [`cmd.run:motd_seen`, true],
     ]);
     // Stored like a scheduled run, announced by an event.
-    const stored = await asMaster(async (nc) => (await openKv(nc, "job-returns")).get(`${d.ret.jid}.${ID}`));
+    const stored = await asMaster(nats, async (nc) =>
+      (await openKv(nc, "job-returns")).get(`${d.ret.jid}.${ID}`),
+    );
     expect(stored?.operation).toBe("PUT");
     await waitFor("the drift event", async () => (await driftEvents()).length === 1, { context });
     const [ev] = await driftEvents();
@@ -204,6 +173,7 @@ describe("watch_drift", () => {
       "the kept return stored",
       async () =>
         asMaster(
+          nats,
           async (nc) =>
             (await (await openKv(nc, "job-returns")).get(`${d.ret.jid}.${ID}`))?.operation === "PUT",
         ),
