@@ -10,10 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyPairFromCreds } from "../src/auth/signing.js";
-import { Peel } from "../src/peel/peel.js";
+import type { Peel } from "../src/peel/peel.js";
 import { ROOT, requireBuilt } from "./support/built.js";
 import { type CliResult, cliJson, fleetCliOptions, runCli } from "./support/cli.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { startTestPeel } from "./support/peel.js";
 import { type WaitOptions, waitFor } from "./support/wait.js";
 
 const ZESTER = join(ROOT, "dist/bin/zester.js");
@@ -24,7 +25,7 @@ let work: string;
 let master: ChildProcess | undefined;
 let masterLog = "";
 const peels: Peel[] = [];
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+const _quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const WAIT: WaitOptions = { ms: 30_000, intervalMs: 200, context: () => `master log:\n${masterLog}` };
 
 type Run = { peel_id: string; success: boolean; status: string; return?: unknown };
@@ -79,18 +80,7 @@ beforeAll(async () => {
     keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8")).getPublicKey(),
   ]);
   for (const id of ["web-01", "web-02", "db-01"]) {
-    const p = new Peel({
-      id,
-      servers: nats.url,
-      credsFile: await nats.credsFile(id),
-      caFile: nats.caFile,
-      cacheDir: join(work, id),
-      customFactsDir: join(work, "no-facts"),
-      trustedMasters: trusted,
-      logger: quiet,
-    });
-    await p.start();
-    await p.waitConnected();
+    const p = await startTestPeel(nats, id, work, trusted);
     peels.push(p);
   }
   await waitFor(

@@ -7,14 +7,15 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Master } from "../src/master/master.js";
-import { Peel } from "../src/peel/peel.js";
+import type { Peel } from "../src/peel/peel.js";
 import { requireBuilt } from "./support/built.js";
 import { type CliResult, cliJson, fleetCliOptions, runCli } from "./support/cli.js";
 import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { startTestPeel } from "./support/peel.js";
 
 const ZESTER = join(resolve(import.meta.dirname, ".."), "dist/bin/zester.js");
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+const _quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
 let nats: StartedNats;
 let work: string;
@@ -48,18 +49,7 @@ beforeAll(async () => {
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-events-cli-"));
   master = await startTestMaster(nats, { statesDir: join(work, "no-states") });
-  peel = new Peel({
-    id: "web-01",
-    servers: nats.url,
-    credsFile: await nats.credsFile("web-01"),
-    caFile: nats.caFile,
-    cacheDir: join(work, "web-01"),
-    customFactsDir: join(work, "no-facts"),
-    trustedMasters: new Set([master.publicKey]),
-    logger: quiet,
-  });
-  await peel.start();
-  await peel.waitConnected();
+  peel = await startTestPeel(nats, "web-01", work, new Set([master.publicKey]));
 }, 60_000);
 
 afterAll(async () => {

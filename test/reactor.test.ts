@@ -14,14 +14,15 @@ import { eventSubject, makeEvent, publishEvent, watchEvents, type ZesterEvent } 
 import { JobStore } from "../src/jobs/store.js";
 import type { JobRecord } from "../src/jobs/wire.js";
 import type { Master } from "../src/master/master.js";
-import { Peel } from "../src/peel/peel.js";
+import type { Peel } from "../src/peel/peel.js";
 import { reactionId } from "../src/reactor/ids.js";
 import type { ReactionRecord, ReactorOptions } from "../src/reactor/reactor.js";
 import { startTestMaster } from "./support/master.js";
 import { type StartedNats, startNats } from "./support/nats.js";
+import { startTestPeel } from "./support/peel.js";
 import { waitFor } from "./support/wait.js";
 
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+const _quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
 let nats: StartedNats;
 let work: string;
@@ -107,18 +108,7 @@ async function stopMaster(m: Master): Promise<void> {
 }
 
 async function startPeel(id: string, trusted: Set<string>): Promise<void> {
-  const p = new Peel({
-    id,
-    servers: nats.url,
-    credsFile: await nats.credsFile(id),
-    caFile: nats.caFile,
-    cacheDir: join(work, id),
-    customFactsDir: join(work, "no-facts"),
-    trustedMasters: trusted,
-    logger: quiet,
-  });
-  await p.start();
-  await p.waitConnected();
+  const p = await startTestPeel(nats, id, work, trusted);
   peels.push(p);
 }
 
