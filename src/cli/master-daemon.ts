@@ -10,7 +10,7 @@ import { parseListen } from "../health/server.js";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
 import { DEFAULT_REACTOR_DIR } from "../reactor/tree.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
-import { daemonLogger, LOG_FORMATS, type LogFormat } from "./daemon-log.js";
+import { daemonHealthLogOptions, daemonLogger, type LogFormat } from "./daemon-log.js";
 
 export { MASTER_CONFIG_FILE };
 
@@ -69,20 +69,7 @@ export const MASTER_OPTIONS = {
     valueName: "JSON",
     help: "named targets for N@name: name -> target expression, or a list of peel ids",
   },
-  health_listen: {
-    kind: "string",
-    valueName: "ADDR",
-    group: "Health and logs",
-    help: "serve /healthz, /readyz and Prometheus /metrics over HTTP on HOST:PORT (we use 127.0.0.1:9641); off when unset",
-  },
-  log_format: {
-    kind: "string",
-    choices: LOG_FORMATS,
-    default: "text",
-    valueName: "FMT",
-    group: "Health and logs",
-    help: "stderr log lines: text, or json (one object per line)",
-  },
+  ...daemonHealthLogOptions(9641),
   replicas: {
     kind: "string",
     default: "auto",

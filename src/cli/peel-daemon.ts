@@ -10,7 +10,7 @@ import type { ConfigValues, OptionTable } from "../config/options.js";
 import { PEEL_CONFIG_FILE } from "../config/paths.js";
 import { parseListen } from "../health/server.js";
 import type { EnforceSchedule } from "../peel/scheduler.js";
-import { daemonLogger, LOG_FORMATS, type LogFormat } from "./daemon-log.js";
+import { daemonHealthLogOptions, daemonLogger, type LogFormat } from "./daemon-log.js";
 import { UsageError } from "./errors.js";
 
 export { PEEL_CONFIG_FILE };
@@ -64,20 +64,7 @@ export const PEEL_OPTIONS = {
     group: "Enforcement (applies the cached state tree on a timer, also while NATS is unreachable)",
     help: "report drift only (test mode), change nothing",
   },
-  health_listen: {
-    kind: "string",
-    valueName: "ADDR",
-    group: "Health and logs",
-    help: "serve /healthz, /readyz and Prometheus /metrics over HTTP on HOST:PORT (we use 127.0.0.1:9642); off when unset",
-  },
-  log_format: {
-    kind: "string",
-    choices: LOG_FORMATS,
-    default: "text",
-    valueName: "FMT",
-    group: "Health and logs",
-    help: "stderr log lines: text, or json (one object per line)",
-  },
+  ...daemonHealthLogOptions(9642),
   enroll_url: {
     kind: "string",
     valueName: "URL",
