@@ -131,7 +131,7 @@ async function startServer(config: string, port: number): Promise<ChildProcess> 
 
 /** Until JetStream answers and every node has joined (so `auto` replicas sees the whole cluster). */
 async function waitForJetStream(servers: string[], credsFile: string, authDir: string): Promise<void> {
-  const [{ connect }, { jetstreamManager }, { reportedClusterSize }] = await Promise.all([
+  const [{ connect }, { jetstreamManager, StorageType }, { reportedClusterSize }] = await Promise.all([
     import("../bus/connect.js"),
     import("@nats-io/jetstream"),
     import("../bus/replicas.js"),
@@ -141,9 +141,20 @@ async function waitForJetStream(servers: string[], credsFile: string, authDir: s
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {
-        await (await jetstreamManager(nc)).getAccountInfo();
-        if (reportedClusterSize(nc) >= servers.length) return;
-        throw new Error(`${reportedClusterSize(nc)} of ${servers.length} nodes have joined`);
+        const jsm = await jetstreamManager(nc);
+        await jsm.getAccountInfo();
+        if (reportedClusterSize(nc) < servers.length)
+          throw new Error(`${reportedClusterSize(nc)} of ${servers.length} nodes have joined`);
+        // Routes up is not enough: a replicated stream is refused ("no suitable peers for
+        // placement") until every node has joined the JetStream meta group. Place one to be sure.
+        await jsm.streams.add({
+          name: "ZESTER_DEV_PROBE",
+          subjects: ["zester.dev.probe"],
+          num_replicas: servers.length,
+          storage: StorageType.Memory,
+        });
+        await jsm.streams.delete("ZESTER_DEV_PROBE");
+        return;
       } catch (err) {
         if (Date.now() > deadline)
           throw new Error(`the cluster's JetStream did not come up: ${(err as Error).message}`);
