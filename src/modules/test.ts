@@ -44,7 +44,7 @@ function fixed(doc: string, changed: boolean, ok: boolean): StateFunction {
         : {};
       if (!ok && !changed) return { changes, comment: "Failure!", failed: true };
       const comment = ok ? (changed ? "Success!" : "Success!") : "Failure!";
-      if (!changed) return { changes, comment };
+      if (!changed) return { changes: {}, comment };
       return { changes, comment, apply: async () => ({ changes, comment, result: ok }) };
     },
     watch: watched,

@@ -56,21 +56,51 @@ export interface ModuleContext {
   retcode?(code: number): void;
 }
 
-/** What a state would change. Empty `changes` means the system already matches. */
-export interface Plan {
-  changes: Record<string, unknown>;
+/**
+ * What a state would change: one of three shapes, told apart by their fields (`failed: true`,
+ * an `apply`, or neither), so the runner never meets "changes but nothing to apply".
+ */
+export type Plan = FailedPlan | UnchangedPlan | ChangePlan;
+
+/** A failure found while checking (bad source, unreadable file, ...). Nothing is applied. */
+export interface FailedPlan {
+  failed: true;
   comment: string;
-  /** Unified diff for file contents, if any. */
+  changes: Record<string, unknown>;
   diff?: string;
-  /** Enforces exactly this plan; only present when `changes` is non-empty. */
-  apply?(): Promise<ApplyOutcome | undefined>;
-  /** A plan can also be a failure found while checking (bad source, unreadable file...). */
-  failed?: boolean;
+}
+
+/** The system already matches (or, `pending`, the check must wait for earlier states). */
+export interface UnchangedPlan {
+  failed?: false;
+  comment: string;
+  changes: Record<string, never>;
+  diff?: undefined;
+  apply?: undefined;
   /**
    * Test mode only: the check cannot answer until earlier states of the run have applied (the
    * service a package state installs). Reported as pending, Salt's result None, not as a failure.
    */
   pending?: boolean;
+}
+
+/** The system differs: `changes` says how (non-empty), `apply` enforces exactly that. */
+export interface ChangePlan {
+  failed?: false;
+  comment: string;
+  changes: Record<string, unknown>;
+  /** Unified diff for file contents, if any. */
+  diff?: string;
+  apply(): Promise<ApplyOutcome | undefined>;
+}
+
+export function isFailedPlan(plan: Plan): plan is FailedPlan {
+  return plan.failed === true;
+}
+
+/** A plan that changes the system (a change plan whose `changes` is non-empty). */
+export function isChangePlan(plan: Plan): plan is ChangePlan {
+  return plan.failed !== true && typeof plan.apply === "function" && Object.keys(plan.changes).length > 0;
 }
 
 export interface ApplyOutcome {

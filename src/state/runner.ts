@@ -4,7 +4,7 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { RequisiteKind } from "../modules/params.js";
-import type { ModuleContext, Params, StateFunction } from "../modules/types.js";
+import { isFailedPlan, type ModuleContext, type Params, type StateFunction } from "../modules/types.js";
 import { run as runCommand } from "../util/exec.js";
 import { MinHeap } from "../util/heap.js";
 import type { CompiledState, Facts, Guard, Program } from "./compile.js";
@@ -422,15 +422,10 @@ class Runner {
         changes: plan.changes,
       };
       if (plan.diff !== undefined) base.diff = plan.diff;
-      if (this.test && plan.pending) return { ...base, result: true, pending: true };
-      if (plan.failed || Object.keys(plan.changes).length === 0) return base;
+      if (isFailedPlan(plan)) return base;
+      if (!plan.apply) return this.test && plan.pending ? { ...base, result: true, pending: true } : base;
+      if (Object.keys(plan.changes).length === 0) return base;
       if (this.test) return { ...base, pending: true };
-      if (!plan.apply)
-        return {
-          ...base,
-          result: false,
-          comment: `${plan.comment} (module planned changes it cannot apply)`,
-        };
       const out = await plan.apply();
       const changes = out?.changes ?? plan.changes;
       return {

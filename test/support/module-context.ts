@@ -7,7 +7,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { validateParams } from "../../src/modules/params.js";
-import type { ModuleContext, Params, Plan, StateFunction } from "../../src/modules/types.js";
+import {
+  isFailedPlan,
+  type ModuleContext,
+  type Params,
+  type Plan,
+  type StateFunction,
+} from "../../src/modules/types.js";
 import { TemplateRenderer } from "../../src/template/render.js";
 
 export interface ContextOptions {
@@ -66,10 +72,10 @@ export interface RunResult {
 async function finish(plan: Plan, ctx: ModuleContext): Promise<RunResult> {
   const base = { comment: plan.comment, changes: plan.changes, plan } as RunResult;
   if (plan.diff !== undefined) base.diff = plan.diff;
-  if (plan.failed) return { ...base, result: false, changed: false, pending: false };
+  if (isFailedPlan(plan)) return { ...base, result: false, changed: false, pending: false };
   const hasChanges = Object.keys(plan.changes).length > 0;
-  if (ctx.test || !hasChanges) return { ...base, result: true, changed: false, pending: hasChanges };
-  if (!plan.apply) throw new Error("plan has changes but no apply()");
+  if (ctx.test || !hasChanges || !plan.apply)
+    return { ...base, result: true, changed: false, pending: hasChanges };
   const out = await plan.apply();
   return {
     ...base,
