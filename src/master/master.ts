@@ -21,6 +21,8 @@ import type { EnrollmentService } from "../enroll/service.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import { PresenceAnnouncer } from "../events/presence.js";
 import { JobStore } from "../jobs/store.js";
+import type { ReactorOptions } from "../reactor/reactor.js";
+import type { ReactorService } from "../reactor/service.js";
 import { loadMasterCurve, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
 import { Coalescer } from "../util/coalesce.js";
@@ -73,7 +75,7 @@ export interface MasterConfig {
   /** The reactor dir published to `reactor-files` (default /srv/zester/reactor). */
   reactorDir?: string;
   /** Reactor limits (src/reactor/protection.ts, reactor.ts); `false` runs no reactor on this master. */
-  reactor?: import("../reactor/reactor.js").ReactorOptions | false;
+  reactor?: ReactorOptions | false;
   /** Copies of every bucket and stream (src/bus/replicas.ts); default `auto`. */
   replicas?: ReplicasSetting;
   /**
@@ -103,28 +105,33 @@ export function defaultMasterId(): string {
   return `${hostname().replace(/[^A-Za-z0-9_-]/g, "_")}-${process.pid}`;
 }
 
+/**
+ * What a started master holds. It exists from the end of start()'s build phase on, so methods
+ * take their parts from here instead of guarding a dozen fields typed `| undefined`.
+ */
+interface Running {
+  nc: NatsConnection;
+  signer: KeyPair;
+  heartbeats: KV;
+  fleet: FleetView;
+  settingsView: SettingsView;
+  dispatcher: Dispatcher;
+  states: LeasedPublisher<StatePublishResult>;
+  settingsPublisher: SettingsPublisher;
+  settings: LeasedPublisher<SettingsPublishSummary>;
+  enrollment: EnrollmentService | undefined;
+  reactor: ReactorService | undefined;
+  leases: KV;
+  store: JobStore;
+}
+
 export class Master {
   readonly id: string;
   private readonly cfg: MasterConfig;
   private readonly log: (msg: string) => void;
-  private nc: NatsConnection | undefined;
-  private signer: KeyPair | undefined;
-  private fleetView: FleetView | undefined;
-  private enrollment: EnrollmentService | undefined;
-  private dispatcher: Dispatcher | undefined;
-  private states: LeasedPublisher<StatePublishResult> | undefined;
-  private settingsPublisher: SettingsPublisher | undefined;
-  private settings: LeasedPublisher<SettingsPublishSummary> | undefined;
-  private settingsView: SettingsView | undefined;
-  private unlistenFacts: (() => void) | undefined;
-  private unwatchLeases: (() => void) | undefined;
-  private lateReturns: LateReturnCorrector | undefined;
-  private heartbeats: KV | undefined;
-  private reactorService: import("../reactor/service.js").ReactorService | undefined;
-  private presence: PresenceAnnouncer | undefined;
-  private unlistenBeats: (() => void) | undefined;
-  private readonly subs: Subscription[] = [];
-  private readonly timers: NodeJS.Timeout[] = [];
+  private running: Running | undefined;
+  /** What stop() undoes, last acquired first; start() pushes each part as it comes up. */
+  private readonly teardown: Array<() => unknown> = [];
   private stopped = false;
 
   constructor(cfg: MasterConfig) {
@@ -136,55 +143,81 @@ export class Master {
     this.log = cfg.log ?? ((m) => process.stderr.write(`zester-master ${this.id}: ${m}\n`));
   }
 
+  private get started(): Running {
+    if (!this.running) throw new Error("master is not started");
+    return this.running;
+  }
+
   get connection(): NatsConnection {
-    if (!this.nc) throw new Error("master is not started");
-    return this.nc;
+    return this.started.nc;
   }
 
   get fleet(): FleetView {
-    if (!this.fleetView) throw new Error("master is not started");
-    return this.fleetView;
+    return this.started.fleet;
   }
 
   /** Public nkey commands are signed with: peels must list it among their trusted masters. */
   get publicKey(): string {
-    if (!this.signer) throw new Error("master is not started");
-    return publicNkeyOf(this.signer);
+    return publicNkeyOf(this.started.signer);
+  }
+
+  /** Port of the HTTPS enrollment listener, when this master runs one. */
+  get enrollPort(): number | undefined {
+    return this.running?.enrollment?.port;
   }
 
   /** True while this master holds the state-publisher lease. */
-  /** Port of the HTTPS enrollment listener, when this master runs one. */
-  get enrollPort(): number | undefined {
-    return this.enrollment?.port;
-  }
-
   get isStatePublisher(): boolean {
-    return this.states?.held ?? false;
+    return this.running?.states.held ?? false;
   }
 
   /** True while this master holds the settings-publisher lease. */
   get isSettingsPublisher(): boolean {
-    return this.settings?.held ?? false;
+    return this.running?.settings.held ?? false;
   }
 
   /** Resolves once the TargetIndex reflects the settings published so far (tests, tools). */
   async settingsSettled(): Promise<void> {
-    await this.settingsView?.idle();
+    await this.running?.settingsView.idle();
   }
 
   /** The reactor on this master (undefined when it runs none). */
-  get reactor(): import("../reactor/service.js").ReactorService | undefined {
-    return this.reactorService;
+  get reactor(): ReactorService | undefined {
+    return this.running?.reactor;
   }
 
   /** Jids of jobs this master is following right now. */
   get trackedJobs(): string[] {
-    return this.dispatcher?.activeJobs ?? [];
+    return this.running?.dispatcher.activeJobs ?? [];
   }
 
+  /**
+   * Two phases: build every part (nothing can call back into this master yet), then serve
+   * (subscriptions, timers, first publishes). A failure in either stops what came up.
+   */
   async start(): Promise<void> {
+    try {
+      this.running = await this.build();
+      await this.serveAll(this.running);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private onStop(undo: () => unknown): void {
+    this.teardown.push(undo);
+  }
+
+  private every(ms: number, tick: () => void): void {
+    const t = setInterval(tick, ms);
+    this.onStop(() => clearInterval(t));
+  }
+
+  /** Connects, opens the buckets and constructs the parts; subscribes to nothing. */
+  private async build(): Promise<Running> {
     const cfg = this.cfg;
-    this.signer = keyPairFromCreds(await readFile(cfg.credsFile, "utf8"));
+    const signer = keyPairFromCreds(await readFile(cfg.credsFile, "utf8"));
     const nc = await connect({
       servers: cfg.servers,
       credsFile: cfg.credsFile,
@@ -192,167 +225,189 @@ export class Master {
       ...(cfg.authDir !== undefined ? { authDir: cfg.authDir } : {}),
       name: `zester-master ${this.id}`,
     });
-    this.nc = nc;
-    try {
-      for (const line of describeReplicas(await bootstrap(nc, { replicas: cfg.replicas ?? "auto" })))
-        this.log(line);
-      const [facts, peelBeats, masterBeats, leases, stateFiles, settingsFiles, secrets, store] =
-        await Promise.all([
-          openKv(nc, "facts"),
-          openKv(nc, "peel-heartbeat"),
-          openKv(nc, "master-heartbeat"),
-          openKv(nc, "leases"),
-          openKv(nc, "state-files"),
-          openKv(nc, "settings-files"),
-          openKv(nc, "secrets"),
-          JobStore.open(nc),
-        ]);
-      this.heartbeats = masterBeats;
-      await this.beat();
-      this.timers.push(setInterval(() => void this.beat(), MASTER_BEAT_MS));
+    this.onStop(() => (nc.isClosed() ? undefined : nc.drain()));
+    for (const line of describeReplicas(await bootstrap(nc, { replicas: cfg.replicas ?? "auto" })))
+      this.log(line);
+    const [facts, peelBeats, heartbeats, leases, stateFiles, settingsFiles, secrets, store] =
+      await Promise.all([
+        openKv(nc, "facts"),
+        openKv(nc, "peel-heartbeat"),
+        openKv(nc, "master-heartbeat"),
+        openKv(nc, "leases"),
+        openKv(nc, "state-files"),
+        openKv(nc, "settings-files"),
+        openKv(nc, "secrets"),
+        JobStore.open(nc),
+      ]);
+    this.onStop(() => heartbeats.delete(this.id));
+    await this.beat(heartbeats, signer);
+    this.every(MASTER_BEAT_MS, () => void this.beat(heartbeats, signer));
 
-      this.fleetView = new FleetView({
-        log: this.log,
-        ...(this.cfg.nodegroups ? { nodegroups: this.cfg.nodegroups } : {}),
-      });
-      await this.fleetView.start(facts, peelBeats);
-      this.startPresence(nc, this.fleetView);
-      this.settingsView = new SettingsView(settingsFiles, this.fleetView, this.log);
-      await this.settingsView.start();
+    const fleet = new FleetView({
+      log: this.log,
+      ...(cfg.nodegroups ? { nodegroups: cfg.nodegroups } : {}),
+    });
+    this.onStop(() => fleet.stop());
+    await fleet.start(facts, peelBeats);
+    const settingsView = new SettingsView(settingsFiles, fleet, this.log);
+    this.onStop(() => settingsView.stop());
+    await settingsView.start();
 
-      this.dispatcher = new Dispatcher({
-        nc,
-        store,
-        fleet: this.fleetView,
-        signer: this.signer,
-        masterId: this.id,
-        unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
-        defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
-        isMasterAlive: (id, withinMs) => this.isMasterAlive(id, withinMs),
-        freshTrees: () => this.freshTrees(),
-        log: this.log,
-      });
-      const d = this.dispatcher;
-      void followReconnects(nc, () => d.catchUp());
-      this.serve(subjects.targetResolve, (m) => d.handleResolve(m), MASTER_QUEUE);
-      this.serve(subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
-      this.serve(KILL_SUBJECT, (m) => d.handleKill(m));
-      this.lateReturns = new LateReturnCorrector({ nc, store, queue: MASTER_QUEUE, log: this.log });
-      this.lateReturns.start();
-      this.serve(STATES_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishStates()));
-      this.serve(SETTINGS_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishSettings()));
-      await this.sweepOrphanJobs();
-      this.timers.push(setInterval(() => void this.sweepOrphanJobs(), ORPHAN_SWEEP_MS));
-      if (cfg.enroll) {
-        const { EnrollmentService } = await import("../enroll/service.js");
-        this.enrollment = new EnrollmentService({
-          nc,
-          authDir: cfg.authDir ?? DEFAULT_AUTH_DIR,
-          servers: cfg.servers,
-          ...(cfg.caFile !== undefined ? { caFile: cfg.caFile } : {}),
-          ...cfg.enroll,
-          logger: { info: this.log, warn: this.log, error: this.log },
-        });
-        await this.enrollment.start();
-        this.log(`enrollment listening on https://${cfg.enroll.host ?? "0.0.0.0"}:${this.enrollment.port}`);
-      }
+    const statePublisher = new StatePublisher(
+      stateFiles,
+      cfg.statesDir ?? DEFAULT_STATES_DIR,
+      this.id,
+      this.log,
+    );
+    const states = new LeasedPublisher(
+      "state",
+      new Lease(leases, STATE_PUBLISHER_LEASE, this.id),
+      () => statePublisher.publish().then((r) => this.announce(nc, "states", r)),
+      this.log,
+      () => this.stopped,
+    );
+    this.onStop(() => states.stop());
 
-      const statePublisher = new StatePublisher(
-        stateFiles,
-        cfg.statesDir ?? DEFAULT_STATES_DIR,
-        this.id,
-        this.log,
-      );
-      this.states = new LeasedPublisher(
-        "state",
-        new Lease(leases, STATE_PUBLISHER_LEASE, this.id),
-        () => statePublisher.publish().then((r) => this.announce("states", r)),
-        this.log,
-        () => this.stopped,
-      );
-      await this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`));
-
-      const authDir = cfg.authDir ?? DEFAULT_AUTH_DIR;
-      const curvePath = join(authDir, MASTER_CURVE_FILES.seed);
-      const masterCurve = await loadMasterCurve(authDir).catch((err: unknown) => {
-        // Missing is a supported set-up (no secrets yet); a damaged seed is not.
-        if (isENOENT(err) || /does not exist/.test((err as Error).message)) return undefined;
-        throw err;
-      });
-      if (!masterCurve) {
-        this.log(
-          `no master curve key at ${curvePath}: secrets will not be sealed for peels ` +
-            "(settings are still published, without their encrypted values)",
-        );
-      }
-      this.settingsPublisher = new SettingsPublisher({
-        files: settingsFiles,
-        secrets,
-        dir: cfg.settingsDir ?? DEFAULT_SETTINGS_DIR,
-        masterId: this.id,
-        masterCurve,
-        masterCurvePath: curvePath,
-        fleet: this.fleetView,
-        log: this.log,
-      });
-      const settingsPublisher = this.settingsPublisher;
-      this.settings = new LeasedPublisher(
-        "settings",
-        new Lease(leases, SETTINGS_PUBLISHER_LEASE, this.id),
-        () => settingsPublisher.publish().then((r) => this.announce("settings", r)),
-        this.log,
-        () => this.stopped,
-      );
-      if (cfg.reactor !== false) {
-        const { ReactorService } = await import("../reactor/service.js");
-        this.reactorService = new ReactorService({
-          nc,
-          masterId: this.id,
-          reactorFiles: await openKv(nc, "reactor-files"),
-          leases,
-          ...(cfg.reactorDir !== undefined ? { dir: cfg.reactorDir } : {}),
-          ...(cfg.reactor !== undefined ? { options: cfg.reactor } : {}),
-          log: this.log,
-          stopped: () => this.stopped,
-          dispatch: (req, opts) => d.dispatch(req, opts),
-        });
-        await this.reactorService.start();
-        const reactor = this.reactorService;
-        this.timers.push(
-          setInterval(
-            () =>
-              void reactor
-                .publish()
-                .catch((err) => this.log(`publishing the reactor dir failed: ${errText(err)}`)),
-            cfg.publishIntervalMs ?? 30_000,
-          ),
-        );
-      }
-      this.unlistenFacts = this.fleetView.onFacts((id, f) => this.onPeelFacts(id, f));
-      // A master that stops cleanly deletes its leases: take them now, not at the next retry.
-      this.unwatchLeases = await watchLeaseReleases(leases, () => void this.renewLeases());
-      await this.publishSettings().catch((err) => this.log(`publishing settings failed: ${err.message}`));
-      this.timers.push(
-        setInterval(
-          () =>
-            void this.publishSettings().catch((err) =>
-              this.log(`publishing settings failed: ${err.message}`),
-            ),
-          cfg.settingsPublishIntervalMs ?? cfg.publishIntervalMs ?? 30_000,
-        ),
-      );
-      this.timers.push(
-        setInterval(() => void this.renewLeases(), cfg.leaseRenewMs ?? LEASE_RENEW_MS),
-        setInterval(
-          () =>
-            void this.publishStates().catch((err) => this.log(`publishing states failed: ${err.message}`)),
-          cfg.publishIntervalMs ?? 30_000,
-        ),
-      );
-    } catch (err) {
-      await this.stop();
+    const authDir = cfg.authDir ?? DEFAULT_AUTH_DIR;
+    const curvePath = join(authDir, MASTER_CURVE_FILES.seed);
+    const masterCurve = await loadMasterCurve(authDir).catch((err: unknown) => {
+      // Missing is a supported set-up (no secrets yet); a damaged seed is not.
+      if (isENOENT(err) || /does not exist/.test((err as Error).message)) return undefined;
       throw err;
+    });
+    if (!masterCurve) {
+      this.log(
+        `no master curve key at ${curvePath}: secrets will not be sealed for peels ` +
+          "(settings are still published, without their encrypted values)",
+      );
     }
+    const settingsPublisher = new SettingsPublisher({
+      files: settingsFiles,
+      secrets,
+      dir: cfg.settingsDir ?? DEFAULT_SETTINGS_DIR,
+      masterId: this.id,
+      masterCurve,
+      masterCurvePath: curvePath,
+      fleet,
+      log: this.log,
+    });
+    const settings = new LeasedPublisher(
+      "settings",
+      new Lease(leases, SETTINGS_PUBLISHER_LEASE, this.id),
+      () => settingsPublisher.publish().then((r) => this.announce(nc, "settings", r)),
+      this.log,
+      () => this.stopped,
+    );
+    this.onStop(() => settings.stop());
+
+    const dispatcher = new Dispatcher({
+      nc,
+      store,
+      fleet,
+      signer,
+      masterId: this.id,
+      unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
+      defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
+      isMasterAlive: (id, withinMs) => this.isMasterAlive(heartbeats, id, withinMs),
+      freshTrees: () => this.freshTrees(),
+      log: this.log,
+    });
+    this.onStop(() => dispatcher.stop());
+
+    let enrollment: EnrollmentService | undefined;
+    if (cfg.enroll) {
+      const { EnrollmentService } = await import("../enroll/service.js");
+      enrollment = new EnrollmentService({
+        nc,
+        authDir,
+        servers: cfg.servers,
+        ...(cfg.caFile !== undefined ? { caFile: cfg.caFile } : {}),
+        ...cfg.enroll,
+        logger: { info: this.log, warn: this.log, error: this.log },
+      });
+    }
+    let reactor: ReactorService | undefined;
+    if (cfg.reactor !== false) {
+      const { ReactorService } = await import("../reactor/service.js");
+      reactor = new ReactorService({
+        nc,
+        masterId: this.id,
+        reactorFiles: await openKv(nc, "reactor-files"),
+        leases,
+        ...(cfg.reactorDir !== undefined ? { dir: cfg.reactorDir } : {}),
+        ...(cfg.reactor !== undefined ? { options: cfg.reactor } : {}),
+        log: this.log,
+        stopped: () => this.stopped,
+        dispatch: (req, opts) => dispatcher.dispatch(req, opts),
+      });
+    }
+    return {
+      nc,
+      signer,
+      heartbeats,
+      fleet,
+      settingsView,
+      dispatcher,
+      states,
+      settingsPublisher,
+      settings,
+      enrollment,
+      reactor,
+      leases,
+      store,
+    };
+  }
+
+  /** Subscriptions, timers, listeners and the first publishes: from here on others reach us. */
+  private async serveAll(r: Running): Promise<void> {
+    const cfg = this.cfg;
+    const { nc, dispatcher: d } = r;
+    this.startPresence(nc, r.fleet);
+    void followReconnects(nc, () => d.catchUp());
+    this.serve(nc, subjects.targetResolve, (m) => d.handleResolve(m), MASTER_QUEUE);
+    this.serve(nc, subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
+    this.serve(nc, KILL_SUBJECT, (m) => d.handleKill(m));
+    const lateReturns = new LateReturnCorrector({ nc, store: r.store, queue: MASTER_QUEUE, log: this.log });
+    this.onStop(() => lateReturns.stop());
+    lateReturns.start();
+    this.serve(nc, STATES_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishStates()));
+    this.serve(nc, SETTINGS_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishSettings()));
+    await this.sweepOrphanJobs();
+    this.every(ORPHAN_SWEEP_MS, () => void this.sweepOrphanJobs());
+    const enrollment = r.enrollment;
+    if (enrollment && cfg.enroll) {
+      this.onStop(() => enrollment.stop());
+      await enrollment.start();
+      this.log(`enrollment listening on https://${cfg.enroll.host ?? "0.0.0.0"}:${enrollment.port}`);
+    }
+    await this.publishStates().catch((err) => this.log(`publishing states failed: ${errText(err)}`));
+    const reactor = r.reactor;
+    if (reactor) {
+      this.onStop(() => reactor.stop());
+      await reactor.start();
+      this.every(
+        cfg.publishIntervalMs ?? 30_000,
+        () =>
+          void reactor
+            .publish()
+            .catch((err) => this.log(`publishing the reactor dir failed: ${errText(err)}`)),
+      );
+    }
+    this.onStop(r.fleet.onFacts((id, f) => this.onPeelFacts(id, f)));
+    // A master that stops cleanly deletes its leases: take them now, not at the next retry.
+    this.onStop(await watchLeaseReleases(r.leases, () => void this.renewLeases()));
+    const publishSettings = () =>
+      this.publishSettings().catch((err) => this.log(`publishing settings failed: ${errText(err)}`));
+    await publishSettings();
+    this.every(
+      cfg.settingsPublishIntervalMs ?? cfg.publishIntervalMs ?? 30_000,
+      () => void publishSettings(),
+    );
+    this.every(cfg.leaseRenewMs ?? LEASE_RENEW_MS, () => void this.renewLeases());
+    this.every(
+      cfg.publishIntervalMs ?? 30_000,
+      () => void this.publishStates().catch((err) => this.log(`publishing states failed: ${errText(err)}`)),
+    );
   }
 
   /**
@@ -360,7 +415,7 @@ export class Master {
    * undefined when another master holds it. Calls are serialised.
    */
   publishStates(): Promise<StatePublishResult | undefined> {
-    return this.states?.publish() ?? Promise.resolve(undefined);
+    return this.running?.states.publish() ?? Promise.resolve(undefined);
   }
 
   /**
@@ -368,21 +423,23 @@ export class Master {
    * settings-publisher lease; undefined when another master holds it. Calls are serialised.
    */
   publishSettings(): Promise<SettingsPublishSummary | undefined> {
-    return this.settings?.publish() ?? Promise.resolve(undefined);
+    return this.running?.settings.publish() ?? Promise.resolve(undefined);
   }
 
   /** The lease holder re-seals a peel whose facts changed (new curve key, new top.zy match). */
   private onPeelFacts(id: string, facts: Record<string, unknown> | undefined): void {
-    const publisher = this.settingsPublisher;
-    if (!publisher || !this.settings?.held) return;
-    this.settings.enqueue(() => (facts ? publisher.sealPeel(id, facts) : publisher.forgetPeel(id)));
+    const r = this.running;
+    if (!r?.settings.held) return;
+    const publisher = r.settingsPublisher;
+    r.settings.enqueue(() => (facts ? publisher.sealPeel(id, facts) : publisher.forgetPeel(id)));
   }
 
   /** Finishes jobs whose master is gone and whose deadline has long passed; returns their jids. */
   async sweepOrphanJobs(graceMs?: number): Promise<string[]> {
-    if (!this.dispatcher || this.stopped) return [];
+    const d = this.running?.dispatcher;
+    if (!d || this.stopped) return [];
     try {
-      return await this.dispatcher.sweepOrphans(graceMs);
+      return await d.sweepOrphans(graceMs);
     } catch (err) {
       this.log(`sweeping orphaned jobs failed: ${(err as Error).message}`);
       return [];
@@ -392,44 +449,40 @@ export class Master {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await this.enrollment?.stop().catch(() => {});
-    for (const t of this.timers.splice(0)) clearInterval(t);
-    for (const s of this.subs.splice(0)) s.unsubscribe();
-    await this.reactorService?.stop().catch(() => {});
-    this.dispatcher?.stop();
-    this.lateReturns?.stop();
-    this.unlistenFacts?.();
-    this.unlistenBeats?.();
-    this.presence?.stop();
-    this.unwatchLeases?.();
-    await this.states?.stop();
-    await this.settings?.stop();
-    await this.settingsView?.stop();
-    await this.fleetView?.stop();
-    await this.heartbeats?.delete(this.id).catch(() => {});
-    if (this.nc && !this.nc.isClosed()) await this.nc.drain().catch(() => {});
+    // Last acquired first: timers and subscriptions, then the parts, the connection last.
+    for (const undo of this.teardown.splice(0).reverse()) {
+      try {
+        await undo();
+      } catch (err) {
+        this.log(`stopping: ${errText(err)}`);
+      }
+    }
   }
 
-  private serve(subject: string, handler: (m: Msg) => void | Promise<void>, queue?: string): void {
-    this.subs.push(
-      this.connection.subscribe(subject, {
-        ...(queue !== undefined ? { queue } : {}),
-        callback: (err, msg) => {
-          if (err) {
-            this.log(`subscription ${subject}: ${err.message}`);
-            return;
-          }
-          const relayed = relayedReason(msg, subject);
-          if (relayed) return this.log(`${subject}: ignored: ${relayed}`);
-          Promise.resolve()
-            .then(() => handler(msg))
-            .catch((e: Error) => {
-              this.log(`${subject}: ${e.message}`);
-              if (msg.reply) msg.respond(encode({ error: `master ${this.id}: ${e.message}` }));
-            });
-        },
-      }),
-    );
+  private serve(
+    nc: NatsConnection,
+    subject: string,
+    handler: (m: Msg) => void | Promise<void>,
+    queue?: string,
+  ): void {
+    const sub: Subscription = nc.subscribe(subject, {
+      ...(queue !== undefined ? { queue } : {}),
+      callback: (err, msg) => {
+        if (err) {
+          this.log(`subscription ${subject}: ${err.message}`);
+          return;
+        }
+        const relayed = relayedReason(msg, subject);
+        if (relayed) return this.log(`${subject}: ignored: ${relayed}`);
+        Promise.resolve()
+          .then(() => handler(msg))
+          .catch((e: Error) => {
+            this.log(`${subject}: ${e.message}`);
+            if (msg.reply) msg.respond(encode({ error: `master ${this.id}: ${e.message}` }));
+          });
+      },
+    });
+    this.onStop(() => sub.unsubscribe());
   }
 
   /**
@@ -458,7 +511,7 @@ export class Master {
     publishHere: () => Promise<{ rev: number } | undefined>,
     subject: string,
   ): Promise<number | undefined> {
-    const nc = this.nc;
+    const nc = this.running?.nc;
     const attempt = async (): Promise<number | undefined> => {
       const mine = await publishHere();
       if (mine) return mine.rev;
@@ -501,41 +554,43 @@ export class Master {
   /** `_master/peel/<id>/online|offline` from the heartbeats (src/events/presence.ts). */
   private startPresence(nc: NatsConnection, fleet: FleetView): void {
     const presence = new PresenceAnnouncer(nc, this.id, PEEL_HEARTBEAT_TTL_MS);
-    this.presence = presence;
-    this.unlistenBeats = fleet.onBeats((peel, at, rev) => presence.beat(peel, at, rev));
+    this.onStop(() => presence.stop());
+    this.onStop(fleet.onBeats((peel, at, rev) => presence.beat(peel, at, rev)));
     presence.start(fleet.onlinePeels());
   }
 
   /** `_master/states/published` and `_master/settings/published` for a new revision. */
-  private announce<R extends { published?: boolean; rev: number }>(tree: "states" | "settings", r: R): R {
-    if (r.published && this.nc) {
-      emitMasterEvent(this.nc, masterTags.treePublished(tree), { rev: r.rev, master: this.id });
+  private announce<R extends { published?: boolean; rev: number }>(
+    nc: NatsConnection,
+    tree: "states" | "settings",
+    r: R,
+  ): R {
+    if (r.published) {
+      emitMasterEvent(nc, masterTags.treePublished(tree), { rev: r.rev, master: this.id });
     }
     return r;
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.stopped) return;
-    await this.settings?.renew();
-    await this.states?.renew();
-    await this.reactorService?.renew();
+    const r = this.running;
+    if (this.stopped || !r) return;
+    await r.settings.renew();
+    await r.states.renew();
+    await r.reactor?.renew();
   }
 
-  private async beat(): Promise<void> {
-    if (!this.heartbeats || !this.signer) return;
+  private async beat(heartbeats: KV, signer: KeyPair): Promise<void> {
     const hb: MasterHeartbeat = {
       master: this.id,
-      nkey: publicNkeyOf(this.signer),
+      nkey: publicNkeyOf(signer),
       ts: new Date().toISOString(),
     };
-    await this.heartbeats
-      .put(this.id, encode(hb))
-      .catch((err: Error) => this.log(`heartbeat: ${err.message}`));
+    await heartbeats.put(this.id, encode(hb)).catch((err: Error) => this.log(`heartbeat: ${err.message}`));
   }
 
-  private async isMasterAlive(id: string, withinMs = MASTER_DEAD_AFTER_MS): Promise<boolean> {
+  private async isMasterAlive(heartbeats: KV, id: string, withinMs = MASTER_DEAD_AFTER_MS): Promise<boolean> {
     if (id === this.id) return !this.stopped;
-    const e = await this.heartbeats?.get(id).catch(() => null);
+    const e = await heartbeats.get(id).catch(() => null);
     if (!e) return false;
     return e.operation === "PUT" && Date.now() - e.created.getTime() <= withinMs;
   }
