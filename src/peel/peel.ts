@@ -640,18 +640,32 @@ export class Peel extends EventEmitter {
     this.emit("refused", { jid: typeof jid === "string" ? jid : undefined, reason });
   }
 
-  private async onCommand(msg: Msg): Promise<void> {
-    const relayed = relayedReason(msg, subjects.cmd(this.id));
+  /**
+   * The one gate for a message that asks this peel to act (a job, a cancel): delivered on our
+   * own subject (not relayed), readable, signed by a trusted master for this peel, fresh.
+   * Anything else is refused (log line + `refused` event) and yields undefined.
+   */
+  private admit(
+    msg: Msg,
+    gate: {
+      subject: string | ((s: string) => boolean);
+      kind: "command" | "cancel";
+      /** The job id from the subject, for a cancel: refusals name it. */
+      jid?: string;
+    },
+  ): Command | undefined {
+    const relayed = relayedReason(msg, gate.subject);
     if (relayed) {
       this.refuse(msg.subject, undefined, relayed);
-      return;
+      return undefined;
     }
     let cmd: Partial<Command>;
     try {
       cmd = decode<Partial<Command>>(msg.data);
     } catch (err) {
-      this.refuse(msg.subject, undefined, `unreadable payload: ${errText(err)}`);
-      return;
+      const what = gate.kind === "cancel" ? "unreadable cancel" : "unreadable payload";
+      this.refuse(msg.subject, gate.jid, `${what}: ${errText(err)}`);
+      return undefined;
     }
     const verdict = verifyCommand(cmd, {
       trusted: this.trusted,
@@ -659,10 +673,17 @@ export class Peel extends EventEmitter {
       maxSkewMs: this.cfg.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
     });
     if (!verdict.ok) {
-      this.refuse(msg.subject, cmd.jid, verdict.reason);
-      return;
+      if (gate.kind === "cancel") this.refuse(msg.subject, gate.jid, `cancel: ${verdict.reason}`);
+      else this.refuse(msg.subject, cmd.jid, verdict.reason);
+      return undefined;
     }
-    const c = cmd as Command;
+    // verifyCommand parsed it with commandSchema: every field has its type.
+    return cmd as Command;
+  }
+
+  private async onCommand(msg: Msg): Promise<void> {
+    const c = this.admit(msg, { subject: subjects.cmd(this.id), kind: "command" });
+    if (!c) return;
     if (!JID_PATTERN.test(c.jid)) {
       this.refuse(msg.subject, undefined, `invalid job id ${JSON.stringify(c.jid)}`);
       return;
@@ -911,32 +932,17 @@ export class Peel extends EventEmitter {
   private onCancel(msg: Msg): void {
     // zester.job.<jid>.cancel.<peel>: a signed cancel for that very job, or nothing happens.
     const jid = msg.subject.split(".")[2] ?? "";
-    const relayed = relayedReason(msg, (s) => {
-      const p = s.split(".");
-      return p.length === 5 && `${p[0]}.${p[1]}.*.${p[3]}.${p[4]}` === subjects.jobAnyCancel(this.id);
+    const cmd = this.admit(msg, {
+      subject: (s) => {
+        const p = s.split(".");
+        return p.length === 5 && `${p[0]}.${p[1]}.*.${p[3]}.${p[4]}` === subjects.jobAnyCancel(this.id);
+      },
+      kind: "cancel",
+      jid,
     });
-    if (relayed) {
-      this.refuse(msg.subject, undefined, relayed);
-      return;
-    }
-    let cmd: Partial<Command>;
-    try {
-      cmd = decode<Partial<Command>>(msg.data);
-    } catch (err) {
-      this.refuse(msg.subject, jid, `unreadable cancel: ${errText(err)}`);
-      return;
-    }
-    const verdict = verifyCommand(cmd, {
-      trusted: this.trusted,
-      peel: this.id,
-      maxSkewMs: this.cfg.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
-    });
-    if (!verdict.ok || cmd.fun !== CANCEL_FUNCTION || cmd.jid !== jid) {
-      this.refuse(
-        msg.subject,
-        jid,
-        verdict.ok ? "cancel does not match its subject" : `cancel: ${verdict.reason}`,
-      );
+    if (!cmd) return;
+    if (cmd.fun !== CANCEL_FUNCTION || cmd.jid !== jid) {
+      this.refuse(msg.subject, jid, "cancel does not match its subject");
       return;
     }
     if (this.queue.cancel(jid, "canceled")) {
