@@ -2,10 +2,11 @@
  * Real apt runs: installs two small packages that are not installed (sl, figlet), removes one,
  * purges the other, and leaves the machine as it found it.
  */
+import { spawn } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { desiredSpecs, family } from "../src/modules/pkg.js";
+import { aptBackend, desiredSpecs, family } from "../src/modules/pkg.js";
 import { family as repoFamily } from "../src/modules/pkgrepo.js";
 import { APT_ENV, aptRemoveArgv, dpkgQueryArgv, parseDpkgQuery } from "../src/modules/providers/apt.js";
 import { run } from "../src/util/exec.js";
@@ -119,6 +120,76 @@ describe.runIf(haveApt)("pkg with apt (real)", () => {
     expect(after.get("figlet")).toBeUndefined();
     expect((await runState(state("purged"), { pkgs: PKGS }, ctx())).changed).toBe(false);
   }, 600_000);
+});
+
+/**
+ * Holds apt's and dpkg's locks the way another apt/dpkg run does (fcntl locks on the lock files),
+ * until release() is called.
+ */
+async function holdPackageLocks(): Promise<{ pid: number; release(): Promise<void> }> {
+  const py = [
+    "import fcntl, os, sys",
+    "for p in sys.argv[1:]:",
+    "    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o640)",
+    "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+    "print('held', flush=True)",
+    "sys.stdin.read()",
+  ].join("\n");
+  const locks = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock"];
+  const child = spawn("/usr/bin/python3", ["-c", py, ...locks], { stdio: ["pipe", "pipe", "inherit"] });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`lock holder exited (${code}): the locks are taken`)));
+  });
+  return {
+    pid: child.pid!,
+    release: async () => {
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+describe.runIf(haveApt && process.getuid?.() === 0)("pkg while another apt/dpkg run holds the lock", () => {
+  it("waits for the lock to be released (apt-get update alone would fail at once)", async () => {
+    const lock = await holdPackageLocks();
+    let released = false;
+    const call = exec("refresh_db")
+      .run({}, ctx())
+      .finally(() => {
+        if (!released) lock.release();
+      });
+    await new Promise((r) => setTimeout(r, 1500));
+    released = true;
+    await lock.release();
+    expect(await call).toBe(true);
+  }, 120_000);
+
+  it("says which process holds which lock when it is not released in time", async () => {
+    const lock = await holdPackageLocks();
+    try {
+      const backend = aptBackend(undefined, 1500);
+      for (const [what, call, path] of [
+        ["apt-get update", () => backend.refresh(), "/var/lib/apt/lists/lock"],
+        ["apt-mark hold", () => backend.hold!(["bash"], true), "/var/lib/dpkg/lock-frontend"],
+        ["apt-get install", () => backend.install([{ name: "sl" }], false), "/var/lib/dpkg/lock-frontend"],
+      ] as const) {
+        const err = await call().then(
+          () => undefined,
+          (e: unknown) => e as Error,
+        );
+        expect(err?.message, what).toContain(`${what}: the package manager is busy: ${path} is held by`);
+        expect(err?.message, what).toMatch(/not released within 2 s/);
+      }
+      // apt names the holder.
+      const err = await backend.refresh().catch((e: Error) => e);
+      expect((err as Error).message).toContain(`process ${lock.pid} (python3)`);
+    } finally {
+      await lock.release();
+    }
+    expect((await dpkg()).get("bash")?.held).toBe(false);
+  }, 120_000);
 });
 
 const KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZfake\n-----END PGP PUBLIC KEY BLOCK-----";

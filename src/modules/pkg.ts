@@ -16,7 +16,10 @@ import {
   aptMarkArgv,
   aptRemoveArgv,
   aptUpdateArgv,
+  DPKG_LOCK_TIMEOUT_S,
   dpkgQueryArgv,
+  type LockHolder,
+  lockHeldBy,
   type PkgSpec,
   parseAptCachePolicy,
   parseDpkgQuery,
@@ -90,9 +93,44 @@ async function mustRun(argv: readonly string[], opts: ExecOptions, what: string)
   return res.stdout;
 }
 
-function aptBackend(signal?: AbortSignal): PkgBackend {
+function describeHolder(h: LockHolder): string {
+  const who =
+    h.pid === undefined ? "another process" : `process ${h.pid}${h.command ? ` (${h.command})` : ""}`;
+  return `${h.path ?? "the dpkg lock"} is held by ${who}`;
+}
+
+/**
+ * Runs an apt/dpkg command that takes the package manager's lock, waiting (bounded) while another
+ * apt/dpkg run holds it. apt-get install/remove wait by themselves (DPkg::Lock::Timeout);
+ * `apt-get update` and `apt-mark` fail at once, so they are retried here until `timeoutMs`. Only a
+ * lock failure is retried: nothing has changed when a lock could not be taken.
+ */
+export async function runWaitingForLock(
+  argv: (remainingS: number) => readonly string[],
+  opts: ExecOptions,
+  timeoutMs: number,
+  what: string,
+): Promise<ExecResult> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
+    const res = await run(argv(Math.max(0, (deadline - Date.now()) / 1000)), opts);
+    if (res.retcode === 0) return res;
+    const holder = lockHeldBy(`${res.stderr}\n${res.stdout}`);
+    if (!holder) return res;
+    if (Date.now() + delay > deadline || opts.signal?.aborted) {
+      throw new StateError(
+        `${what}: the package manager is busy: ${describeHolder(holder)} and was not released within ${Math.round(timeoutMs / 1000)} s (another apt/dpkg run is in progress; retry when it has finished)`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+export function aptBackend(signal?: AbortSignal, lockTimeoutMs = DPKG_LOCK_TIMEOUT_S * 1000): PkgBackend {
   const opts: ExecOptions = { env: { ...APT_ENV } };
   if (signal) opts.signal = signal;
+  const locked = (argv: (remainingS: number) => readonly string[], what: string) =>
+    runWaitingForLock(argv, opts, lockTimeoutMs, what);
   return {
     name: "apt",
     async installed() {
@@ -116,10 +154,11 @@ function aptBackend(signal?: AbortSignal): PkgBackend {
       }
       return out;
     },
-    install: (specs) => run(aptInstallArgv(specs), opts),
-    remove: (names, purge) => run(aptRemoveArgv(names, purge), opts),
-    refresh: () => run(aptUpdateArgv(), opts),
-    hold: (names, hold) => run(aptMarkArgv(names, hold), opts),
+    install: (specs) => locked((left) => aptInstallArgv(specs, left), "apt-get install"),
+    remove: (names, purge) =>
+      locked((left) => aptRemoveArgv(names, purge, left), `apt-get ${purge ? "purge" : "remove"}`),
+    refresh: () => locked(() => aptUpdateArgv(), "apt-get update"),
+    hold: (names, hold) => locked(() => aptMarkArgv(names, hold), `apt-mark ${hold ? "hold" : "unhold"}`),
   };
 }
 

@@ -92,18 +92,67 @@ export const APT_ENV: Readonly<Record<string, string>> = {
   UCF_FORCE_CONFFOLD: "1",
 };
 
-const APT_BASE = [
-  "apt-get",
-  "-q",
-  "-y",
-  "-o",
-  "Dpkg::Options::=--force-confdef",
-  "-o",
-  "Dpkg::Options::=--force-confold",
-  // Another apt run (unattended-upgrades, a parallel state) holds the lock: wait, do not fail.
-  "-o",
-  "DPkg::Lock::Timeout=300",
-];
+/**
+ * How long a pkg call waits for another apt/dpkg run (unattended-upgrades, an operator's apt,
+ * another state) to release the package manager's locks, like apt's `DPkg::Lock::Timeout`.
+ */
+export const DPKG_LOCK_TIMEOUT_S = 300;
+
+function aptBase(lockTimeoutS: number): string[] {
+  return [
+    "apt-get",
+    "-q",
+    "-y",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    // apt-get install/remove wait for the dpkg lock themselves; update and apt-mark do not
+    // (src/modules/pkg.ts retries those while lockHeldBy() says the lock is taken).
+    "-o",
+    `DPkg::Lock::Timeout=${Math.max(0, Math.ceil(lockTimeoutS))}`,
+  ];
+}
+
+/** Who holds a package-manager lock, as apt or dpkg reported it. */
+export interface LockHolder {
+  /** The lock file, when the message names it. */
+  path?: string;
+  pid?: number;
+  /** The holder's command name, when apt names it. */
+  command?: string;
+}
+
+/**
+ * Reads apt/dpkg output for "another process holds the lock" (dpkg frontend lock, the dpkg
+ * database lock, the lists and archives locks). Undefined when the failure is something else, so
+ * only a lock failure is ever retried.
+ */
+export function lockHeldBy(output: string): LockHolder | undefined {
+  const apt = /Could not get lock (\S+?)\.? It is held by process (\d+)(?: \(([^)]+)\))?/.exec(output);
+  if (apt) {
+    const h: LockHolder = { path: apt[1]!, pid: Number(apt[2]) };
+    if (apt[3]) h.command = apt[3];
+    return h;
+  }
+  const dpkg =
+    /dpkg (?:frontend lock|status database) (?:was|is) locked by another process(?: with pid (\d+))?/.exec(
+      output,
+    );
+  if (dpkg) {
+    const h: LockHolder = {
+      path: /frontend/.test(dpkg[0]) ? "/var/lib/dpkg/lock-frontend" : "/var/lib/dpkg/lock",
+    };
+    if (dpkg[1]) h.pid = Number(dpkg[1]);
+    return h;
+  }
+  const acquire =
+    /Unable to acquire the dpkg frontend lock \(([^)]+)\)|Could not get lock (\S+?)(?: - open|\.|$)|Unable to lock (?:the administration )?directory (\S+)/m.exec(
+      output,
+    );
+  if (acquire) return { path: (acquire[1] ?? acquire[2] ?? acquire[3])!.replace(/[,.]$/, "") };
+  return undefined;
+}
 
 export interface PkgSpec {
   name: string;
@@ -112,9 +161,9 @@ export interface PkgSpec {
 }
 
 /** One apt-get call for the whole list: apt resolves them together and dpkg runs once. */
-export function aptInstallArgv(specs: readonly PkgSpec[]): string[] {
+export function aptInstallArgv(specs: readonly PkgSpec[], lockTimeoutS = DPKG_LOCK_TIMEOUT_S): string[] {
   const pinned = specs.some((s) => s.version !== undefined);
-  const argv = [...APT_BASE];
+  const argv = aptBase(lockTimeoutS);
   // An explicit older version is a downgrade; apt refuses those without this flag.
   if (pinned) argv.push("--allow-downgrades");
   argv.push("install", "--");
@@ -122,8 +171,12 @@ export function aptInstallArgv(specs: readonly PkgSpec[]): string[] {
   return argv;
 }
 
-export function aptRemoveArgv(names: readonly string[], purge: boolean): string[] {
-  return [...APT_BASE, purge ? "purge" : "remove", "--", ...names];
+export function aptRemoveArgv(
+  names: readonly string[],
+  purge: boolean,
+  lockTimeoutS = DPKG_LOCK_TIMEOUT_S,
+): string[] {
+  return [...aptBase(lockTimeoutS), purge ? "purge" : "remove", "--", ...names];
 }
 
 export function aptUpdateArgv(): string[] {
