@@ -4,7 +4,7 @@
  * auto-approval; replacement; and revocation that drops a live connection and survives a
  * server restart.
  */
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -154,7 +154,8 @@ describe("enrollment", () => {
       timeoutMs: 20_000,
     });
     pending.catch(() => {});
-    // Key seeds exist (0600) before the master has answered anything.
+    // Key seeds exist (0600) before the master has answered anything. peel.nk is written last,
+    // so once it is there curve.nk is too.
     const seedStat = await waitFor(
       "peel key",
       () => stat(join(webCache, "peel.nk")).catch(() => undefined),
@@ -385,6 +386,21 @@ describe("enrollment", () => {
     expect((await b).jwt).toBeTruthy();
     const left = await enrollAdmin(admin, "list", { status: "pending" });
     expect(left.records).toEqual([]);
+  });
+
+  it("writes peel.nk last: a curve key that cannot be written leaves no half set behind", async () => {
+    const cache = await tmp("zester-enroll-half-");
+    // curve.nk cannot be created (a directory is in the way).
+    await mkdir(join(cache, "curve.nk"));
+    const err = await enrollPeel({
+      url: `https://127.0.0.1:${svc.port}`,
+      peelId: "half-01",
+      cacheDir: cache,
+      caFile: nats.caFile,
+      timeoutMs: 5_000,
+    }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(await stat(join(cache, "peel.nk")).catch(() => "absent")).toBe("absent");
   });
 
   it("refuses http:// enrollment URLs before anything is sent", async () => {

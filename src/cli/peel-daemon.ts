@@ -2,7 +2,6 @@
  * `zester-peel`: runs one Peel until SIGINT/SIGTERM. The daemon is only argument parsing and
  * signal handling; everything else is the Peel library.
  */
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connectOptions } from "../config/connect.js";
 import { formatConfig, formatOptionsHelp, loadConfig } from "../config/load.js";
@@ -307,18 +306,18 @@ async function enrollIfNeeded(e: EnrollStep): Promise<EnrolledTrust> {
       ...(e.o.enroll_ca !== undefined ? { caFile: e.o.enroll_ca } : {}),
       ...(token !== undefined ? { token } : {}),
     });
+    // Each file atomically, and the creds last: a daemon that finds creds finds the whole set.
+    const { writeFileAtomic } = await import("../util/files.js");
     if (res.trustedMasters.length > 0) {
-      await writeFile(
+      await writeFileAtomic(
         mastersFile,
         `# master keys handed out at enrollment\n${res.trustedMasters.join("\n")}\n`,
-        {
-          mode: 0o644,
-        },
+        { mode: 0o644 },
       );
     }
-    if (res.natsCa !== undefined) await writeFile(caCopy, res.natsCa, { mode: 0o644 });
+    if (res.natsCa !== undefined) await writeFileAtomic(caCopy, res.natsCa, { mode: 0o644 });
     if (res.masterCurvePub !== undefined)
-      await writeFile(curveCopy, `${res.masterCurvePub}\n`, { mode: 0o644 });
+      await writeFileAtomic(curveCopy, `${res.masterCurvePub}\n`, { mode: 0o644 });
     await writeCreds(e.creds, res.creds);
     e.logger.info(`wrote ${e.creds}`);
   }

@@ -212,8 +212,10 @@ export async function enrollPeel(opts: EnrollOptions): Promise<EnrollResult> {
   const peelId = assertPeelId(opts.peelId);
   const ca = await resolveEnrollCa(opts);
   await mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
-  const user = await ensurePeelUserKey(opts.cacheDir);
+  // The curve key first: peel.nk is the last key file written, so whoever sees it (a watcher, a
+  // restarted daemon) sees the complete set. Each file is written atomically.
   const curve = await ensurePeelCurveKey(opts.cacheDir);
+  const user = await ensurePeelUserKey(opts.cacheDir);
   const ident = { peel_id: peelId, public_key: user.getPublicKey(), curve_key: curve.getPublicKey() };
   const log = opts.logger;
 
