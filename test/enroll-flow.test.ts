@@ -23,6 +23,7 @@ import { enrollSignedString, signString } from "../src/enroll/protocol.js";
 import { EnrollmentService } from "../src/enroll/service.js";
 import { Peel } from "../src/peel/peel.js";
 import { runMain } from "./support/cli.js";
+import { storedEvents } from "./support/events.js";
 import { type RestartableNats, startRestartableNats } from "./support/nats-restart.js";
 import { type WaitOptions, waitFor } from "./support/wait.js";
 
@@ -386,6 +387,56 @@ describe("enrollment", () => {
     expect((await b).jwt).toBeTruthy();
     const left = await enrollAdmin(admin, "list", { status: "pending" });
     expect(left.records).toEqual([]);
+  });
+
+  it("every decision is a master event: _master/enroll/<peel>/pending, approved (operator, token), rejected", async () => {
+    const file = async (id: string) => {
+      const r = await signedRequest(id);
+      const res = await https("POST", "/v1/enroll", { ...r.ident, nonce: r.nonce, signature: r.signature });
+      expect(res.status).toBe(202);
+      return { request: res.body.request_id!, key: r.ident.public_key };
+    };
+    const yes = await file("ev-yes-01");
+    const no = await file("ev-no-01");
+    await enrollAdmin(admin, "approve", { id: "ev-yes-01", by: "alice" });
+    await enrollAdmin(admin, "reject", { id: no.request, by: "bob", reason: "unknown machine" });
+    const tok = await enrollAdmin(admin, "token", { peel: "ev-tok-01" });
+    await enrollPeel({
+      url: url(),
+      peelId: "ev-tok-01",
+      cacheDir: await tmp("zester-enroll-ev-"),
+      caFile: nats.caFile,
+      token: tok.token!,
+    });
+    const events = await waitFor("the enrollment events", async () => {
+      const got = await storedEvents(nats, "_master/enroll/ev-*", 500);
+      return got.length >= 5 ? got : undefined;
+    });
+    const byKey = new Map(events.map((e) => [e.tag, e]));
+    expect([...byKey.keys()].sort()).toEqual([
+      "enroll/ev-no-01/pending",
+      "enroll/ev-no-01/rejected",
+      "enroll/ev-tok-01/approved",
+      "enroll/ev-yes-01/approved",
+      "enroll/ev-yes-01/pending",
+    ]);
+    expect(events).toHaveLength(5);
+    for (const e of events) expect(e.origin).toBe("_master");
+    expect(byKey.get("enroll/ev-yes-01/pending")?.data).toMatchObject({
+      peel: "ev-yes-01",
+      request_id: yes.request,
+      public_key: yes.key,
+    });
+    expect(byKey.get("enroll/ev-yes-01/approved")?.data).toMatchObject({
+      request_id: yes.request,
+      by: "alice",
+    });
+    expect(byKey.get("enroll/ev-no-01/rejected")?.data).toMatchObject({
+      request_id: no.request,
+      by: "bob",
+      reason: "unknown machine",
+    });
+    expect(byKey.get("enroll/ev-tok-01/approved")?.data).toMatchObject({ peel: "ev-tok-01", by: "token" });
   });
 
   it("writes peel.nk last: a curve key that cannot be written leaves no half set behind", async () => {

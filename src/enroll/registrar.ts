@@ -86,7 +86,14 @@ export interface RegistrarDeps {
   maxPending?: number;
   /** Whether an id without an enrollment record already exists (creds, facts): see known.ts. */
   knownIdentity?: (peelId: string) => Promise<KnownIdentity | undefined>;
+  /**
+   * Told after a decision is stored: a request became pending, was approved (by an operator or a
+   * token) or rejected. The master turns it into `_master/enroll/<peel>/<what>` events.
+   */
+  announce?: (what: EnrollDecision, record: EnrollmentRecord, by?: string) => void;
 }
+
+export type EnrollDecision = "pending" | "approved" | "rejected";
 
 export const DEFAULT_MAX_PENDING = 1000;
 export const DEFAULT_PENDING_MAX_AGE_MS = 7 * 24 * 3600_000;
@@ -282,6 +289,7 @@ export class Registrar {
       const approved = await this.approveRecord(next, "token");
       await this.write(approved, current?.revision);
       this.log.info(`enrollment of ${req.peel_id} approved by a one-time token`);
+      this.announce("approved", approved, "token");
       return { code: 200, body: await this.statusBody(approved) };
     }
 
@@ -305,6 +313,7 @@ export class Registrar {
     if (cur?.status === "expired" && cur.request_id !== next.request_id) {
       await this.store.removeRequestIndex(cur.request_id, cur.peel_id).catch(() => false);
     }
+    this.announce("pending", next);
     this.log.info(
       `enrollment request ${next.request_id} for ${next.peel_id} pending` +
         (next.replaces ? ` (replaces key ${next.replaces.public_key})` : "") +
@@ -415,6 +424,15 @@ export class Registrar {
     await this.store.removeRequestIndex(r.request_id, r.peel_id);
     if (r.replaces) await this.store.removeRequestIndex(r.replaces.request_id, r.peel_id);
     return true;
+  }
+
+  /** Tells `deps.announce` of a stored decision; a listener's failure never undoes it. */
+  private announce(what: EnrollDecision, r: EnrollmentRecord, by?: string): void {
+    try {
+      this.deps.announce?.(what, r, by);
+    } catch (err) {
+      this.log.warn(`announcing the enrollment of ${r.peel_id} (${what}) failed: ${(err as Error).message}`);
+    }
   }
 
   /** A compare-and-set write; false when someone else changed the record first. */
@@ -551,6 +569,7 @@ export class Registrar {
       try {
         const approved = await this.approveRecord(t.value, by);
         await this.write(approved, t.revision);
+        this.announce("approved", approved, by);
         peels.push(t.value.peel_id);
         this.log.info(`enrollment of ${t.value.peel_id} (${t.value.request_id}) approved by ${by}`);
       } catch (err) {
@@ -583,6 +602,11 @@ export class Registrar {
       };
     }
     await this.write(next, t.revision);
+    this.announce(
+      "rejected",
+      { ...r, status: "rejected", ...(next.reason ? { reason: next.reason } : {}) },
+      by,
+    );
     this.log.info(`enrollment request ${r.request_id} for ${r.peel_id} rejected by ${by}`);
     return { ok: true, peels: [r.peel_id] };
   }

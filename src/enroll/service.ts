@@ -16,6 +16,7 @@ import { relayedReason } from "../bus/validate.js";
 import { issueServerCert, normaliseHosts, readCa } from "../ca/ca.js";
 import { purgePeel } from "../peel/basket/store.js";
 import { revokeUserKeys } from "./account.js";
+import { announceEnrollment } from "./announce.js";
 import { findKnownIdentity } from "./known.js";
 import {
   ADMIN_OPS,
@@ -261,6 +262,7 @@ export class EnrollmentService {
       maxPending: this.opts.maxPending ?? DEFAULT_MAX_PENDING,
       ...(this.opts.nonceTtlMs !== undefined ? { nonceTtlMs: this.opts.nonceTtlMs } : {}),
       knownIdentity: (id) => findKnownIdentity(this.opts.authDir, facts, id),
+      announce: (what, r, by) => announceEnrollment(this.opts.nc, what, r, by, this.now()),
     });
     if (this.opts.admin !== false) {
       for (const op of ADMIN_OPS) {
