@@ -367,4 +367,12 @@ describe("messages as Salt prints them", () => {
     );
     expect(json[0].results[0].skip_reason).toBe("onchanges_not_met");
   });
+
+  test("a state's warnings are printed under its result and kept in json", () => {
+    const w = 'a.sls:3:7: cron.present: unknown parameter "output_loglevel", ignored';
+    const s = state({ id: "job", module: "cron.present", run_num: 0, warnings: [w] });
+    const run: PeelRun = { peel_id: "web-01", success: true, status: "success", results: [s] };
+    expect(formatRuns([run], "text", { color: false })).toContain(`    Warnings: ${w}\n`);
+    expect(JSON.parse(formatRuns([run], "json", { color: false }))[0].results[0].warnings).toEqual([w]);
+  });
 });

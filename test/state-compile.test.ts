@@ -55,7 +55,7 @@ describe("compile errors", () => {
         "  test.noop: []", //                     4 unknown function
         "conf:", //                               5
         "  test.configurable_test_state:", //     6
-        "    - chnages: true", //                 7 unknown param
+        "    - requre: []", //                    7 mistyped requisite
         "    - result: [1]", //                   8 ill-typed
         "    - require:", //                      9
         "      - test: nothere", //               10 missing target
@@ -78,7 +78,7 @@ describe("compile errors", () => {
     expect(at(4)[0]).toMatchObject({ kind: "unknown-function", col: 3, id: "svc" });
     expect(at(4)[0]!.message).toContain('did you mean "test.nop"');
     expect(at(7)[0]).toMatchObject({ kind: "param", col: 7, id: "conf" });
-    expect(at(7)[0]!.message).toContain('did you mean "changes"');
+    expect(at(7)[0]!.message).toContain('unknown parameter "requre" (did you mean "require"?)');
     expect(at(8)[0]).toMatchObject({ kind: "param", col: 7 });
     expect(at(8)[0]!.message).toContain("must be boolean");
     expect(at(10)[0]).toMatchObject({ kind: "requisite", id: "conf" });
@@ -129,6 +129,24 @@ describe("compile errors", () => {
 });
 
 describe("compile", () => {
+  it("an unknown parameter is a warning on the state (Salt ignores it), a mistyped requisite an error", async () => {
+    await files({
+      "extra.sls": [
+        "conf:", //                             1
+        "  test.configurable_test_state:", //   2
+        "    - chnages: true", //               3 typo of a real parameter
+        "    - output_loglevel: quiet", //      4 a Salt option Zester has no use for
+        "",
+      ].join("\n"),
+    });
+    const p = await compile(["extra"]);
+    expect(p.states[0]!.warnings).toEqual([
+      'extra.sls:3:7: test.configurable_test_state: unknown parameter "chnages" (did you mean "changes"?), ignored',
+      'extra.sls:4:7: test.configurable_test_state: unknown parameter "output_loglevel", ignored',
+    ]);
+    expect(p.states[0]!.params).not.toHaveProperty("chnages");
+  });
+
   it("includes dotted refs, init.zy, relative refs, diamonds and cycles", async () => {
     await files({
       "app/init.zy": "include:\n  - .db\n  - common\napp:\n  test.nop:\n    - require: [db, common]\n",

@@ -181,6 +181,7 @@ function formatState(s: StateResult, paint: Paint): string {
     field("Comment", comment),
     field("Duration", formatMs(s.duration_ms)),
   ];
+  if (s.warnings?.length) head.push(field("Warnings", s.warnings.join("\n")));
   const lines = [paint(color, head.join("\n")), paint(color, field("Changes", ""))];
   const changes = renderChanges(s, color, paint);
   if (changes !== "") lines.push(indent(changes, VALUE_INDENT));

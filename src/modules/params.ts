@@ -67,6 +67,8 @@ export interface ParamIssue {
   /** The key as the user wrote it (or the canonical name for a missing required one). */
   key: string;
   message: string;
+  /** The key is no parameter of the function (the caller decides whether that is fatal). */
+  unknown?: true;
 }
 
 export interface ValidatedParams {
@@ -173,7 +175,11 @@ export function validateParams(specs: Record<string, ParamSpec>, args: Params): 
     const name = alias.get(key);
     if (name === undefined) {
       const s = didYouMean(key, alias.keys());
-      issues.push({ key, message: `unknown parameter "${key}"${s ? ` (did you mean "${s}"?)` : ""}` });
+      issues.push({
+        key,
+        message: `unknown parameter "${key}"${s ? ` (did you mean "${s}"?)` : ""}`,
+        unknown: true,
+      });
       continue;
     }
     const prev = givenAs.get(name);

@@ -88,6 +88,8 @@ export interface CompiledState {
   retry?: RetrySpec;
   /** `watch_drift: true`: the peel repairs this state as soon as its resource drifts. */
   watchDrift?: boolean;
+  /** Non-fatal problems found while compiling (unknown parameters, ignored as Salt does). */
+  warnings?: string[];
 }
 
 export interface Program {
@@ -760,13 +762,22 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
     }
     if (modArgs[fn.primary] === undefined && !hasAlias(fn, fn.primary, modArgs)) modArgs[fn.primary] = s.id;
     const v = validateParams(fn.params, modArgs);
+    const warnings: string[] = [];
     for (const issue of v.issues) {
-      let msg = issue.message;
-      if (msg.startsWith("unknown parameter") && !msg.includes("did you mean")) {
+      const at = argPos.get(issue.key) ?? s.pos;
+      if (issue.unknown) {
+        // Salt passes keys a state function does not know into its **kwargs and ignores them,
+        // so trees carry such keys; they are reported, not fatal. A near-miss of a requisite or
+        // engine keyword stays an error: it silently drops an ordering or a guard.
         const e = didYouMean(issue.key, engineKeyNames());
-        if (e) msg += ` (did you mean "${e}"?)`;
+        if (e) {
+          diags.add("param", at, `${s.fun}: unknown parameter "${issue.key}" (did you mean "${e}"?)`, s.id);
+        } else {
+          warnings.push(`${at.file}:${at.line}:${at.col}: ${s.fun}: ${issue.message}, ignored`);
+        }
+        continue;
       }
-      diags.add("param", argPos.get(issue.key) ?? s.pos, `${s.fun}: ${msg}`, s.id);
+      diags.add("param", at, `${s.fun}: ${issue.message}`, s.id);
     }
     const state: CompiledState = {
       index: compiled.length,
@@ -784,6 +795,7 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       parallel: false,
       checkCmd: [],
     };
+    if (warnings.length > 0) state.warnings = warnings;
     if (s.nameOrder !== undefined) state.nameOrder = s.nameOrder;
     for (const a of engineArgs) {
       if (a.key === "onlyif") state.onlyif = parseGuards(a, diags, s.id);

@@ -17,6 +17,8 @@ export interface StateResult {
   sls?: string;
   /** Set in test mode when the state would change something. */
   pending?: boolean;
+  /** Salt's `warnings`: non-fatal problems, e.g. parameters the function ignored. */
+  warnings?: string[];
 }
 
 export interface RunSummary {

@@ -169,6 +169,7 @@ class Runner {
       run_num: this.pos[s.index]! + 1,
     };
     if (s.sls) r.sls = s.sls;
+    if (s.warnings) r.warnings = [...s.warnings];
     return r;
   }
 
