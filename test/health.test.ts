@@ -2,7 +2,7 @@
  * The health listener: `/healthz`, `/readyz`, Prometheus `/metrics` for a real master and a real
  * peel on a real nats-server, with counters that move when a job runs.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -11,6 +11,7 @@ import { keyPairFromCreds } from "../src/auth/signing.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { subjects } from "../src/bus/names.js";
 import { daemonLogger } from "../src/cli/daemon-log.js";
+import { publishEvent } from "../src/events/index.js";
 import { type MasterHealth, masterHealth } from "../src/health/master-metrics.js";
 import { Metrics } from "../src/health/metrics.js";
 import { type PeelHealth, peelHealth } from "../src/health/peel-metrics.js";
@@ -41,7 +42,24 @@ async function get(server: HealthServer, path: string, method = "GET") {
 beforeAll(async () => {
   nats = await startNats();
   work = await mkdtemp(join(tmpdir(), "zester-health-"));
-  master = await startTestMaster(nats, { id: "health-master", statesDir: join(work, "no-states") });
+  // A reactor with one rule whose reaction works and one whose reaction is invalid for an event.
+  const reactorDir = join(work, "reactor");
+  await mkdir(reactorDir, { recursive: true });
+  await writeFile(
+    join(reactorDir, "top.zy"),
+    "- '_admin/health/ok':\n    - ok\n- '_admin/health/bad':\n    - bad\n",
+  );
+  await writeFile(join(reactorDir, "ok.zy"), "note:\n  log: fine\n");
+  await writeFile(
+    join(reactorDir, "bad.zy"),
+    'ping:\n  dispatch.module: {target: "{{ event.data.target }}", fucntion: test.ping}\n',
+  );
+  master = await startTestMaster(nats, {
+    id: "health-master",
+    statesDir: join(work, "no-states"),
+    reactorDir,
+    reactor: { maxDepth: 2 },
+  });
   const trusted = new Set([
     keyPairFromCreds(await readFile(await nats.credsFile("master"), "utf8")).getPublicKey(),
   ]);
@@ -130,6 +148,33 @@ describe("the health listener", () => {
     expect(peelText).toMatch(/^zester_peel_runs_total\{origin="job",result="success"\} 1$/m);
     expect(peelText).toMatch(/^zester_peel_connected 1$/m);
     expect(peelText).toMatch(/^zester_peel_facts_published_total [1-9]\d*$/m);
+  });
+
+  it("counts the reactor's reactions by outcome and its drops by reason", async () => {
+    const [m] = servers as [HealthServer];
+    await publishEvent(admin, { origin: "_admin", tag: "health/ok" });
+    await publishEvent(admin, { origin: "_admin", tag: "health/bad", data: { target: "web-01" } });
+    await publishEvent(admin, { origin: "_admin", tag: "health/ok", depth: 3 });
+    let last = "";
+    const body = await waitFor(
+      "the reactor's counters",
+      async () => {
+        last = (await get(m, "/metrics")).body;
+        return /^zester_master_reactor_drops_total\{reason="depth"\} 1$/m.test(last) &&
+          /^zester_master_reactions_total\{outcome="invalid"\} 1$/m.test(last)
+          ? last
+          : undefined;
+      },
+      { context: () => `\n${last}` },
+    );
+    expect(body).toMatch(/^# TYPE zester_master_reactions_total counter$/m);
+    expect(body).toMatch(/^zester_master_reactions_total\{outcome="ok"\} 1$/m);
+    expect(body).toMatch(/^zester_master_reactions_total\{outcome="failed"\} 0$/m);
+    expect(body).toMatch(/^zester_master_reactor_events_total 3$/m);
+    for (const reason of ["rate", "throttle", "breaker", "age"]) {
+      expect(body).toMatch(new RegExp(`^zester_master_reactor_drops_total\\{reason="${reason}"\\} 0$`, "m"));
+    }
+    expect(body).toMatch(/^zester_master_reactor_open_breakers 0$/m);
   });
 
   it("a peel that is not connected is alive but not ready", async () => {

@@ -1,7 +1,7 @@
 /**
  * A master's metrics and readiness, observed from the outside: the jobs this master owns (their
- * record in `jobs` names it), their returns, the fleet view, the published tree revisions and its
- * own NATS connection. Counters start at zero when the master starts; sum them over masters for
+ * record in `jobs` names it), their returns, the fleet view, the published tree revisions, its
+ * reactor's reactions and drops and its own NATS connection. Counters start at zero when the master starts; sum them over masters for
  * fleet totals.
  */
 import type { KvWatchEntry } from "@nats-io/kv";
@@ -57,6 +57,34 @@ export async function masterHealth(master: Master): Promise<MasterHealth> {
   m.gaugeFn("zester_master_state_publisher", "1 while this master holds the state-publisher lease", () =>
     master.isStatePublisher ? 1 : 0,
   );
+  // The reactor keeps its own counts (src/reactor/reactor.ts stats()); they are read at scrape
+  // time so the reactor knows nothing of metrics. A master without a reactor reports none.
+  const reactor = master.reactor;
+  if (reactor) {
+    m.counterFn(
+      "zester_master_reactor_events_total",
+      "Events the reactor on this master handled",
+      () => reactor.stats().handled,
+    );
+    m.counterFn("zester_master_reactions_total", "Reactions run on this master, by outcome", () =>
+      Object.entries(reactor.stats().outcomes).map(([outcome, n]) => [{ outcome }, n] as const),
+    );
+    m.counterFn(
+      "zester_master_reactor_drops_total",
+      "Events or reactions the reactor dropped, by reason (depth, rate, throttle, breaker, age, ...)",
+      () => Object.entries(reactor.stats().drops).map(([reason, n]) => [{ reason }, n] as const),
+    );
+    m.counterFn(
+      "zester_master_reactor_jobs_total",
+      "Jobs the reactor on this master dispatched",
+      () => reactor.stats().jobs,
+    );
+    m.gaugeFn(
+      "zester_master_reactor_open_breakers",
+      "Reactor rules held by an open breaker",
+      () => reactor.stats().open_breakers.length,
+    );
+  }
   const [jobs, jobReturns, stateFiles, settingsFiles] = await Promise.all([
     openKv(nc, "jobs"),
     openKv(nc, "job-returns"),

@@ -98,6 +98,9 @@ export class Histogram {
 /** Seconds, from a fast state run to a long one. */
 export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
+/** What a read-at-scrape family returns: one value, or values per label set. */
+type ReadFn = () => number | readonly [Labels, number][] | Promise<number | readonly [Labels, number][]>;
+
 export class Metrics {
   private readonly families = new Map<string, Family>();
 
@@ -120,15 +123,23 @@ export class Metrics {
   }
 
   /** A gauge read when scraped: `read` returns one value, or values per label set. */
-  gaugeFn(
-    name: string,
-    help: string,
-    read: () => number | readonly [Labels, number][] | Promise<number | readonly [Labels, number][]>,
-  ): void {
+  gaugeFn(name: string, help: string, read: ReadFn): void {
+    this.addRead(name, help, "gauge", read);
+  }
+
+  /**
+   * A counter kept by another part (the reactor counts its own reactions and drops) and read
+   * when scraped, so the part needs no knowledge of metrics.
+   */
+  counterFn(name: string, help: string, read: ReadFn): void {
+    this.addRead(name, help, "counter", read);
+  }
+
+  private addRead(name: string, help: string, type: "gauge" | "counter", read: ReadFn): void {
     this.add({
       name,
       help,
-      type: "gauge",
+      type,
       samples: async () => {
         const v = await read();
         if (typeof v === "number") return [`${name} ${number(v)}`];

@@ -98,6 +98,8 @@ export interface ReactorStats {
   reactions: number;
   jobs: number;
   duplicates: number;
+  /** Reactions run, by their record's outcome (they sum to `reactions`). */
+  outcomes: Record<ReactionRecord["outcome"], number>;
   drops: Record<DropReason, number>;
   open_breakers: string[];
 }
@@ -142,6 +144,7 @@ export class Reactor {
   private readonly inflight = new Set<Promise<void>>();
   private readonly dropNotes = new Map<string, { at: number; count: number }>();
   private counts = { handled: 0, reactions: 0, jobs: 0, duplicates: 0 };
+  private readonly outcomes: Record<ReactionRecord["outcome"], number> = { ok: 0, failed: 0, invalid: 0 };
 
   constructor(
     private readonly deps: ReactorDeps,
@@ -161,6 +164,7 @@ export class Reactor {
       rules_rev: this.tree.rev,
       rules: this.tree.rules.length,
       ...this.counts,
+      outcomes: { ...this.outcomes },
       drops: { ...this.protection.drops },
       open_breakers: this.protection.openBreakers(),
     };
@@ -324,6 +328,7 @@ export class Reactor {
       for (const path of rule.reactions) {
         const rec = await this.react(ev, rule, path, true);
         this.counts.reactions++;
+        this.outcomes[rec.outcome]++;
         emitMasterEvent(this.deps.nc, reactorTags.reaction, rec, {
           id: reactionId(ev.id, "record", rule.glob, path),
         });
