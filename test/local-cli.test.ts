@@ -47,6 +47,31 @@ describe("zester local", () => {
     expect(json(echo)[0]!.return).toBe("hello world");
   });
 
+  it("prints through Salt's nested and highstate outputters (--out, Salt's spelling)", async () => {
+    const ping = await zester("test.ping", "--id", "web-01", "--out", "nested");
+    expect(ping.code).toBe(0);
+    expect(ping.stdout).toBe("web-01:\n    True\n");
+    const r = await zester(
+      "test.configurable_test_state",
+      "one",
+      "comment=fine",
+      "--id",
+      "web-01",
+      "--out",
+      "highstate",
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^web-01:\n----------\n {10}ID: one\n {4}Function: test\.configurable_test_state\n {6}Result: True\n {5}Comment: fine\n {5}Started: \d\d:\d\d:\d\d\.\d{6}\n {4}Duration: [\d.]+ ms\n {5}Changes: {3}\n/,
+    );
+    expect(r.stdout).toMatch(
+      /\nSummary for web-01\n-{12}\nSucceeded: 1 \(changed=1\)\nFailed: {4}0\n-{12}\nTotal states run: {5}1\nTotal run time: +[\d.]+ ms\n$/,
+    );
+    const bad = await zester("test.ping", "--out", "pretty");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("--format must be text, json, yaml, highstate, nested");
+  });
+
   it("runs a state function directly, keeping key=value 0644 a string", async () => {
     const r = await zester(
       "test.configurable_test_state",

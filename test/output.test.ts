@@ -376,3 +376,230 @@ describe("messages as Salt prints them", () => {
     expect(JSON.parse(formatRuns([run], "json", { color: false }))[0].results[0].warnings).toEqual([w]);
   });
 });
+
+describe("Salt's highstate outputter (--out highstate)", () => {
+  // A local wall-clock time, so the expected Started line does not depend on the machine's zone.
+  const started = new Date(2026, 11, 4, 21, 40, 23, 123).toISOString();
+  const run: PeelRun = {
+    ...web01,
+    results: [failed, { ...ok, started_at: started }, skipped, changed],
+  };
+
+  test("state blocks in run order, changes through nested at column 14, Salt's summary", () => {
+    expect(formatRuns([run], "highstate", { color: false })).toBe(
+      [
+        "web-01:",
+        "----------",
+        "          ID: nginx",
+        "    Function: pkg.installed",
+        "      Result: True",
+        "     Comment: All packages installed",
+        "     Started: 21:40:23.123000",
+        "    Duration: 1.5 ms",
+        "     Changes:   ",
+        "----------",
+        "          ID: /etc/nginx/nginx.conf",
+        "    Function: file.managed",
+        "      Result: True",
+        "     Comment: File updated",
+        "     Started: ",
+        "    Duration: 12.25 ms",
+        "     Changes:   ",
+        "              ----------",
+        "              diff:",
+        "                  --- a/etc/nginx/nginx.conf",
+        "                  +++ b/etc/nginx/nginx.conf",
+        "                  @@ -1 +1 @@",
+        "                  -worker 1",
+        "                  +worker 4",
+        "              mode:",
+        "                  0644",
+        "----------",
+        "          ID: migrate",
+        "    Function: cmd.run",
+        "      Result: False",
+        "     Comment: exit 1",
+        "              no db",
+        "     Started: ",
+        "    Duration: 1.5 ms",
+        "     Changes:   ",
+        "----------",
+        "          ID: reload",
+        "    Function: service.running",
+        "      Result: False",
+        "     Comment: requisite failed: cmd.run:migrate",
+        "     Started: ",
+        "    Duration: 1.5 ms",
+        "     Changes:   ",
+        "",
+        "Summary for web-01",
+        "------------",
+        "Succeeded: 2 (changed=1)",
+        "Failed:    2",
+        "------------",
+        "Total states run:     4",
+        "Total run time:  16.750 ms",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("a dry run: pending states are None, counted as unchanged; wide counts widen the columns", () => {
+    const pending = state({
+      id: "conf",
+      module: "file.managed",
+      run_num: 0,
+      pending: true,
+      comment: "The file /etc/app.conf is set to be changed",
+      changes: { newfile: "/etc/app.conf" },
+      duration_ms: 2000,
+    });
+    const many = Array.from({ length: 10 }, (_, i) =>
+      state({ id: `s${i}`, module: "test.nop", run_num: i + 1 }),
+    );
+    const out = formatRuns(
+      [{ peel_id: "web-02", success: true, status: "success", results: [pending, ...many] }],
+      "highstate",
+      { color: false },
+    );
+    expect(out).toContain("      Result: None\n");
+    expect(out).toContain(
+      [
+        "Summary for web-02",
+        "-------------",
+        "Succeeded: 11 (unchanged=1, changed=1)",
+        "Failed:     0",
+        "-------------",
+        "Total states run:     11",
+        "Total run time:    2.015 s",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("answers that are not state runs print as nested; a compile error as Salt's block", () => {
+    const out = formatRuns(
+      [
+        { peel_id: "web-01", success: true, status: "success", results: [], returned: true },
+        { peel_id: "web-02", success: false, status: "unreachable", error: "no response", results: [] },
+        { peel_id: "web-03", success: false, status: "failed", error: "top.zy:3:5: bad", results: [] },
+      ],
+      "highstate",
+      { color: false },
+    );
+    expect(out).toBe(
+      [
+        "web-01:",
+        "    True",
+        "web-02:",
+        "    Peel did not return: no response",
+        "web-03:",
+        "    Data failed to compile:",
+        "----------",
+        "    top.zy:3:5: bad",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("colour: green header and ok states, cyan changed, red failed", () => {
+    const lines = formatRuns([run], "highstate", { color: true }).split("\n");
+    expect(lines[0]).toBe(`${ESC}0;31mweb-01:${ESC}0m`);
+    expect(lines).toContain(`${ESC}0;32m          ID: nginx${ESC}0m`);
+    expect(lines).toContain(`${ESC}0;36m          ID: /etc/nginx/nginx.conf${ESC}0m`);
+    expect(lines).toContain(`${ESC}0;31m          ID: migrate${ESC}0m`);
+  });
+});
+
+describe("Salt's nested outputter (--out nested)", () => {
+  test("sorted keys, ---------- above nested mappings, - for list items, |_ above nested ones", () => {
+    const out = formatRuns(
+      [
+        { peel_id: "web-01", success: true, status: "success", results: [], returned: true },
+        {
+          peel_id: "web-02",
+          success: true,
+          status: "success",
+          results: [],
+          returned: { z: 1, a: { d: "l1\nl2\n", b: [1, "x", { c: null }, ["y"]], e: "" } },
+        },
+      ],
+      "nested",
+      { color: false },
+    );
+    expect(out).toBe(
+      [
+        "web-01:",
+        "    True",
+        "web-02:",
+        "    ----------",
+        "    a:",
+        "        ----------",
+        "        b:",
+        "            - 1",
+        "            - x",
+        "            |_",
+        "              ----------",
+        "              c:",
+        "                  None",
+        "            |_",
+        "              - y",
+        "        d:",
+        "            l1",
+        "            l2",
+        "        e:",
+        "    z:",
+        "        1",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("a state run as Salt's return mapping: <module>_|-<id>_|-<name>_|-<function> keys", () => {
+    const out = formatRuns(
+      [{ peel_id: "web-01", success: true, status: "success", results: [{ ...ok, sls: "nginx" }] }],
+      "nested",
+      { color: false },
+    );
+    expect(out).toBe(
+      [
+        "web-01:",
+        "    ----------",
+        "    pkg_|-nginx_|-nginx_|-installed:",
+        "        ----------",
+        "        __id__:",
+        "            nginx",
+        "        __run_num__:",
+        "            0",
+        "        __sls__:",
+        "            nginx",
+        "        changes:",
+        "            ----------",
+        "        comment:",
+        "            All packages installed",
+        "        duration:",
+        "            1.5",
+        "        name:",
+        "            nginx",
+        "        result:",
+        "            True",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("a failed peel's keys are red, values keep their colours", () => {
+    const out = formatRuns(
+      [{ peel_id: "web-01", success: false, status: "failed", results: [], returned: { rc: 1 } }],
+      "nested",
+      { color: true },
+    );
+    expect(out.split("\n")).toEqual([
+      `${ESC}0;31mweb-01:${ESC}0m`,
+      `    ${ESC}0;31m----------${ESC}0m`,
+      `    ${ESC}0;31mrc:${ESC}0m`,
+      `        ${ESC}0;33m1${ESC}0m`,
+      "",
+    ]);
+  });
+});

@@ -24,12 +24,12 @@ export const CLI_OPTIONS = {
   },
   format: {
     kind: "string",
-    choices: ["text", "json", "yaml"],
+    choices: ["text", "json", "yaml", "highstate", "nested"],
     aliases: ["--out"],
     default: "text",
     valueName: "FMT",
     group: JOB,
-    help: "output: text, json or yaml (--out is Salt's spelling)",
+    help: "output: text, json, yaml, or Salt's highstate or nested outputter (--out is Salt's spelling)",
   },
   test: {
     kind: "boolean",

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { UsageError } from "./errors.js";
-import type { OutputFormat, PeelRun } from "./output.js";
+import { OUTPUT_FORMATS, type OutputFormat, type PeelRun } from "./output.js";
 
 const USAGE = `Usage: zester local [options] <module.function> [id] [key=value ...]
        zester local [options] state.apply [sls,...]      (no sls: highstate from top.sls/top.zy)
@@ -16,7 +16,7 @@ Options:
   --settings-file FILE  YAML file used as settings (pillar)
   --settings-dir DIR    settings tree (top.sls or top.zy, rendered like Salt's pillar_roots)
   --test                dry run: report what would change (same as test=true)
-  --format FMT          text, json or yaml (default text)
+  --format FMT          text, json, yaml, highstate or nested (default text; --out too)
   --id ID               peel id for top file matching and output (default: hostname)
   --concurrency N       states run at once (default 8)
   --failhard            stop at the first failed state
@@ -102,11 +102,12 @@ async function parseArgs(argv: string[]): Promise<LocalOptions> {
           o.concurrency = n;
           break;
         }
-        case "--format": {
+        case "--format":
+        case "--out": {
           const f = value();
-          if (f !== "text" && f !== "json" && f !== "yaml")
-            throw new UsageError(`--format must be text, json or yaml`);
-          o.format = f;
+          if (!(OUTPUT_FORMATS as readonly string[]).includes(f))
+            throw new UsageError(`--format must be ${OUTPUT_FORMATS.join(", ")}`);
+          o.format = f as OutputFormat;
           break;
         }
         case "--help":
@@ -348,12 +349,20 @@ function runRecord(
 
 async function printRun(o: LocalOptions, rec: PeelRun): Promise<number> {
   const { formatRuns, exitCodeFor } = await import("./output.js");
-  const color = o.format === "text" && process.stdout.isTTY === true && !process.env.NO_COLOR;
+  const forPeople = o.format === "text" || o.format === "highstate" || o.format === "nested";
+  const color = forPeople && process.stdout.isTTY === true && !process.env.NO_COLOR;
   process.stdout.write(formatRuns([rec], o.format, { color }));
   return exitCodeFor([rec]);
 }
 
 async function printData(format: OutputFormat, data: unknown): Promise<void> {
+  if (format === "nested" || format === "highstate") {
+    // Salt's highstate outputter falls back to nested for data that is not a state run.
+    const { nestedLines } = await import("./nested.js");
+    const { painter } = await import("./paint.js");
+    process.stdout.write(`${nestedLines(data, 0, painter(false)).join("\n")}\n`);
+    return;
+  }
   if (format === "json") {
     process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
     return;

@@ -1,5 +1,8 @@
 import { createRequire } from "node:module";
 import { type RunSummary, type StateResult, summarize } from "../state/result.js";
+import { formatHighstate } from "./highstate.js";
+import { formatNested } from "./nested.js";
+import { type Color, indent, type Paint, painter } from "./paint.js";
 
 /** One peel's answer to a job, as the CLI prints it (DESIGN.md §6). */
 export interface PeelRun {
@@ -15,7 +18,9 @@ export interface PeelRun {
   warning?: string;
 }
 
-export type OutputFormat = "text" | "json" | "yaml";
+/** Formats of a job's runs: Zester's text, machine json/yaml, and Salt's highstate and nested outputters. */
+export type OutputFormat = "text" | "json" | "yaml" | "highstate" | "nested";
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ["text", "json", "yaml", "highstate", "nested"];
 
 export interface FormatOptions {
   color: boolean;
@@ -38,6 +43,10 @@ export function formatRuns(runs: readonly PeelRun[], format: OutputFormat, opts:
       return runs.length === 0 ? "[]\n" : yamlStringify(runs.map(toRecord));
     case "text":
       return formatText(runs, opts);
+    case "highstate":
+      return formatHighstate(runs, opts);
+    case "nested":
+      return formatNested(runs, opts);
   }
 }
 
@@ -86,28 +95,6 @@ function summaryFor(r: PeelRun): RunSummary | undefined {
 }
 
 // ---- text ----------------------------------------------------------------------------------
-
-const ANSI = {
-  green: "\x1b[0;32m",
-  cyan: "\x1b[0;36m",
-  red: "\x1b[0;31m",
-  yellow: "\x1b[0;33m",
-  reset: "\x1b[0m",
-} as const;
-type Color = Exclude<keyof typeof ANSI, "reset">;
-
-type Paint = (color: Color | undefined, text: string) => string;
-
-function painter(enabled: boolean): Paint {
-  // Colour each line separately so pagers and line-based log collectors never see a dangling code.
-  return (color, text) =>
-    !enabled || color === undefined || text === ""
-      ? text
-      : text
-          .split("\n")
-          .map((l) => (l === "" ? l : `${ANSI[color]}${l}${ANSI.reset}`))
-          .join("\n");
-}
 
 const LABEL_WIDTH = 12;
 /** Continuation lines of a field line up under its value: label width + ": ". */
@@ -259,11 +246,4 @@ function renderValue(v: unknown): string {
   if (typeof v === "string") return v.replace(/\n$/, "");
   if (typeof v === "number" || typeof v === "bigint") return String(v);
   return yamlStringify(v).trimEnd();
-}
-
-function indent(text: string, prefix: string): string {
-  return text
-    .split("\n")
-    .map((l) => (l === "" ? l : prefix + l))
-    .join("\n");
 }

@@ -307,7 +307,9 @@ function printFinal(
   color: boolean,
 ): void {
   if (format !== "text") {
-    process.stdout.write(formatRuns(runs, format, { color: false }));
+    // Salt's outputters are for people and take colour; json and yaml are for machines.
+    const painted = format === "highstate" || format === "nested";
+    process.stdout.write(formatRuns(runs, format, { color: painted && color }));
     return;
   }
   let first = printed.size === 0;

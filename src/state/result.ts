@@ -13,6 +13,8 @@ export interface StateResult {
   skipped: boolean;
   skip_reason?: string;
   duration_ms: number;
+  /** When the state started (ISO 8601); Salt's `start_time`, printed by `--out highstate`. */
+  started_at?: string;
   run_num: number;
   sls?: string;
   /** Set in test mode when the state would change something. */

@@ -181,6 +181,7 @@ class Runner {
   }
 
   private record(i: number, r: StateResult): void {
+    r.started_at ??= startedAt(r.duration_ms);
     this.results[i] = r;
     let status: Status;
     if (r.skipped) status = r.result ? "notrun" : "blocked";
@@ -497,6 +498,7 @@ class Runner {
       r.changes = a.changes;
       if (a.pending) r.pending = true;
       r.duration_ms = performance.now() - started;
+      r.started_at = startedAt(r.duration_ms);
       this.opts.onResult?.(r);
       out.push(r);
     }
@@ -506,4 +508,9 @@ class Runner {
 
 function show(g: Guard): string {
   return "cmd" in g ? g.cmd : `${g.fun}`;
+}
+
+/** The wall-clock start of a state that has just ended after `durationMs`. */
+function startedAt(durationMs: number): string {
+  return new Date(Date.now() - durationMs).toISOString();
 }
