@@ -271,6 +271,14 @@ describe("reading", () => {
     const bad = await runCli(BIN, ["basket", "get", "G@role:", "role"], opts);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/missing value after ":"/);
+    // Not syntax errors, yet mistakes in the call: usage errors too (exit 1, one line, no stack).
+    const settingsTarget = await runCli(BIN, ["basket", "get", "I@role:web", "role"], opts);
+    expect(settingsTarget.code).toBe(1);
+    expect(settingsTarget.stderr).toMatch(/basket target "I@role:web": I@ cannot be used here/);
+    expect(settingsTarget.stderr).not.toMatch(/\n\s+at /);
+    const badFunction = await runCli(BIN, ["basket", "get", "web-01", "ro le"], opts);
+    expect(badFunction.code).toBe(1);
+    expect(badFunction.stderr).toMatch(/basket function name/);
   });
 });
 

@@ -2,10 +2,11 @@
 
 import { Command } from "commander";
 import { openKv } from "../bus/bootstrap.js";
-import { isValidPeelId } from "../bus/names.js";
+import { assertSubjectTail, isValidPeelId } from "../bus/names.js";
+import { basketTarget } from "../modules/basket.js";
 import { basketRows } from "../peel/basket/reader.js";
 import { readPeel } from "../peel/basket/store.js";
-import { TargetSyntaxError } from "../target/index.js";
+import { errText } from "../util/errors.js";
 import { addConnectOptions, type ConnectFlags, connectWith } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { parseFormat, printData, table } from "./job.js";
@@ -49,14 +50,14 @@ export async function run(argv: string[]): Promise<number> {
       .option("--format <fmt>", "text, json or yaml", "text"),
   ).action(async (target: string, fn: string, opts: ConnectFlags & { format?: string }) => {
     const format = parseFormat(opts.format);
-    let rows: Awaited<ReturnType<typeof basketRows>>;
     try {
-      rows = await withBuckets(opts, (kv) => basketRows(kv, target, fn));
+      // Checked before connecting, so a typo is a usage error (exit 1) without a round trip.
+      basketTarget(target);
+      assertSubjectTail("basket function name", fn);
     } catch (err) {
-      if (err instanceof TargetSyntaxError || /basket (target|function)/.test((err as Error).message))
-        throw new UsageError((err as Error).message);
-      throw err;
+      throw new UsageError(errText(err));
     }
+    const rows = await withBuckets(opts, (kv) => basketRows(kv, target, fn));
     if (format !== "text") return printData(rows, format);
     process.stdout.write(
       table(

@@ -272,7 +272,7 @@ export class Master {
     const curvePath = join(authDir, MASTER_CURVE_FILES.seed);
     const masterCurve = await loadMasterCurve(authDir).catch((err: unknown) => {
       // Missing is a supported set-up (no secrets yet); a damaged seed is not.
-      if (isENOENT(err) || /does not exist/.test((err as Error).message)) return undefined;
+      if (isENOENT(err)) return undefined;
       throw err;
     });
     if (!masterCurve) {

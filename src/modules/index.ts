@@ -65,7 +65,9 @@ export async function loadAllFamilies(): Promise<{ families: ModuleFamily[]; err
   return { families, errors };
 }
 
-export type Resolved<T> = { ok: true; family: ModuleFamily; fn: T } | { ok: false; error: string };
+export type Resolved<T> =
+  | { ok: true; family: ModuleFamily; fn: T }
+  | { ok: false; kind: "bad-name" | "unknown-module" | "unknown-function"; error: string };
 
 function splitFun(fun: string): [string, string] | undefined {
   const dot = fun.indexOf(".");
@@ -79,12 +81,16 @@ async function resolve<T>(
   what: string,
 ): Promise<Resolved<T>> {
   const parts = splitFun(fun);
-  if (!parts) return { ok: false, error: `"${fun}" is not of the form module.function` };
+  if (!parts) return { ok: false, kind: "bad-name", error: `"${fun}" is not of the form module.function` };
   const [mod, name] = parts;
   const family = await loadFamily(mod);
   if (!family) {
     const s = didYouMean(mod, FAMILY_NAMES);
-    return { ok: false, error: `unknown module "${mod}"${s ? ` (did you mean "${s}"?)` : ""}` };
+    return {
+      ok: false,
+      kind: "unknown-module",
+      error: `unknown module "${mod}"${s ? ` (did you mean "${s}"?)` : ""}`,
+    };
   }
   const table = pick(family) ?? {};
   const fn = Object.hasOwn(table, name) ? table[name] : undefined;
@@ -92,6 +98,7 @@ async function resolve<T>(
     const s = didYouMean(name, Object.keys(table));
     return {
       ok: false,
+      kind: "unknown-function",
       error: `module "${mod}" has no ${what} "${name}"${s ? ` (did you mean "${mod}.${s}"?)` : ""}`,
     };
   }

@@ -6,7 +6,14 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createCurve, fromCurveSeed, fromPublic, type KeyPair } from "@nats-io/nkeys";
-import { isENOENT, statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
+import {
+  FileExistsError,
+  isENOENT,
+  MissingFileError,
+  statOrUndefined,
+  writeFileAtomic,
+  writeSecretFile,
+} from "../util/files.js";
 
 /** File names inside the auth dir (next to the files of `zester nats-auth init`). */
 export const MASTER_CURVE_FILES = {
@@ -54,7 +61,7 @@ async function readText(path: string, missing: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (err) {
-    if (isENOENT(err)) throw new Error(`${path} does not exist: ${missing}`);
+    if (isENOENT(err)) throw new MissingFileError(path, `${path} does not exist: ${missing}`, { cause: err });
     throw err;
   }
 }
@@ -125,8 +132,7 @@ export async function ensurePeelCurveKey(cacheDir: string): Promise<KeyPair> {
     await writeSecretFile(path, `${new TextDecoder().decode(kp.getSeed())}\n`);
   } catch (err) {
     // Another Peel in this process won the race: use its key, not ours.
-    if (/already exists/.test((err as Error).message))
-      return curveFromSeed(await readFile(path, "utf8"), path);
+    if (err instanceof FileExistsError) return curveFromSeed(await readFile(path, "utf8"), path);
     throw err;
   }
   return kp;

@@ -5,7 +5,7 @@
  */
 import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from "yaml";
 import { saltGrains } from "../facts/grains.js";
-import { resolveState } from "../modules/index.js";
+import { type Resolved, resolveState } from "../modules/index.js";
 import {
   engineKeyNames,
   inRequisiteBase,
@@ -721,11 +721,11 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
 
   // Resolve module functions (each family loaded once) and validate parameters.
   const functions = new Map<string, StateFunction>();
-  const funErrors = new Map<string, string>();
+  const funErrors = new Map<string, Extract<Resolved<StateFunction>, { ok: false }>>();
   for (const fun of new Set(states.map((s) => s.fun))) {
     const r = await resolveState(fun);
     if (r.ok) functions.set(fun, r.fn);
-    else funErrors.set(fun, r.error);
+    else funErrors.set(fun, r);
   }
 
   const seenNames = new Map<string, SourcePos>();
@@ -746,8 +746,13 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
     seenNames.set(name, s.pos);
     const fn = functions.get(s.fun);
     if (!fn) {
-      const msg = funErrors.get(s.fun)!;
-      diags.add(msg.startsWith("unknown module") ? "unknown-module" : "unknown-function", s.pos, msg, s.id);
+      const why = funErrors.get(s.fun)!;
+      diags.add(
+        why.kind === "unknown-module" ? "unknown-module" : "unknown-function",
+        s.pos,
+        why.error,
+        s.id,
+      );
       continue;
     }
     const modArgs: Params = {};

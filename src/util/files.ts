@@ -37,6 +37,31 @@ export async function readTextOrUndefined(path: string): Promise<string | undefi
   }
 }
 
+/**
+ * A file that has to be there is not, said with what to do about it. It keeps ENOENT as its
+ * code, so isENOENT() answers for it as for the fs error it replaces.
+ */
+export class MissingFileError extends Error {
+  override name = "MissingFileError";
+  readonly code = "ENOENT";
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** An exclusive write found the file already there (code EEXIST, as fs says it). */
+export class FileExistsError extends Error {
+  override name = "FileExistsError";
+  readonly code = "EEXIST";
+  constructor(readonly path: string) {
+    super(`${path} already exists (use --force to overwrite)`);
+  }
+}
+
 export interface WriteOptions {
   mode?: number;
   /** Refuse to replace an existing file. */
@@ -51,7 +76,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   const dir = dirname(path);
   await mkdir(dir, { recursive: true });
   if (opts.exclusive && (await statOrUndefined(path))) {
-    throw new Error(`${path} already exists (use --force to overwrite)`);
+    throw new FileExistsError(path);
   }
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
   const fh = await open(tmp, "wx", opts.mode ?? 0o644);
