@@ -50,6 +50,37 @@ describe("precedence: flag > env > file > default", () => {
     expect(cfg.origins.enroll_rate).toEqual({ kind: "default" });
   });
 
+  it("the scale, reactor, health and nodegroup options come from master.yaml like every other", async () => {
+    const f = await file(
+      "scale.yaml",
+      [
+        "replicas: 3",
+        "reactor: false",
+        "reactor_max_age: 60",
+        "health_listen: 127.0.0.1:9641",
+        "log_format: json",
+        "nodegroups:",
+        "  web: 'web-* and G@os:linux'",
+        "  db: [db-01, db-02]",
+        "",
+      ].join("\n"),
+    );
+    const cfg = loadMasterConfig(["--config", f], { ZESTER_REACTOR_MAX_AGE: "120" });
+    expect(cfg.values.replicas).toBe("3");
+    expect(cfg.origins.replicas).toEqual({ kind: "file", path: f, line: 1 });
+    expect(cfg.values.reactor).toBe(false);
+    expect(cfg.values.reactor_max_age).toBe(120);
+    expect(cfg.origins.reactor_max_age).toEqual({ kind: "env", name: "ZESTER_REACTOR_MAX_AGE" });
+    expect(cfg.values.health_listen).toBe("127.0.0.1:9641");
+    expect(cfg.values.log_format).toBe("json");
+    expect(cfg.values.nodegroups).toEqual({ web: "web-* and G@os:linux", db: "L@db-01,db-02" });
+    const printed = await runMain(["master", "--config", f, "--print-config", "--replicas", "5"]);
+    expect(printed.code).toBe(0);
+    expect(printed.out).toMatch(/^replicas: "?5"? +# flag --replicas$/m);
+    expect(printed.out).toMatch(new RegExp(`^reactor: false +# file ${f}:2$`, "m"));
+    expect(printed.out).toMatch(/^log_format: json +# file /m);
+  });
+
   it("finds the file through the program's env variable; an empty env value counts as unset", async () => {
     const f = await file("by-env.yaml", "publish_interval: 11\n");
     const cfg = loadMasterConfig([], { ZESTER_MASTER_CONFIG: f, ZESTER_PUBLISH_INTERVAL: "" });
