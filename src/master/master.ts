@@ -258,6 +258,7 @@ export class Master {
       cfg.statesDir ?? DEFAULT_STATES_DIR,
       this.id,
       this.log,
+      cfg.nodegroups,
     );
     const states = new LeasedPublisher(
       "state",

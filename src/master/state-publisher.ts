@@ -15,6 +15,7 @@ import {
   sha256Hex,
 } from "../bus/file-tree.js";
 import type { StateManifest, StateRevision } from "../jobs/wire.js";
+import { NODEGROUPS_FILE, nodegroupsFileBytes } from "../state/nodegroups.js";
 
 export { blobKey };
 
@@ -85,21 +86,40 @@ export async function readLiveStates(kv: KV): Promise<LiveStates | undefined> {
 }
 
 export class StatePublisher {
+  private readonly nodegroupsFile: Uint8Array | undefined;
+
   constructor(
     private readonly kv: KV,
     private readonly statesDir: string,
     private readonly masterId: string,
     private readonly log: (msg: string) => void = () => {},
-  ) {}
+    nodegroups?: Readonly<Record<string, string>>,
+  ) {
+    this.nodegroupsFile =
+      nodegroups && Object.keys(nodegroups).length > 0 ? nodegroupsFileBytes(nodegroups) : undefined;
+  }
 
   async publish(): Promise<StatePublishResult> {
     const scanned = await scanTree(this.statesDir);
     const what = scanned === undefined ? "is missing" : "is empty";
-    const r = await publishFileTree(
-      this.kv,
-      (scanned ?? []).map((f) => ({ ...f, read: () => readFile(f.abs) })),
-      { master: this.masterId, emptyReason: `states dir ${what}` },
-    );
+    const files = (scanned ?? []).map((f) => ({ ...f, read: () => readFile(f.abs) as Promise<Uint8Array> }));
+    // Only beside real files: an empty states dir must still read as empty (never wipe the fleet's tree).
+    const groups = this.nodegroupsFile;
+    if (groups && files.length > 0) {
+      files.push({
+        path: NODEGROUPS_FILE,
+        abs: "",
+        sha256: sha256Hex(groups),
+        size: groups.length,
+        mode: 0o644,
+        read: async () => groups,
+      });
+      files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    }
+    const r = await publishFileTree(this.kv, files, {
+      master: this.masterId,
+      emptyReason: `states dir ${what}`,
+    });
     if (r.replacedDamaged !== undefined) {
       this.log(`warning: the published states revision was damaged (${r.replacedDamaged}); replaced it`);
     }

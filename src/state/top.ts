@@ -6,6 +6,7 @@ import { isMap, isSeq } from "yaml";
 import { saltGrains } from "../facts/grains.js";
 import {
   compileTarget,
+  type ParseOptions,
   parseTarget,
   parseTopTarget,
   peelIdsOnly,
@@ -16,27 +17,30 @@ import { type TemplateError, TemplateRenderer } from "../template/render.js";
 import { AmbiguousRefError } from "../util/sls-files.js";
 import { type CompileOptions, compileSls, type Facts, type Program } from "./compile.js";
 import { CompileError, type Diagnostic, excerpt } from "./diagnostics.js";
+import { readNodegroups } from "./nodegroups.js";
 import { CompileTracker, parseSls, readSls } from "./sls.js";
 import { minimalOpts, SALTENV } from "./sls-context.js";
 
-type MatchType = "glob" | "grain" | "pcre" | "list" | "compound";
+type MatchType = "glob" | "grain" | "pcre" | "list" | "compound" | "nodegroup";
 
 /**
  * A top.zy target in the CLI's grammar (src/target): `key:value` means a fact match; Salt's
  * `- match:` item picks another reading of the same text.
  */
-function topTarget(target: string, how: MatchType | undefined): TargetNode {
+function topTarget(target: string, how: MatchType | undefined, opts: ParseOptions): TargetNode {
   switch (how) {
     case "pcre":
-      return parseTarget(`E@${target}`);
+      return parseTarget(`E@${target}`, opts);
     case "list":
-      return parseTarget(`L@${target}`);
+      return parseTarget(`L@${target}`, opts);
     case "grain":
-      return parseTarget(`G@${target}`);
+      return parseTarget(`G@${target}`, opts);
+    case "nodegroup":
+      return parseTarget(`N@${target}`, opts);
     case "glob":
-      return parseTarget(target);
+      return parseTarget(target, opts);
     default:
-      return parseTopTarget(target);
+      return parseTopTarget(target, opts);
   }
 }
 
@@ -118,6 +122,9 @@ export async function topRefs(
   const base = root.get("base", true);
   if (base !== undefined && !isMap(base)) fail(base, "base: must map targets to lists of sls names");
   if (isMap(base)) {
+    // N@name: the master's nodegroups, published with this tree (src/state/nodegroups.ts).
+    const nodegroups = await readNodegroups(opts.statesDir, track);
+    const parseOpts: ParseOptions = nodegroups ? { nodegroups } : {};
     for (const pair of base.items) {
       const target = String((pair.key as { value?: unknown }).value ?? pair.key);
       if (!isSeq(pair.value)) {
@@ -134,7 +141,7 @@ export async function topRefs(
       }
       let node: TargetNode;
       try {
-        node = topTarget(target, how);
+        node = topTarget(target, how, parseOpts);
       } catch (err) {
         if (!(err instanceof TargetSyntaxError)) throw err;
         fail(pair.key, `target "${target}": ${err.summary}`);

@@ -335,6 +335,6 @@ export function parseTarget(expr: string, opts: ParseOptions = {}): TargetNode {
 }
 
 /** Parses a top.zy target: the same grammar as everywhere (a bare `key:value` is `G@key:value`). */
-export function parseTopTarget(expr: string): TargetNode {
-  return parseTarget(expr);
+export function parseTopTarget(expr: string, opts: ParseOptions = {}): TargetNode {
+  return parseTarget(expr, opts);
 }
