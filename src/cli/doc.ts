@@ -19,6 +19,11 @@ function paramLines(params: Record<string, ParamSpec>, primary?: string): string
   return out;
 }
 
+/** What state.revert does after this state changed the machine (docs/revert.md). */
+function revertDoc(fn: StateFunction): string {
+  return fn.revert ?? "cannot be reverted: this family keeps no pre-image yet.";
+}
+
 function fnDoc(kind: "state" | "function", fullName: string, fn: StateFunction | ExecFunction): string {
   const lines = [`${fullName} (${kind})`, `    ${fn.doc}`];
   const params = paramLines(fn.params, "primary" in fn ? fn.primary : undefined);
@@ -26,6 +31,7 @@ function fnDoc(kind: "state" | "function", fullName: string, fn: StateFunction |
     lines.push(`    Positional: ${fn.positional.join(", ")}`);
   }
   if (params.length > 0) lines.push("  Parameters:", ...params);
+  if (kind === "state") lines.push("  Revert:", `    ${revertDoc(fn as StateFunction)}`);
   return lines.join("\n");
 }
 

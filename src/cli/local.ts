@@ -10,6 +10,8 @@ import { OUTPUT_FORMATS, type OutputFormat, type PeelRun } from "./output.js";
 const USAGE = `Usage: zester local [options] <module.function> [id] [key=value ...]
        zester local [options] state.apply [sls,...]      (no sls: highstate from top.sls/top.zy)
        zester local [options] state.highstate | state.show_sls <sls> | state.show_order [sls]
+       zester local [options] state.runs                  (kept runs, newest first: their run ids)
+       zester local [options] state.revert <run-id> [force=true]   (undo what a run changed)
 
 Options:
   --states-dir DIR      states tree (default $ZESTER_STATES_DIR or /srv/zester/states)
@@ -22,6 +24,8 @@ Options:
   --failhard            stop at the first failed state
   --cache-dir DIR       compile cache (default $ZESTER_CACHE_DIR or /var/cache/zester/local)
   --no-cache            compile from scratch and store nothing
+  --revert-dir DIR      where runs are kept for state.revert (default $ZESTER_REVERT_DIR or
+                        /var/lib/zester/local/revert)
 `;
 
 interface LocalOptions {
@@ -34,6 +38,7 @@ interface LocalOptions {
   concurrency?: number;
   failhard: boolean;
   cacheDir?: string;
+  revertDir: string;
   positional: string[];
   kwargs: Record<string, unknown>;
 }
@@ -56,6 +61,7 @@ async function parseArgs(argv: string[]): Promise<LocalOptions> {
     format: "text",
     failhard: false,
     cacheDir: process.env.ZESTER_CACHE_DIR || "/var/cache/zester/local",
+    revertDir: process.env.ZESTER_REVERT_DIR || "/var/lib/zester/local/revert",
     positional: [],
     kwargs: {},
   };
@@ -92,6 +98,9 @@ async function parseArgs(argv: string[]): Promise<LocalOptions> {
           break;
         case "--no-cache":
           delete o.cacheDir;
+          break;
+        case "--revert-dir":
+          o.revertDir = value();
           break;
         case "--id":
           o.id = value();
@@ -180,6 +189,13 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     switch (fun) {
+      case "state.runs": {
+        const rv = await import("../revert/run.js");
+        await printData(o.format, await rv.listRuns(new rv.RevertStore(o.revertDir)));
+        return 0;
+      }
+      case "state.revert":
+        return await revertLocal(o, peelId, args);
       case "state.apply":
       case "state.sls":
       case "state.highstate": {
@@ -187,8 +203,9 @@ export async function run(argv: string[]): Promise<number> {
         if (fun === "state.sls" && refs.length === 0)
           throw new UsageError("state.sls needs at least one sls name");
         const target = refs.length === 0 ? { kind: "highstate" as const } : { kind: "sls" as const, refs };
-        const report = await engine.applyTarget(target, engineOpts);
-        return await printRun(o, runRecord(peelId, report.results, report.summary));
+        return await recordedRun(o, peelId, fun, args, engineOpts, (opts) =>
+          engine.applyTarget(target, opts),
+        );
       }
       case "state.single": {
         const [stateFun, id] = args;
@@ -288,8 +305,63 @@ async function runInlineState(
   }
   const stateId = id ?? (typeof kwargs.name === "string" ? kwargs.name : undefined);
   if (stateId === undefined) throw new UsageError(`${fun} needs a state id (or name=...)`);
-  const report = await engine.applyTarget({ kind: "inline", fun, id: stateId, args: kwargs }, engineOpts);
-  return printRun(o, runRecord(peelId, report.results, report.summary));
+  const shown = [stateId, ...Object.entries(kwargs).map(([k, v]) => `${k}=${JSON.stringify(v)}`)];
+  return recordedRun(o, peelId, fun, shown, engineOpts, (opts) =>
+    engine.applyTarget({ kind: "inline", fun, id: stateId, args: kwargs }, opts),
+  );
+}
+
+type EngineOpts = Parameters<typeof import("../state/engine.js").applyTarget>[1];
+
+/** A state run that keeps its pre-images (real runs) so `state.revert <run id>` can undo it. */
+async function recordedRun(
+  o: LocalOptions,
+  peelId: string,
+  fun: string,
+  args: string[],
+  engineOpts: EngineOpts,
+  apply: (opts: EngineOpts) => Promise<import("../state/engine.js").RunReport>,
+): Promise<number> {
+  if (engineOpts.test) {
+    const report = await apply(engineOpts);
+    return printRun(o, runRecord(peelId, report.results, report.summary));
+  }
+  const rv = await import("../revert/run.js");
+  const { newKsuid } = await import("../jobs/ksuid.js");
+  const store = new rv.RevertStore(o.revertDir);
+  const recorder = new rv.RunRecorder(store);
+  const report = await apply({ ...engineOpts, recorder });
+  const rec = runRecord(peelId, report.results, report.summary);
+  const kept = await rv.keepRun(store, recorder, { id: newKsuid(), fun, args, machine: peelId });
+  if (kept.note) rec.revert = kept.note;
+  if (kept.warning) rec.warning = kept.warning;
+  return printRun(o, rec);
+}
+
+/** `state.revert <run-id> [force=true]`, with --test showing what would be restored. */
+async function revertLocal(o: LocalOptions, peelId: string, args: string[]): Promise<number> {
+  const [id, ...rest] = args;
+  if (id === undefined || rest.length > 0)
+    throw new UsageError("state.revert needs one run id (list them with: zester local state.runs)");
+  const { force, ...others } = o.kwargs;
+  const unknown = Object.keys(others);
+  if (unknown.length > 0)
+    throw new UsageError(`state.revert takes force=true only, not ${unknown.join(", ")}`);
+  const rv = await import("../revert/run.js");
+  const store = new rv.RevertStore(o.revertDir);
+  try {
+    const report = await rv.revertById(store, id, { test: o.test, force: rv.truthy(force) });
+    return await printRun(o, runRecord(peelId, report.results, report.summary));
+  } catch (err) {
+    if (!(err instanceof rv.RunNotFound)) throw err;
+    return printRun(o, {
+      peel_id: peelId,
+      success: false,
+      status: "failed",
+      error: err.message,
+      results: [],
+    });
+  }
 }
 
 async function runExec(

@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import type { RevertNote } from "../revert/record.js";
 import { type RunSummary, type StateResult, summarize } from "../state/result.js";
 import { formatHighstate } from "./highstate.js";
 import { formatNested } from "./nested.js";
@@ -16,6 +17,8 @@ export interface PeelRun {
   returned?: unknown;
   /** Something the operator should know although the run went on (e.g. settings from a snapshot). */
   warning?: string;
+  /** The run was kept and `state.revert <run>` can undo it (docs/revert.md). */
+  revert?: RevertNote;
 }
 
 /** Formats of a job's runs: Zester's text, machine json/yaml, and Salt's highstate and nested outputters. */
@@ -81,6 +84,7 @@ function toRecord(r: PeelRun): Record<string, unknown> {
   if (summary) rec.summary = summary;
   if (r.returned !== undefined) rec.return = r.returned;
   if (r.warning !== undefined) rec.warning = r.warning;
+  if (r.revert !== undefined) rec.revert = r.revert;
   return rec;
 }
 
@@ -217,7 +221,13 @@ function formatSummary(r: PeelRun, sum: RunSummary, paint: Paint): string {
     "------------",
     `Total states run:     ${sum.total}`,
     `Total run time: ${formatMs(sum.duration_ms).padStart(10)}`,
+    ...(r.revert ? [revertLine(r.revert)] : []),
   ].join("\n");
+}
+
+function revertLine(n: RevertNote): string {
+  const cannot = n.cannot > 0 ? `; ${n.cannot} cannot be reverted` : "";
+  return `Run id: ${n.run} (undo with state.revert ${n.run}: ${n.states} state(s) revertable${cannot})`;
 }
 
 function formatFleetLine(runs: readonly PeelRun[], paint: Paint): string {

@@ -45,6 +45,7 @@ import {
   splitText,
   str,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type {
   ExecFunction,
@@ -54,6 +55,7 @@ import type {
   Params,
   Plan,
   StateFunction,
+  Undo,
 } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -179,6 +181,11 @@ async function applyMeta(path: string, want: Meta, symlinkItself = false): Promi
   }
   // chmod after chown: chown clears setuid/setgid bits.
   if (want.mode !== undefined && !symlinkItself) await chmod(path, want.mode);
+}
+
+/** The paths a plan changes (each once, in order), for `state.revert`. */
+function undoPaths(...paths: string[]): Undo {
+  return { refs: [...new Set(paths)].map((key) => ({ kind: "file" as const, key })) };
 }
 
 /** A catch handler that fails the state with what could not be done to which path. */
@@ -398,6 +405,7 @@ async function planEdit(path: string, opts: EditOptions, edit: (old: string) => 
   const plan: Plan = {
     changes: { content: buf ? "updated" : "created" },
     comment: buf ? `${path} would be updated` : `${path} would be created`,
+    undo: undoPaths(real),
     apply: applying(
       async () => {
         await writeContents({
@@ -570,6 +578,7 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: !st ? `File ${path} would be created` : `File ${path} would be updated`,
+    undo: undoPaths(real),
     apply: applying(
       async () => {
         if (newData) await writeContents({ path: real, data: newData, existing: st, want, backup, makedirs });
@@ -717,6 +726,7 @@ async function planDirectory(params: Params, ctx: ModuleContext): Promise<Plan> 
   return {
     changes,
     comment: st ? `Directory ${path} would be updated` : `Directory ${path} would be created`,
+    undo: undoPaths(path, ...fixes.map((f) => f.path)),
     apply: applying(
       async () => {
         if (!st) await mkdir(path, { recursive: makedirs, mode: dirMeta.mode ?? 0o755 });
@@ -770,6 +780,10 @@ async function planAbsent(params: Params): Promise<Plan> {
   return {
     changes: { removed: path },
     comment: `Would remove ${kind} ${path}`,
+    undo:
+      kind === "directory" && (await readdir(path)).length > 0
+        ? { cannot: "a removed directory tree is not kept" }
+        : undoPaths(path),
     apply: applying(async () => {
       await rm(path, { recursive: st.isDirectory(), force: true });
       return undefined;
@@ -1130,6 +1144,7 @@ async function planSymlink(params: Params): Promise<Plan> {
       return {
         changes: c,
         comment: `Symlink ${path} ownership would be updated`,
+        undo: undoPaths(path),
         apply: applying(async () => {
           await applyMeta(path, want, true);
           return undefined;
@@ -1153,6 +1168,10 @@ async function planSymlink(params: Params): Promise<Plan> {
     comment: replaceKind
       ? `Would replace ${replaceKind} ${path} with a symlink to ${target}`
       : `Symlink ${path} -> ${target} would be created`,
+    undo:
+      replaceKind === "directory"
+        ? { cannot: "the directory the symlink replaced is not kept" }
+        : undoPaths(path),
     apply: applying(async () => {
       if (makedirs) await mkdir(dirname(path), { recursive: true });
       if (replaceKind === "directory") await rm(path, { recursive: true, force: true });
@@ -1220,6 +1239,8 @@ async function planTouch(params: Params): Promise<Plan> {
   return {
     changes,
     comment: st ? `Times of ${path} would be updated` : `${path} would be created`,
+    // Times are not part of a pre-image: a revert removes a file touch created, nothing else.
+    ...(st ? { undo: { cannot: "access and modification times are not kept" } } : { undo: undoPaths(path) }),
     apply: applying(
       async () => {
         if (!st) {
@@ -1294,6 +1315,7 @@ async function planCopy(params: Params, ctx: ModuleContext): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: write ? `${src} would be copied to ${path}` : `Ownership/mode of ${path} would be updated`,
+    undo: undoPaths(path),
     apply: applying(
       async () => {
         if (write) await writeContents({ path, data, existing: st, want, backup: false, makedirs });
@@ -1447,6 +1469,9 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: `${src} -> ${path}: ${created.length} to create, ${updated.length} to update, ${removed.length} to remove`,
+    undo: ops.some((op) => op.kind === "remove" && op.dir)
+      ? { cannot: "clean removed directory trees, which are not kept" }
+      : undoPaths(...ops.map((op) => (op.rel ? join(path, op.rel) : path))),
     apply: applying(async () => {
       for (const op of ops) {
         const target = op.rel ? join(path, op.rel) : path;
@@ -1724,24 +1749,52 @@ const exec: Record<string, ExecFunction> = {
   },
 };
 
+const EDIT_REVERT =
+  "Restores the file's previous bytes, mode and owner, or removes it (and the parent directories makedirs created) when the run created it.";
+
+/** What `state.revert` restores per state (docs/revert.md). */
+const REVERT_DOCS: Record<string, string> = {
+  managed: `${EDIT_REVERT} Backup files the run left (backup:) are kept.`,
+  directory:
+    "Restores the directory's previous mode and owner (and those of entries recurse changed), or removes it when the run created it and it is empty again.",
+  absent:
+    "Restores a removed file (bytes, mode, owner), symlink or empty directory; cannot be reverted when it removed a directory tree (trees are not kept).",
+  append: EDIT_REVERT,
+  line: EDIT_REVERT,
+  replace: EDIT_REVERT,
+  blockreplace: EDIT_REVERT,
+  symlink:
+    "Restores what the path was (the previous symlink target or file) or removes the link; cannot be reverted when the link replaced a directory.",
+  touch: "Removes a file touch created; cannot be reverted for an existing file (times are not kept).",
+  copy: EDIT_REVERT,
+  recurse:
+    "Restores every file and directory it created, updated or removed (bytes, mode, owner); cannot be reverted when clean removed directory trees.",
+  comment: EDIT_REVERT,
+  uncomment: EDIT_REVERT,
+  keyvalue: EDIT_REVERT,
+};
+
 export const family: ModuleFamily = {
   name: "file",
   doc: "Files and directories: contents, permissions, links and in-place edits of existing files.",
-  states: {
-    managed,
-    directory,
-    absent,
-    append,
-    line,
-    replace,
-    blockreplace,
-    symlink: symlinkState,
-    touch,
-    copy,
-    recurse,
-    comment: commentState(false),
-    uncomment: commentState(true),
-    keyvalue,
-  },
+  states: withRevertDocs(
+    {
+      managed,
+      directory,
+      absent,
+      append,
+      line,
+      replace,
+      blockreplace,
+      symlink: symlinkState,
+      touch,
+      copy,
+      recurse,
+      comment: commentState(false),
+      uncomment: commentState(true),
+      keyvalue,
+    },
+    REVERT_DOCS,
+  ),
   exec,
 };

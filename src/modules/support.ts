@@ -9,7 +9,7 @@ import { delimiter, join } from "node:path";
 import { errnoText } from "../util/errors.js";
 import type { ExecResult } from "../util/exec.js";
 import { statOrUndefined, writeFileAtomic } from "../util/files.js";
-import type { ApplyOutcome, Plan } from "./types.js";
+import type { ApplyOutcome, Plan, StateFunction } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
 // Errors and plans.
@@ -23,6 +23,22 @@ export function failed(comment: string): Plan {
 
 export function unchanged(comment: string): Plan {
   return { changes: {}, comment };
+}
+
+/**
+ * A family's states with what `state.revert` does for each (StateFunction.revert, served by
+ * `zester doc`); kept in one table per family, next to the family's definition.
+ */
+export function withRevertDocs(
+  states: Record<string, StateFunction>,
+  docs: Readonly<Record<string, string>>,
+): Record<string, StateFunction> {
+  const out: Record<string, StateFunction> = {};
+  for (const [n, fn] of Object.entries(states)) {
+    const doc = docs[n];
+    out[n] = doc === undefined ? fn : { ...fn, revert: doc };
+  }
+  return out;
 }
 
 /** An apply that ran but did not get the system where the plan said. */

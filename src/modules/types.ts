@@ -92,7 +92,27 @@ export interface ChangePlan {
   /** Unified diff for file contents, if any. */
   diff?: string;
   apply(): Promise<ApplyOutcome | undefined>;
+  /**
+   * What apply() will change, so the run can keep its pre-image and `state.revert` can undo
+   * exactly this change; or why it cannot be undone. Absent: the state function's `revert` doc
+   * says why not (docs/revert.md).
+   */
+  undo?: Undo;
 }
+
+/** A resource a change plan will change, as the revert kinds (src/revert/kinds/) know them. */
+export interface UndoRef {
+  kind: UndoKindName;
+  /** The resource: an absolute path, a package, service, user or group name, `user` of a crontab, a sysctl key. */
+  key: string;
+  /** Kind-specific facts from the plan (the home directory a new user gets). */
+  hint?: Record<string, string>;
+}
+
+export type UndoKindName = "file" | "pkg" | "service" | "user" | "group" | "crontab" | "sysctl";
+
+/** The refs a change will touch (in the order it touches them), or why it cannot be undone. */
+export type Undo = { refs: readonly UndoRef[] } | { cannot: string };
 
 export function isFailedPlan(plan: Plan): plan is FailedPlan {
   return plan.failed === true;
@@ -157,6 +177,11 @@ export interface StateFunction {
    * is a barrier that runs alone, after everything before it and before everything after it.
    */
   footprint?(params: Params): Footprint;
+  /**
+   * What `state.revert` restores after this state changed the machine, and what it cannot
+   * (served by `zester doc`). Starts with "cannot be reverted:" when nothing is kept.
+   */
+  revert?: string;
 }
 
 export interface ExecFunction {

@@ -32,6 +32,8 @@ export interface EngineOptions {
   basket?: BasketReader;
   /** Run only these states (by name) and what reacts to them: a drift repair. */
   only?: readonly string[];
+  /** Keeps pre-images for `state.revert` (real runs only). */
+  recorder?: import("./runner.js").StateUndoRecorder;
 }
 
 export type Target =
@@ -177,6 +179,7 @@ export async function applyTarget(target: Target, opts: EngineOptions): Promise<
   if (opts.failhard !== undefined) runOpts.failhard = opts.failhard;
   if (opts.signal) runOpts.signal = opts.signal;
   if (opts.onResult) runOpts.onResult = opts.onResult;
+  if (opts.recorder && !opts.test) runOpts.recorder = opts.recorder;
   const results = await runProgram(program, runOpts);
   return { results, summary: summarize(results, performance.now() - started) };
 }

@@ -4,7 +4,13 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import type { RequisiteKind } from "../modules/params.js";
-import { isFailedPlan, type ModuleContext, type Params, type StateFunction } from "../modules/types.js";
+import {
+  isFailedPlan,
+  type ModuleContext,
+  type Params,
+  type StateFunction,
+  type Undo,
+} from "../modules/types.js";
 import { run as runCommand } from "../util/exec.js";
 import { MinHeap } from "../util/heap.js";
 import type { CompiledState, Facts, Guard, Program } from "./compile.js";
@@ -26,6 +32,34 @@ export interface RunOptions {
   render?: ModuleContext["render"];
   /** Called as each state finishes (progress output, events). */
   onResult?: (r: StateResult) => void;
+  /** Keeps pre-images of what the run changes, for `state.revert` (src/revert/recorder.ts). */
+  recorder?: StateUndoRecorder;
+}
+
+/** The state a recorder is told about. */
+export interface UndoStateInfo {
+  name: string;
+  id: string;
+  fun: string;
+  sls?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Hooks around every apply of a real run: before() keeps the pre-images of what the plan's
+ * `undo` names (a failure fails the state before anything changes), after() the post-images.
+ */
+export interface StateUndoRecorder {
+  before(s: UndoStateInfo, undo: Undo): Promise<void>;
+  after(s: UndoStateInfo, changed: boolean): Promise<void>;
+}
+
+/** Why a change with no `undo` cannot be reverted, from the state function's revert doc. */
+export function cannotRevert(fn: StateFunction): string {
+  const doc = fn.revert;
+  if (doc === undefined) return "its module family keeps no pre-image (no revert support yet)";
+  const m = /^cannot be reverted:\s*(.*)$/s.exec(doc);
+  return m ? m[1]! : "this change keeps no pre-image";
 }
 
 type Status = "ok" | "failed" | "blocked" | "notrun";
@@ -336,19 +370,19 @@ class Runner {
       this.record(i, r);
       return;
     }
-    let a = await this.attempt(fn, s.params, ctx, false);
+    let a = await this.attempt(fn, s, ctx, false);
     if (s.retry) {
       const { attempts, interval, until } = s.retry;
       for (let n = 2; n <= attempts && a.result !== until; n++) {
         if (interval > 0) await delay(interval * 1000);
         const prev = a.comment;
-        a = await this.attempt(fn, s.params, ctx, false);
+        a = await this.attempt(fn, s, ctx, false);
         a.comment = `Attempt ${n}: ${a.comment}${prev ? ` (previous: ${prev})` : ""}`;
       }
     }
     if (this.test && !a.result) a = this.deferToPendingRequisites(s, a);
     if (a.result && !a.changed && !a.pending && decision.watchTriggered && fn.watch) {
-      const w = await this.attempt(fn, s.params, ctx, true);
+      const w = await this.attempt(fn, s, ctx, true);
       a = { ...w, comment: [a.comment, w.comment].filter(Boolean).join("\n") };
     }
     if (!this.test && s.checkCmd.length > 0) a = await this.checkCmd(s, a, ctx);
@@ -410,10 +444,11 @@ class Runner {
   /** One plan (+ apply unless testing); module exceptions become failed results. */
   private async attempt(
     fn: StateFunction,
-    params: Params,
+    s: CompiledState,
     ctx: ModuleContext,
     watch: boolean,
   ): Promise<Attempt> {
+    const params: Params = s.params;
     try {
       const plan = watch ? await fn.watch!(params, ctx) : await fn.plan(params, ctx);
       const base: Attempt = {
@@ -428,8 +463,26 @@ class Runner {
       if (!plan.apply) return this.test && plan.pending ? { ...base, result: true, pending: true } : base;
       if (Object.keys(plan.changes).length === 0) return base;
       if (this.test) return { ...base, pending: true };
+      const rec = this.opts.recorder;
+      const info: UndoStateInfo = { name: s.name, id: s.id, fun: s.fun };
+      if (s.sls) info.sls = s.sls;
+      if (ctx.signal) info.signal = ctx.signal;
+      if (rec) {
+        try {
+          await rec.before(info, plan.undo ?? { cannot: cannotRevert(fn) });
+        } catch (err) {
+          return {
+            ...base,
+            result: false,
+            comment: `Not applied: the pre-image for state.revert could not be kept: ${(err as Error).message}`,
+          };
+        }
+      }
       const out = await plan.apply();
       const changes = out?.changes ?? plan.changes;
+      // The post-image tells a later revert whether the resource changed again; without it a
+      // revert refuses (unless forced), which is the safe side.
+      if (rec) await rec.after(info, Object.keys(changes).length > 0).catch(() => {});
       return {
         ...base,
         result: out?.result ?? true,
@@ -487,7 +540,7 @@ class Runner {
       const fn = this.program.functions.get(s.fun)!;
       if (!fn.watch) continue;
       const started = performance.now();
-      const a = await this.attempt(fn, s.params, this.context(s), true);
+      const a = await this.attempt(fn, s, this.context(s), true);
       const r = this.base(s);
       r.run_num = ++this.runNum;
       r.id = `listener_${s.id}`;

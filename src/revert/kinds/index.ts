@@ -1,0 +1,14 @@
+/** The revert kinds by name: what a plan's UndoRef.kind selects. */
+import type { UndoKindName } from "../../modules/types.js";
+import { fileKind } from "./file.js";
+import type { RevertKind } from "./kind.js";
+
+const KINDS: Partial<Record<UndoKindName, RevertKind>> = {
+  file: fileKind,
+};
+
+export function revertKind(name: UndoKindName): RevertKind {
+  const k = KINDS[name];
+  if (!k) throw new Error(`no revert support for ${name} resources in this version`);
+  return k;
+}
