@@ -2,8 +2,9 @@
  * A simulated fleet in one process, driven by the fan-out benchmark over stdin/stdout.
  *
  *   node dist/bench/fleet-host.js --mode peels|bus --url tls://... --auth-dir DIR --creds-dir DIR
- *     --work DIR --count N
+ *     --work DIR --count N [--first I]
  *
+ * Peels are `<prefix>-<index>` for indexes I..I+N-1 (`--first`, default 0).
  * `peels`: N real `Peel`s, each with its own TLS connection and its own least-privilege creds
  * (`<creds-dir>/<id>.creds`, issued beforehand by the benchmark).
  * `bus`: the baseline, N bare connections with the same creds, each answering requests on its
@@ -32,6 +33,8 @@ export interface HostArgs {
   work: string;
   count: number;
   prefix: string;
+  /** Index of this host's first peel (a big fleet is split over several hosts). */
+  first: number;
   /** Peels (or connections) being started at the same time. */
   concurrency: number;
 }
@@ -41,7 +44,7 @@ export function fleetPeelId(prefix: string, i: number): string {
 }
 
 function parseArgs(argv: string[]): HostArgs {
-  const a: Partial<HostArgs> = { prefix: "bench", concurrency: 32 };
+  const a: Partial<HostArgs> = { prefix: "bench", concurrency: 32, first: 0 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const v = argv[++i];
@@ -55,6 +58,7 @@ function parseArgs(argv: string[]): HostArgs {
     else if (flag === "--work") a.work = v;
     else if (flag === "--count") a.count = Number(v);
     else if (flag === "--prefix") a.prefix = v;
+    else if (flag === "--first") a.first = Number(v);
     else if (flag === "--concurrency") a.concurrency = Number(v);
     else throw new Error(`unknown option ${flag}`);
   }
@@ -65,7 +69,9 @@ function parseArgs(argv: string[]): HostArgs {
     !a.credsDir ||
     !a.work ||
     !Number.isInteger(a.count) ||
-    a.count! < 1
+    a.count! < 1 ||
+    !Number.isInteger(a.first) ||
+    a.first! < 0
   ) {
     throw new Error(
       "usage: fleet-host --mode peels|bus --url URL --auth-dir DIR --creds-dir DIR --work DIR --count N",
@@ -101,7 +107,7 @@ async function startBus(a: HostArgs): Promise<Fleet> {
   const caFile = join(a.authDir, "nats-ca.crt");
   const answer = new TextEncoder().encode(JSON.stringify({ v: 1, ok: true }));
   await pool(a.count, a.concurrency, async (i) => {
-    const id = fleetPeelId(a.prefix, i);
+    const id = fleetPeelId(a.prefix, a.first + i);
     const nc = await connect({
       servers: a.url,
       credsFile: join(a.credsDir, `${id}.creds`),
@@ -144,7 +150,7 @@ async function startPeels(a: HostArgs): Promise<Fleet> {
   };
   const peels: Peel[] = new Array(a.count);
   await pool(a.count, a.concurrency, async (i) => {
-    const id = fleetPeelId(a.prefix, i);
+    const id = fleetPeelId(a.prefix, a.first + i);
     const p = new Peel({
       id,
       servers: a.url,

@@ -9,11 +9,12 @@
  * Sizes: 100, 1,000 and 5,000 peels, capped by ZESTER_BENCH_MAX_PEELS (default 1,000; see
  * bench/README.md for what 5,000 costs on 2 cores).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -26,12 +27,12 @@ import type { DispatchReply, DispatchRequest, JobRecord, PeelReturn } from "../.
 import { statOrUndefined } from "../../src/util/files.js";
 import { fleetPeelId } from "../fleet-host.js";
 import { fmtMs, type ScenarioOptions, type ScenarioResult, stats, table } from "../lib.js";
+import { cpuDelta, cpuOf, serverCounters, streamSeqs, streamWrites } from "../probes.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Compiled to dist/bench/scenarios/; the repository root is three levels up. */
 export const repoRoot = resolve(here, "..", "..", "..");
 export const distBin = (name: string) => join(repoRoot, "dist", "bin", `${name}.js`);
-const FLEET_HOST = join(repoRoot, "dist", "bench", "fleet-host.js");
 
 const SIZES = [100, 1_000, 5_000];
 export const DEFAULT_MAX_PEELS = 1_000;
@@ -241,8 +242,15 @@ export async function benchAuth(dir: string): Promise<BenchAuth> {
   return { dir, port, url: `tls://127.0.0.1:${port}`, caFile: join(dir, "nats-ca.crt") };
 }
 
-/** Starts nats-server on the auth dir's config with an empty JetStream store. */
-export async function startServer(children: Children, auth: BenchAuth): Promise<Child> {
+/**
+ * Starts nats-server on the auth dir's config with an empty JetStream store; with `monitorPort`
+ * its monitoring endpoint (`/varz`: message counters) listens there on loopback.
+ */
+export async function startServer(
+  children: Children,
+  auth: BenchAuth,
+  opts: { monitorPort?: number } = {},
+): Promise<Child> {
   const js = join(auth.dir, AUTH_FILES.jetstreamDir);
   await rm(js, { recursive: true, force: true });
   await mkdir(js, { recursive: true, mode: 0o700 });
@@ -250,6 +258,7 @@ export async function startServer(children: Children, auth: BenchAuth): Promise<
     "nats-server",
     "-c",
     join(auth.dir, AUTH_FILES.serverConfig),
+    ...(opts.monitorPort !== undefined ? ["-m", String(opts.monitorPort)] : []),
   ]);
   await server.waitFor(/Server is ready/, 20_000);
   return server;
@@ -417,15 +426,41 @@ async function zesterJob(
   };
 }
 
-async function measure(
+/** Load-independent cost of one job (or one baseline round), averaged over the measured runs. */
+interface JobWork {
+  /** CPU ms per job, by process (`server`, `master`, `fleet`). */
+  cpuMs: Record<string, number>;
+  /** Messages the server took in from clients per job (its `/varz` `in_msgs`). */
+  inMsgs: number;
+  /** JetStream writes per job, by stream (KV buckets are `KV_<bucket>`). */
+  writes: [string, number][];
+}
+
+/**
+ * Runs the warm-up, then the measured runs between two snapshots of the counters; the
+ * difference divided by the runs is what one job cost, whatever the machine's load.
+ */
+async function measureWork(
   runs: number,
   warmup: number,
   once: () => Promise<FanOutSample>,
-): Promise<FanOutSample[]> {
+  probe: { pids: Record<string, number>; monitorPort: number; js?: NatsConnection },
+): Promise<{ samples: FanOutSample[]; work: JobWork }> {
   for (let i = 0; i < warmup; i++) await once();
-  const out: FanOutSample[] = [];
-  for (let i = 0; i < runs; i++) out.push(await once());
-  return out;
+  const snap = async () => ({
+    cpu: await cpuOf(probe.pids),
+    varz: await serverCounters(probe.monitorPort),
+    seqs: probe.js ? await streamSeqs(probe.js).catch(() => ({})) : {},
+  });
+  const a = await snap();
+  const samples: FanOutSample[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await once());
+  const b = await snap();
+  const cpu = cpuDelta(a.cpu, b.cpu);
+  for (const k of Object.keys(cpu)) cpu[k] = cpu[k]! / runs;
+  const inMsgs = a.varz && b.varz ? (b.varz.inMsgs - a.varz.inMsgs) / runs : Number.NaN;
+  const writes = streamWrites(a.seqs, b.seqs).map(([s, d]) => [s, d / runs] as [string, number]);
+  return { samples, work: { cpuMs: cpu, inMsgs, writes } };
 }
 
 async function waitUntil<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
@@ -438,24 +473,65 @@ async function waitUntil<T>(what: string, ms: number, fn: () => Promise<T | unde
   }
 }
 
+/**
+ * A built Zester tree whose master and fleet host a Zester phase runs: this checkout, or
+ * another one named by ZESTER_BENCH_AGAINST (e.g. an older commit, built), measured in the same
+ * run for a before/after.
+ */
+export interface Build {
+  /** Empty for this checkout; otherwise what the rows say (`against 6f862a9`). */
+  label: string;
+  root: string;
+}
+
+export function buildsFromEnv(env: NodeJS.ProcessEnv = process.env): Build[] {
+  const builds: Build[] = [{ label: "", root: repoRoot }];
+  const raw = env.ZESTER_BENCH_AGAINST;
+  if (raw === undefined || raw.trim() === "") return builds;
+  for (const dir of raw.split(",").map((s) => resolve(s.trim()))) {
+    if (
+      !existsSync(join(dir, "dist", "bin", "zester-master.js")) ||
+      !existsSync(join(dir, "dist", "bench"))
+    ) {
+      throw new Error(`ZESTER_BENCH_AGAINST: ${dir} has no built dist/ (run npm ci && npm run build there)`);
+    }
+    let name = basename(dir);
+    try {
+      name = execFileSync("git", ["-C", dir, "log", "-1", "--format=%h"], { encoding: "utf8" }).trim();
+    } catch {
+      // Not a git checkout: its directory name says which build it is.
+    }
+    builds.push({ label: `against ${name}`, root: dir });
+  }
+  return builds;
+}
+
+/** Peels per fleet-host process: a bigger fleet is split over several hosts (several cores). */
+export const PEELS_PER_HOST = 5_000;
+
+interface ZesterPhase {
+  build: Build;
+  ping: FanOutSample[];
+  apply: FanOutSample[];
+  pingWork?: JobWork;
+  applyWork?: JobWork;
+  mem: { server: Memory; hosts: Memory; master: Memory };
+  startMs: number;
+  syncMs: number;
+  slow: number;
+  /** Set when the phase broke off: the rows measured before it are kept. */
+  error?: string;
+}
+
 interface SizeResult {
   n: number;
   bus: FanOutSample[];
-  ping: FanOutSample[];
-  apply: FanOutSample[];
-  mem: {
-    serverBus: Memory;
-    serverZester: Memory;
-    hostBus: Memory;
-    hostPeels: Memory;
-    master: Memory;
-  };
-  startMs: { bus: number; peels: number; sync: number };
-  /** nats-server "Slow Consumer" warnings: a client that stalled long enough to be cut off. */
-  slow: { bus: number; zester: number };
+  busWork: JobWork;
+  busMem: { server: Memory; hosts: Memory };
+  busStartMs: number;
+  slowBus: number;
+  phases: ZesterPhase[];
   runs: number;
-  /** Set when the Zester phase broke off: the rows measured before it are kept. */
-  error?: string;
 }
 
 function slowConsumers(server: Child): number {
@@ -476,12 +552,27 @@ export function maxPeelsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
   return n;
 }
 
-function hostArgs(mode: "bus" | "peels", auth: BenchAuth, work: string, n: number): string[] {
+/** With ZESTER_BENCH_CPU_PROF=<dir>, the master writes a V8 CPU profile there when it stops. */
+function profArgs(what: string): string[] {
+  const dir = process.env.ZESTER_BENCH_CPU_PROF;
+  return dir
+    ? ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${what}-${Date.now()}.cpuprofile`]
+    : [];
+}
+
+function hostArgs(
+  build: Build,
+  mode: "bus" | "peels",
+  auth: BenchAuth,
+  work: string,
+  first: number,
+  count: number,
+): string[] {
   // Thousands of connections and peels in one heap: give it room, not a default-sized heap.
   return [
     process.execPath,
     "--max-old-space-size=8192",
-    FLEET_HOST,
+    join(build.root, "dist", "bench", "fleet-host.js"),
     "--mode",
     mode,
     "--url",
@@ -493,15 +584,52 @@ function hostArgs(mode: "bus" | "peels", auth: BenchAuth, work: string, n: numbe
     "--work",
     work,
     "--count",
-    String(n),
+    String(count),
     "--prefix",
     PREFIX,
+    // Only hosts after the first need it, so an older build's host (without --first) still runs.
+    ...(first > 0 ? ["--first", String(first)] : []),
   ];
+}
+
+/** Fleet hosts for peels 0..n-1, PEELS_PER_HOST each, started together. */
+function spawnHosts(
+  children: Children,
+  build: Build,
+  mode: "bus" | "peels",
+  auth: BenchAuth,
+  work: string,
+  n: number,
+): Child[] {
+  const hosts: Child[] = [];
+  for (let first = 0; first < n; first += PEELS_PER_HOST) {
+    const count = Math.min(PEELS_PER_HOST, n - first);
+    const name = `fleet-host(${mode}${first > 0 ? ` from ${first}` : ""})`;
+    hosts.push(children.spawn(name, hostArgs(build, mode, auth, work, first, count)));
+  }
+  return hosts;
+}
+
+/** Waits for every host's `ready`; the fleet's start time is the slowest host's. */
+async function hostsReady(hosts: Child[], ms: number): Promise<number> {
+  const ready = await Promise.all(hosts.map((h) => h.event("ready", ms)));
+  return Math.max(...ready.map((r) => Number(r.ms)));
+}
+
+/** Summed memory of the fleet hosts (peak = the sum of each one's peak). */
+async function hostsMemory(hosts: Child[]): Promise<Memory> {
+  const m = await Promise.all(hosts.map((h) => procMemory(h.pid)));
+  return { rssKiB: m.reduce((a, x) => a + x.rssKiB, 0), hwmKiB: m.reduce((a, x) => a + x.hwmKiB, 0) };
+}
+
+function hostPids(hosts: Child[]): Record<string, number> {
+  return Object.fromEntries(hosts.map((h, i) => [`fleet${i}`, h.pid]));
 }
 
 async function runSize(
   n: number,
   opts: ScenarioOptions,
+  builds: Build[],
   auth: BenchAuth,
   work: string,
   children: Children,
@@ -512,41 +640,64 @@ async function runSize(
   const runs = n >= 5_000 ? Math.min(opts.runs, 3) : opts.runs;
   const warmup = n >= 5_000 ? Math.min(opts.warmup, 1) : opts.warmup;
   const startTimeout = 120_000 + n * 200;
-  const jobTimeoutS = 60 + Math.ceil(n / 20);
+  const monitorPort = await freePort();
 
   log("issuing peel creds");
   await ensurePeelCreds(auth.dir, n);
 
   // Baseline: bare connections on a fresh server.
   log("baseline: bare connections");
-  let server = await startServer(children, auth);
-  const busHost = children.spawn("fleet-host(bus)", hostArgs("bus", auth, work, n));
-  const busReady = await busHost.event("ready", startTimeout);
+  const server = await startServer(children, auth, { monitorPort });
+  const busHosts = spawnHosts(children, builds[0]!, "bus", auth, work, n);
+  const busStartMs = await hostsReady(busHosts, startTimeout);
   const bnc = await connect({
     servers: auth.url,
     credsFile: join(auth.dir, AUTH_FILES.masterCreds),
     caFile: auth.caFile,
   });
-  let bus: FanOutSample[];
+  let bus: { samples: FanOutSample[]; work: JobWork };
   try {
-    bus = await measure(runs, warmup, () => busFanOut(bnc, ids, 60_000));
+    bus = await measureWork(runs, warmup, () => busFanOut(bnc, ids, 60_000), {
+      pids: { server: server.pid, ...hostPids(busHosts) },
+      monitorPort,
+    });
   } finally {
     await bnc.close();
   }
-  const hostBus = await procMemory(busHost.pid);
-  const serverBus = await procMemory(server.pid);
+  const busMem = { hosts: await hostsMemory(busHosts), server: await procMemory(server.pid) };
   const slowBus = slowConsumers(server);
-  await busHost.stop(30_000, "stdin");
+  await Promise.all(busHosts.map((h) => h.stop(30_000, "stdin")));
   await server.stop();
 
-  // Zester: master and peels on another fresh server.
+  const phases: ZesterPhase[] = [];
+  for (const build of builds) {
+    phases.push(
+      await zesterPhase(n, build, { runs, warmup, startTimeout, monitorPort }, auth, work, children),
+    );
+  }
+  return { n, bus: bus.samples, busWork: bus.work, busMem, busStartMs, slowBus, phases, runs };
+}
+
+/** Master and peels of one build on a fresh server: test.ping, then state.apply, to `*`. */
+async function zesterPhase(
+  n: number,
+  build: Build,
+  o: { runs: number; warmup: number; startTimeout: number; monitorPort: number },
+  auth: BenchAuth,
+  work: string,
+  children: Children,
+): Promise<ZesterPhase> {
+  const log = (m: string) =>
+    process.stderr.write(`bench: fan-out ${n}${build.label ? ` ${build.label}` : ""}: ${m}\n`);
+  const jobTimeoutS = 60 + Math.ceil(n / 20);
   log("zester: master and peels");
   await rm(join(work, "peels"), { recursive: true, force: true });
-  server = await startServer(children, auth);
+  const server = await startServer(children, auth, { monitorPort: o.monitorPort });
   const statesDir = join(work, "states");
   const master = children.spawn("zester-master", [
     process.execPath,
-    distBin("zester-master"),
+    ...profArgs(`master-${n}${build.label ? `-${build.label.replace(/\W+/g, "-")}` : ""}`),
+    join(build.root, "dist", "bin", "zester-master.js"),
     "--id",
     "bench-master",
     "--nats-url",
@@ -557,78 +708,116 @@ async function runSize(
     statesDir,
   ]);
   await master.waitFor(/running \(signing key/, 30_000);
-  const host = children.spawn("fleet-host(peels)", hostArgs("peels", auth, work, n));
-  const ready = await host.event("ready", startTimeout);
-  log(`${n} peels connected in ${fmtMs(Number(ready.ms))}`);
+  const hosts = spawnHosts(children, build, "peels", auth, work, n);
+  const startMs = await hostsReady(hosts, o.startTimeout);
+  log(`${n} peels connected in ${fmtMs(startMs)}`);
   const admin = await connect({
     servers: auth.url,
     credsFile: join(auth.dir, AUTH_FILES.adminCreds),
     caFile: auth.caFile,
   });
-  let ping: FanOutSample[] = [];
-  let apply: FanOutSample[] = [];
-  let syncMs = Number.NaN;
-  let error: string | undefined;
+  const probe = {
+    pids: { server: server.pid, master: master.pid, ...hostPids(hosts) },
+    monitorPort: o.monitorPort,
+    js: admin,
+  };
+  const phase: ZesterPhase = {
+    build,
+    ping: [],
+    apply: [],
+    mem: {
+      server: { rssKiB: Number.NaN, hwmKiB: Number.NaN },
+      hosts: { rssKiB: 0, hwmKiB: 0 },
+      master: { rssKiB: 0, hwmKiB: 0 },
+    },
+    startMs,
+    syncMs: Number.NaN,
+    slow: 0,
+  };
   try {
     const store = await JobStore.open(admin);
-    await waitUntil(`the master to know all ${n} peels`, startTimeout, async () => {
+    await waitUntil(`the master to know all ${n} peels`, o.startTimeout, async () => {
       const m = await admin.request(subjects.targetResolve, encode({ target: "*" }), { timeout: 10_000 });
       return (decode<{ peels?: string[] }>(m.data).peels?.length ?? 0) === n ? true : undefined;
     });
-    host.send("states");
-    const synced = await host.event("states", startTimeout);
-    syncMs = Number(synced.ms);
-    log(`state tree rev ${String(synced.rev)} on every peel`);
+    for (const h of hosts) h.send("states");
+    const synced = await Promise.all(hosts.map((h) => h.event("states", o.startTimeout)));
+    phase.syncMs = Math.max(...synced.map((s) => Number(s.ms)));
+    log(`state tree rev ${String(synced[0]!.rev)} on every peel`);
     log("test.ping");
-    ping = await measure(runs, warmup, () => zesterJob(admin, store, "test.ping", n, jobTimeoutS));
+    const ping = await measureWork(
+      o.runs,
+      o.warmup,
+      () => zesterJob(admin, store, "test.ping", n, jobTimeoutS),
+      probe,
+    );
+    phase.ping = ping.samples;
+    phase.pingWork = ping.work;
     log(`state.apply (server slow-consumer warnings so far: ${slowConsumers(server)})`);
-    apply = await measure(runs, warmup, () => zesterJob(admin, store, "state.apply", n, jobTimeoutS));
+    const apply = await measureWork(
+      o.runs,
+      o.warmup,
+      () => zesterJob(admin, store, "state.apply", n, jobTimeoutS),
+      probe,
+    );
+    phase.apply = apply.samples;
+    phase.applyWork = apply.work;
   } catch (err) {
     // A size that breaks is a result too: keep the baseline and say what happened.
-    error = (err as Error).message.split("\n")[0];
+    phase.error = (err as Error).message.split("\n")[0];
     process.stderr.write(
-      `bench: fan-out ${n} failed: ${error}; process output:\n${tails([server, master, host])}\n`,
+      `bench: fan-out ${n} failed: ${phase.error}; process output:\n${tails([server, master, ...hosts])}\n`,
     );
   }
   try {
-    const mem = {
-      serverBus,
-      hostBus,
-      serverZester: await procMemory(server.pid),
-      hostPeels: await procMemory(host.pid),
+    phase.mem = {
+      server: await procMemory(server.pid),
+      hosts: await hostsMemory(hosts),
       master: await procMemory(master.pid),
     };
-    return {
-      n,
-      bus,
-      ping,
-      apply,
-      mem,
-      startMs: { bus: Number(busReady.ms), peels: Number(ready.ms), sync: syncMs },
-      slow: { bus: slowBus, zester: slowConsumers(server) },
-      runs,
-      ...(error !== undefined ? { error } : {}),
-    };
+    phase.slow = slowConsumers(server);
+    return phase;
   } finally {
     await admin.close().catch(() => {});
-    await host.stop(60_000, "stdin");
+    await Promise.all(hosts.map((h) => h.stop(60_000, "stdin")));
+    // SIGTERM: the master stops cleanly, so a --cpu-prof profile gets written.
     await master.stop();
     await server.stop();
   }
 }
 
+function fmtCpu(w: JobWork | undefined, who: "server" | "master" | "fleet"): string {
+  if (!w) return "-";
+  const ms =
+    who === "fleet"
+      ? Object.entries(w.cpuMs)
+          .filter(([k]) => k.startsWith("fleet"))
+          .reduce((a, [, v]) => a + v, 0)
+      : w.cpuMs[who];
+  return ms === undefined || !Number.isFinite(ms) ? "-" : fmtMs(ms);
+}
+
+function fmtWrites(w: JobWork | undefined): string {
+  if (!w) return "-";
+  if (w.writes.length === 0) return "0";
+  const total = w.writes.reduce((a, [, d]) => a + d, 0);
+  const parts = w.writes.map(([s, d]) => `${s.replace(/^KV_/, "")} ${Number(d.toFixed(1))}`);
+  return `${Number(total.toFixed(1))} (${parts.join(", ")})`;
+}
+
 function render(results: SizeResult[]): string {
   const rows: (string | number)[][] = [];
+  const workRows: (string | number)[][] = [];
   for (const r of results) {
     const base = stats(r.bus.map((s) => s.allMs));
-    const line = (label: string, samples: FanOutSample[]) => {
+    const line = (label: string, samples: FanOutSample[], error?: string) => {
       if (samples.length === 0) {
         rows.push([
           r.n.toLocaleString("en"),
           label,
           "-",
           "-",
-          `not measured: ${(r.error ?? "?").replace(/\|/g, "\\|")}`,
+          `not measured: ${(error ?? "?").replace(/\|/g, "\\|")}`,
           "-",
           "-",
           "-",
@@ -660,20 +849,44 @@ function render(results: SizeResult[]): string {
         r.runs,
       ]);
     };
+    const workLine = (label: string, w: JobWork | undefined) => {
+      workRows.push([
+        r.n.toLocaleString("en"),
+        label,
+        fmtCpu(w, "server"),
+        fmtCpu(w, "master"),
+        fmtCpu(w, "fleet"),
+        w && Number.isFinite(w.inMsgs) ? Math.round(w.inMsgs).toLocaleString("en") : "-",
+        w && Number.isFinite(w.inMsgs) ? (w.inMsgs / r.n).toFixed(1) : "-",
+        fmtWrites(w),
+      ]);
+    };
     line("baseline: bare request/reply", r.bus);
-    line("`test.ping`", r.ping);
-    line("`state.apply` (one `test.nop`)", r.apply);
+    workLine("baseline: bare request/reply", r.busWork);
+    for (const ph of r.phases) {
+      const tag = ph.build.label ? ` (${ph.build.label})` : "";
+      line(`\`test.ping\`${tag}`, ph.ping, ph.error);
+      line(`\`state.apply\` (one \`test.nop\`)${tag}`, ph.apply, ph.error);
+      workLine(`\`test.ping\`${tag}`, ph.pingWork);
+      workLine(`\`state.apply\`${tag}`, ph.applyWork);
+    }
   }
-  const memRows = results.map((r) => [
-    r.n.toLocaleString("en"),
-    `${fmtMiB(r.mem.serverBus.rssKiB)} / ${fmtMiB(r.mem.serverZester.rssKiB)}`,
-    `${fmtMiB(r.mem.hostBus.hwmKiB)} / ${fmtMiB(r.mem.hostPeels.hwmKiB)}`,
-    `${((r.mem.hostPeels.hwmKiB - r.mem.hostBus.hwmKiB) / r.n).toFixed(0)} KiB`,
-    `${fmtMiB(r.mem.master.rssKiB)} (peak ${fmtMiB(r.mem.master.hwmKiB)})`,
-    `${fmtMs(r.startMs.bus)} / ${fmtMs(r.startMs.peels)}`,
-    fmtMs(r.startMs.sync),
-    `${r.slow.bus} / ${r.slow.zester}`,
-  ]);
+  const memRows = results.flatMap((r) =>
+    r.phases.map((ph) => [
+      r.n.toLocaleString("en") + (ph.build.label ? ` (${ph.build.label})` : ""),
+      `${fmtMiB(r.busMem.server.rssKiB)} / ${fmtMiB(ph.mem.server.rssKiB)}`,
+      `${fmtMiB(r.busMem.hosts.hwmKiB)} / ${fmtMiB(ph.mem.hosts.hwmKiB)}`,
+      `${((ph.mem.hosts.hwmKiB - r.busMem.hosts.hwmKiB) / r.n).toFixed(0)} KiB`,
+      `${fmtMiB(ph.mem.master.rssKiB)} (peak ${fmtMiB(ph.mem.master.hwmKiB)})`,
+      `${fmtMs(r.busStartMs)} / ${fmtMs(ph.startMs)}`,
+      fmtMs(ph.syncMs),
+      `${r.slowBus} / ${ph.slow}`,
+    ]),
+  );
+  const hostsNote = results.some((r) => r.n > PEELS_PER_HOST)
+    ? ` Fleets above ${PEELS_PER_HOST.toLocaleString("en")} peels are split over several fleet-host processes ` +
+      `(${PEELS_PER_HOST.toLocaleString("en")} each); their memory is summed.`
+    : "";
   return [
     table(
       [
@@ -700,6 +913,25 @@ function render(results: SizeResult[]): string {
     table(
       [
         "peels",
+        "per job",
+        "nats-server CPU",
+        "master CPU",
+        "fleet CPU",
+        "messages into the server",
+        "per peel",
+        "JetStream writes (by stream)",
+      ],
+      workRows,
+    ),
+    "",
+    "What one job costs, averaged over the measured runs and independent of the machine's load: " +
+      "CPU time (user + system, /proc/<pid>/stat) of nats-server, the master and the fleet host(s); " +
+      "messages the server took in from its clients (`/varz` `in_msgs`, JetStream API calls and acks " +
+      "included); and messages stored per stream (KV buckets are streams `KV_<bucket>`).",
+    "",
+    table(
+      [
+        "peels",
         "nats-server RSS (baseline / zester)",
         "fleet host peak RSS (bare conns / peels)",
         "extra per peel",
@@ -713,7 +945,7 @@ function render(results: SizeResult[]): string {
     "",
     "Memory from /proc/<pid>/status after the jobs. `extra per peel` is what a Peel costs on top " +
       "of its bare TLS connection in the same process. One fleet host process carries every peel, " +
-      "so its figures are not a real per-node footprint (see the footprint scenario).",
+      `so its figures are not a real per-node footprint (see the footprint scenario).${hostsNote}`,
   ].join("\n");
 }
 
@@ -743,7 +975,8 @@ export async function fanOut(opts: ScenarioOptions): Promise<ScenarioResult> {
     await writeFile(join(statesDir, "top.zy"), "base:\n  '*':\n    - bench\n");
     await writeFile(join(statesDir, "bench.zy"), "bench-nop:\n  test.nop: []\n");
     const results: SizeResult[] = [];
-    for (const n of sizes) results.push(await runSize(n, opts, auth, work, children));
+    const builds = buildsFromEnv();
+    for (const n of sizes) results.push(await runSize(n, opts, builds, auth, work, children));
     const skipped = SIZES.filter((n) => n > Math.max(...sizes));
     const note =
       skipped.length > 0
