@@ -95,32 +95,55 @@ describe("zester event (real server, master and peel)", () => {
     // Four CLI processes in a row: on a loaded 2-core machine that alone can take 30 s.
   }, 120_000);
 
-  it("shows the master's job events with their status", async () => {
-    const ping = await zester("web-01", "test.ping", "--format", "json");
-    expect(ping.code, ping.stderr).toBe(0);
-    const done = lines(
+  /** Stream sequence of a fresh operator event: what the master announces next comes after it. */
+  async function mark(): Promise<number> {
+    const sent = await zester("event", "send", "test/mark", "--format", "json");
+    expect(sent.code, sent.stderr).toBe(0);
+    return cliJson<EventLine>(sent).seq;
+  }
+
+  async function jobEventsSince(seq: number, count: number): Promise<EventLine[]> {
+    const watched = lines(
       await zester(
         "event",
         "watch",
-        "_master/job/*/done",
+        "_master/job/**",
         "--since",
-        "0",
+        String(seq),
         "--count",
-        "1",
+        String(count),
         "--format",
         "json",
       ),
     );
-    expect(done[0]!.data.status).toBe("complete");
-    const all = lines(
-      await zester("event", "watch", "_master/job/**", "--since", "0", "--count", "3", "--format", "json"),
-    );
-    expect(all.map((e) => e.tag.replace(/job\/\w+\//, "job/J/"))).toEqual([
-      "job/J/new",
-      "job/J/ret/web-01",
-      "job/J/done",
-    ]);
+    for (const e of watched) e.tag = e.tag.replace(/job\/\w+\//, "job/J/");
+    return watched;
+  }
+
+  it("shows the master's job events with their status", async () => {
+    const from = await mark();
+    const ping = await zester("web-01", "test.ping", "--format", "json");
+    expect(ping.code, ping.stderr).toBe(0);
+    // By default a job is announced twice, never once per return: `done` carries every peel.
+    const events = await jobEventsSince(from, 2);
+    expect(events.map((e) => e.tag)).toEqual(["job/J/new", "job/J/done"]);
+    expect(events[1]!.data).toMatchObject({
+      status: "complete",
+      fun: "test.ping",
+      peels: { "web-01": "success" },
+    });
   });
+
+  it("announces each return too when the master runs with job return events", async () => {
+    await master.stop();
+    master = await startTestMaster(nats, { statesDir: join(work, "no-states"), jobReturnEvents: true });
+    const from = await mark();
+    const ping = await zester("web-01", "test.ping", "--format", "json");
+    expect(ping.code, ping.stderr).toBe(0);
+    const events = await jobEventsSince(from, 3);
+    expect(events.map((e) => e.tag)).toEqual(["job/J/new", "job/J/ret/web-01", "job/J/done"]);
+    expect(events[1]!.data).toMatchObject({ peel: "web-01", fun: "test.ping", success: true });
+  }, 60_000);
 
   it("watches live events and stops after --count", async () => {
     const watching = zester("event", "watch", "_admin/live/*", "--count", "1", "--format", "json");

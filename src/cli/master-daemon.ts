@@ -51,6 +51,12 @@ export const MASTER_OPTIONS = {
     help: "seconds after which a queued event is too old to react to (0: no limit)",
   },
   reactor: { kind: "boolean", default: true, group: "Reactor", help: "run the reactor on this master" },
+  job_return_events: {
+    kind: "boolean",
+    default: false,
+    group: "Reactor",
+    help: "announce every peel's return as _master/job/<jid>/ret/<peel> (job/<jid>/done always carries them all)",
+  },
   publish_interval: { kind: "seconds", default: 30, valueName: "S", help: "seconds between state publishes" },
   unreachable_after: {
     kind: "seconds",
@@ -197,6 +203,7 @@ export async function run(argv: string[]): Promise<number> {
     log: say,
     reactorDir: o.reactor_dir,
     reactor: o.reactor ? { maxAgeMs: o.reactor_max_age * 1000 } : false,
+    jobReturnEvents: o.job_return_events,
     ...(enroll !== undefined
       ? {
           enroll: {

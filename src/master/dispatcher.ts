@@ -77,6 +77,12 @@ export interface DispatcherDeps {
   unreachableAfterMs: number;
   defaultTimeoutS: number;
   /**
+   * Announce every return as `_master/job/<jid>/ret/<peel>` (docs/events.md). Off by default:
+   * one event per peel per job is a JetStream write and a reactor delivery each, and
+   * `job/<jid>/done` already carries every peel's status.
+   */
+  returnEvents?: boolean;
+  /**
    * Whether a master (by id) is alive: it beat within `withinMs` (default MASTER_DEAD_AFTER_MS).
    * For taking over kills and jobs of masters that died.
    */
@@ -96,6 +102,11 @@ export class Dispatcher {
 
   get activeJobs(): string[] {
     return [...this.trackers.keys()];
+  }
+
+  /** True while this master follows the job and has not begun finishing it: it hears every return. */
+  follows(jid: string): boolean {
+    return this.trackers.get(jid)?.following === true;
   }
 
   tracker(jid: string): JobTracker | undefined {
@@ -227,6 +238,7 @@ export class Dispatcher {
         signer: this.deps.signer,
         isOnline: (p) => this.deps.fleet.isOnline(p),
         unreachableAfterMs: this.deps.unreachableAfterMs,
+        returnEvents: this.deps.returnEvents === true,
         log: this.deps.log,
       },
       (jid) => this.trackers.delete(jid),
@@ -353,6 +365,7 @@ export class Dispatcher {
   private publishDone(rec: JobRecord): void {
     const ev: JobDoneEvent = {
       jid: rec.jid,
+      fun: rec.fun,
       status: rec.status,
       peels: rec.peels,
       finished_at: rec.finished_at ?? new Date().toISOString(),

@@ -24,6 +24,7 @@ import { peelReturnSchema } from "../jobs/wire-schema.js";
 /** `data` of the master event `_master/job/<jid>/done` (src/events/master-events.ts). */
 export interface JobDoneEvent {
   jid: string;
+  fun: string;
   status: JobStatus;
   peels: Record<string, PeelJobStatus>;
   finished_at: string;
@@ -36,6 +37,8 @@ export interface TrackerDeps {
   signer: KeyPair;
   isOnline(peel: string): boolean;
   unreachableAfterMs: number;
+  /** Emit `_master/job/<jid>/ret/<peel>` for each return (DispatcherDeps.returnEvents). */
+  returnEvents: boolean;
   log(msg: string): void;
 }
 
@@ -70,6 +73,11 @@ export class JobTracker {
 
   get jid(): string {
     return this.record.jid;
+  }
+
+  /** Listening and not finishing: every return of the job reaches this tracker. */
+  get following(): boolean {
+    return this.sub !== undefined && this.finishing === undefined;
   }
 
   get snapshot(): JobRecord {
@@ -189,6 +197,7 @@ export class JobTracker {
   detach(): void {
     this.clearTimers();
     this.sub?.unsubscribe();
+    this.sub = undefined;
   }
 
   private onMessage(msg: Msg): void {
@@ -227,12 +236,14 @@ export class JobTracker {
       this.deps.log(`job ${this.jid}: storing the return of ${peel} failed: ${(err as Error).message}`);
     }
     if (this.finishing) return;
-    emitMasterEvent(this.deps.nc, masterTags.jobReturn(this.jid, peel), {
-      jid: this.jid,
-      peel,
-      fun: this.record.fun,
-      success: stored.success,
-    });
+    if (this.deps.returnEvents) {
+      emitMasterEvent(this.deps.nc, masterTags.jobReturn(this.jid, peel), {
+        jid: this.jid,
+        peel,
+        fun: this.record.fun,
+        success: stored.success,
+      });
+    }
     this.setPeel(peel, stored.success ? "success" : "failed");
   }
 
@@ -330,6 +341,7 @@ export class JobTracker {
         await this.deps.store.removeActive(this.jid).catch(() => {});
         const ev: JobDoneEvent = {
           jid: this.jid,
+          fun: this.record.fun,
           status: this.record.status,
           peels: this.record.peels,
           finished_at: this.record.finished_at!,

@@ -27,6 +27,11 @@ export interface LateReturnDeps {
   /** The queue group all masters share, so each return is looked at by one of them. */
   queue: string;
   log(msg: string): void;
+  /**
+   * True when this master's own tracker follows the job and will hear the return itself (the
+   * common case): nothing to correct, so the return is not decoded or looked at again.
+   */
+  follows?(jid: string): boolean;
   /** Called with the corrected record's jid and new status (events, tests). */
   onCorrected?(jid: string, status: string): void;
 }
@@ -63,6 +68,7 @@ export class LateReturnCorrector {
     const jid = parts[2];
     const peel = parts[4];
     if (parts.length !== 5 || !jid || !peel) return;
+    if (this.deps.follows?.(jid)) return;
     let success: boolean;
     try {
       const ret = decode<{ success?: unknown }>(msg.data);

@@ -76,6 +76,11 @@ export interface MasterConfig {
   reactorDir?: string;
   /** Reactor limits (src/reactor/protection.ts, reactor.ts); `false` runs no reactor on this master. */
   reactor?: ReactorOptions | false;
+  /**
+   * Announce each return as the event `_master/job/<jid>/ret/<peel>` (default off: a JetStream
+   * write and a reactor delivery per peel per job; `job/<jid>/done` carries every peel's status).
+   */
+  jobReturnEvents?: boolean;
   /** Copies of every bucket and stream (src/bus/replicas.ts); default `auto`. */
   replicas?: ReplicasSetting;
   /**
@@ -309,6 +314,7 @@ export class Master {
       masterId: this.id,
       unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
       defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
+      returnEvents: cfg.jobReturnEvents === true,
       isMasterAlive: (id, withinMs) => this.isMasterAlive(heartbeats, id, withinMs),
       freshTrees: () => this.freshTrees(),
       log: this.log,
@@ -368,7 +374,13 @@ export class Master {
     this.serve(nc, subjects.targetResolve, (m) => d.handleResolve(m), MASTER_QUEUE);
     this.serve(nc, subjects.dispatch, (m) => d.handleDispatch(m), MASTER_QUEUE);
     this.serve(nc, KILL_SUBJECT, (m) => d.handleKill(m));
-    const lateReturns = new LateReturnCorrector({ nc, store: r.store, queue: MASTER_QUEUE, log: this.log });
+    const lateReturns = new LateReturnCorrector({
+      nc,
+      store: r.store,
+      queue: MASTER_QUEUE,
+      follows: (jid) => d.follows(jid),
+      log: this.log,
+    });
     this.onStop(() => lateReturns.stop());
     lateReturns.start();
     this.serve(nc, STATES_PUBLISH_SUBJECT, (m) => this.answerPublish(m, () => this.publishStates()));
