@@ -85,3 +85,12 @@ export function streamWrites(a: Record<string, number>, b: Record<string, number
     .filter(([, d]) => d > 0)
     .sort((x, y) => y[1] - x[1]);
 }
+
+/** Consumers per stream: each KV watch or ordered consumer is one, and the server keeps state for each. */
+export async function consumerCounts(nc: NatsConnection): Promise<Record<string, number>> {
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const out: Record<string, number> = {};
+  for await (const si of jsm.streams.list())
+    if (si.state.consumer_count > 0) out[si.config.name] = si.state.consumer_count;
+  return out;
+}

@@ -27,7 +27,7 @@ import type { DispatchReply, DispatchRequest, JobRecord, PeelReturn } from "../.
 import { statOrUndefined } from "../../src/util/files.js";
 import { fleetPeelId } from "../fleet-host.js";
 import { fmtMs, type ScenarioOptions, type ScenarioResult, stats, table } from "../lib.js";
-import { cpuDelta, cpuOf, serverCounters, streamSeqs, streamWrites } from "../probes.js";
+import { consumerCounts, cpuDelta, cpuOf, serverCounters, streamSeqs, streamWrites } from "../probes.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Compiled to dist/bench/scenarios/; the repository root is three levels up. */
@@ -519,6 +519,8 @@ interface ZesterPhase {
   startMs: number;
   syncMs: number;
   slow: number;
+  /** JetStream consumers on the server once the fleet is up and idle, by stream. */
+  consumers?: Record<string, number>;
   /** Set when the phase broke off: the rows measured before it are kept. */
   error?: string;
 }
@@ -744,6 +746,7 @@ async function zesterPhase(
     const synced = await Promise.all(hosts.map((h) => h.event("states", o.startTimeout)));
     phase.syncMs = Math.max(...synced.map((s) => Number(s.ms)));
     log(`state tree rev ${String(synced[0]!.rev)} on every peel`);
+    phase.consumers = await consumerCounts(admin).catch(() => undefined);
     log("test.ping");
     const ping = await measureWork(
       o.runs,
@@ -803,6 +806,13 @@ function fmtWrites(w: JobWork | undefined): string {
   const total = w.writes.reduce((a, [, d]) => a + d, 0);
   const parts = w.writes.map(([s, d]) => `${s.replace(/^KV_/, "")} ${Number(d.toFixed(1))}`);
   return `${Number(total.toFixed(1))} (${parts.join(", ")})`;
+}
+
+function fmtConsumers(c: Record<string, number> | undefined, n: number): string {
+  if (!c) return "-";
+  const all = Object.entries(c).sort((a, b) => b[1] - a[1]);
+  const total = all.reduce((a, [, v]) => a + v, 0);
+  return `${total} (${(total / n).toFixed(1)} per peel: ${all.map(([k, v]) => `${k.replace(/^KV_/, "")} ${v}`).join(", ")})`;
 }
 
 function render(results: SizeResult[]): string {
@@ -881,6 +891,7 @@ function render(results: SizeResult[]): string {
       `${fmtMs(r.busStartMs)} / ${fmtMs(ph.startMs)}`,
       fmtMs(ph.syncMs),
       `${r.slowBus} / ${ph.slow}`,
+      fmtConsumers(ph.consumers, r.n),
     ]),
   );
   const hostsNote = results.some((r) => r.n > PEELS_PER_HOST)
@@ -939,6 +950,7 @@ function render(results: SizeResult[]): string {
         "fleet start (bare / peels)",
         "state tree sync",
         "server slow-consumer warnings (bare / zester)",
+        "JetStream consumers (by stream)",
       ],
       memRows,
     ),
