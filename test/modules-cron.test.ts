@@ -101,6 +101,26 @@ describe.skipIf(!hasCrontab || !isRoot)("cron.present / cron.absent", () => {
     expect(await crontab()).toBe(OTHER);
   });
 
+  it("commented keeps the job switched off as #DISABLED# (Salt's form), found again by its command", async () => {
+    await install(OTHER);
+    const p = { name: "/usr/bin/true off", user, hour: "3", commented: true };
+    const off = await runState(st("present"), p, ctx());
+    expect(off.result, off.comment).toBe(true);
+    expect(await crontab()).toBe(`${OTHER}#DISABLED#* 3 * * * /usr/bin/true off\n`);
+    expect((await runState(st("present"), p, ctx())).changed).toBe(false);
+    // Switching it back on rewrites the same line in place.
+    const on = await runState(st("present"), { ...p, commented: false }, ctx());
+    expect(on.changes).toMatchObject({
+      old: "#DISABLED#* 3 * * * /usr/bin/true off",
+      new: "* 3 * * * /usr/bin/true off",
+    });
+    expect(await crontab()).toBe(`${OTHER}* 3 * * * /usr/bin/true off\n`);
+    await runState(st("present"), p, ctx());
+    const gone = await runState(st("absent"), { name: "/usr/bin/true off", user }, ctx());
+    expect(gone.result, gone.comment).toBe(true);
+    expect(await crontab()).toBe(OTHER);
+  });
+
   it("rejects bad input clearly", async () => {
     const cases = [
       [{ name: "x", user, special: "@sometimes" }, /special must be one of/],

@@ -128,3 +128,41 @@ describe("host.absent", () => {
     expect(await family.exec!.list_hosts!.run({ file }, ctx())).toMatchObject({ "10.0.0.1": ["other"] });
   });
 });
+
+describe("host.only", () => {
+  const only = family.states.only!;
+  it("sets exactly the names of an address on its first line, drops its other lines, then no change", async () => {
+    await writeFile(file, `${ORIGINAL}10.0.0.5 db-old\n`);
+    const p = { name: "10.0.0.5", hostnames: ["db.example.net", "db"], file };
+    const dry = await runState(only, p, ctx(true));
+    expect(dry).toMatchObject({ result: true, pending: true });
+    expect(await hosts()).toBe(`${ORIGINAL}10.0.0.5 db-old\n`);
+
+    const r = await runState(only, p, ctx());
+    expect(r.result, r.comment).toBe(true);
+    expect(r.changes).toEqual({ "10.0.0.5": { old: "db.internal db db-old", new: "db.example.net db" } });
+    expect(await hosts()).toBe(
+      ORIGINAL.replace("10.0.0.5    db.internal\tdb   # database", "10.0.0.5\t\tdb.example.net db"),
+    );
+    const again = await runState(only, p, ctx());
+    expect(again.changed).toBe(false);
+    expect(again.comment).toBe('IP address 10.0.0.5 already set to "db.example.net db"');
+  });
+
+  it("appends a line for a new address (one name as a string); comments naming it are left alone", async () => {
+    const r = await runState(only, { name: "10.0.0.9", hostnames: "zt-web", file }, ctx());
+    expect(r.result, r.comment).toBe(true);
+    expect(await hosts()).toBe(`${ORIGINAL}10.0.0.9\t\tzt-web\n`);
+  });
+
+  it("no names removes the address; a bad address is refused and nothing is written", async () => {
+    await runState(only, { name: "10.0.0.5", hostnames: [], file }, ctx());
+    expect(await hosts()).not.toContain("10.0.0.5 ");
+    expect(await hosts()).toContain("# a comment with 10.0.0.9");
+    const before = await hosts();
+    const bad = await runState(only, { name: "db.internal", hostnames: ["x"], file }, ctx());
+    expect(bad.result).toBe(false);
+    expect(bad.comment).toMatch(/not an IP address/);
+    expect(await hosts()).toBe(before);
+  });
+});

@@ -13,6 +13,7 @@ import { run } from "../util/exec.js";
 import { unifiedDiff } from "./diff.js";
 import {
   applying,
+  bool,
   checkRun,
   ensureNewline,
   guard,
@@ -55,10 +56,13 @@ function jobCommand(line: string): string | undefined {
   return job ? job[6]! : undefined;
 }
 
+/** Salt's prefix of a job that is kept in the crontab but switched off (`commented: true`). */
+const DISABLED = "#DISABLED#";
+
 export function parseJobs(lines: readonly string[]): Job[] {
   const jobs: Job[] = [];
   lines.forEach((line, index) => {
-    const command = jobCommand(line);
+    const command = jobCommand(line.startsWith(DISABLED) ? line.slice(DISABLED.length) : line);
     if (command === undefined) return;
     const job: Job = { index, command };
     const marker = index > 0 ? MARKER_RE.exec(lines[index - 1]!) : null;
@@ -165,7 +169,7 @@ async function planPresent(params: Params): Promise<Plan> {
   if (comment !== undefined && /[\r\n]/.test(comment)) throw new StateError("comment must be a single line");
   const schedule =
     special ?? ["minute", "hour", "daymonth", "month", "dayweek"].map((k) => cronField(params, k)).join(" ");
-  const jobLine = `${schedule} ${command}`;
+  const jobLine = `${bool(params, "commented", false) ? DISABLED : ""}${schedule} ${command}`;
   const want: string[] = [];
   if (identifier !== undefined || comment) {
     want.push(`# ${comment ? `${comment} ` : ""}${CRON_MARKER}${identifier ?? NO_ID}`);
@@ -308,6 +312,11 @@ const present: StateFunction = {
     dayweek: timeField("Day of the week"),
     special: { type: "string", doc: "A schedule like @reboot, @daily or @hourly; replaces the time fields." },
     comment: { type: "string", doc: "Comment written in the marker line above the job." },
+    commented: {
+      type: "boolean",
+      doc: "Keep the job in the crontab but switched off: its line starts with #DISABLED# (Salt's spelling).",
+      default: false,
+    },
     identifier: identifierParam_,
   },
   plan: (params) => guard(() => planPresent(params)),

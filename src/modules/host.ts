@@ -170,6 +170,42 @@ async function planAbsent(params: Params): Promise<Plan> {
   return filePlan(file, before, after, { host: name, removed }, `${name} removed from ${removed.join(", ")}`);
 }
 
+/**
+ * Salt's host.only: the address carries exactly these names. As Salt's hosts.set_host, the first
+ * line of the address is replaced by `ip<TAB><TAB>names`, any further lines of it are removed,
+ * and a new line is appended when the address had none; no names removes its lines.
+ */
+async function planOnly(params: Params): Promise<Plan> {
+  const ip = reqStr(params, "name");
+  if (isIP(ip) === 0) throw new StateError(`name: "${ip}" is not an IP address`);
+  const names = (strList(params, "hostnames") ?? []).map((n) => n.trim()).filter((n) => n !== "");
+  for (const n of names) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(n) || n.startsWith("-"))
+      throw new StateError(`"${n}" is not a valid host name`);
+  }
+  const file = hostsFile(params);
+  const before = (await readTextOrUndefined(file)) ?? "";
+  const text = splitText(before);
+  const own = (l: string) => !l.trim().startsWith("#") && parseHostLine(l)?.ip === ip;
+  const old = text.lines.filter(own).flatMap((l) => parseHostLine(l)!.names);
+  const want = names.join(" ");
+  if (old.join(" ") === want) return unchanged(`IP address ${ip} already set to "${want}"`);
+  const line = names.length > 0 ? `${ip}\t\t${want}` : undefined;
+  let placed = false;
+  const lines: string[] = [];
+  for (const l of text.lines) {
+    if (!own(l)) lines.push(l);
+    else if (!placed) {
+      placed = true;
+      if (line !== undefined) lines.push(line);
+    }
+  }
+  if (!placed && line !== undefined) lines.push(line);
+  const after = { lines, eol: text.eol || (!placed && line !== undefined) };
+  const changes = { [ip]: { old: old.join(" "), new: want } };
+  return filePlan(file, before, after, changes, `${ip} changed from "${old.join(" ")}" to "${want}"`);
+}
+
 const fileParam: ParamSpec = {
   type: "string",
   doc: "The hosts file to edit.",
@@ -206,6 +242,25 @@ const absent: StateFunction = {
   plan: (params) => guard(() => planAbsent(params)),
 };
 
+const only: StateFunction = {
+  doc:
+    "Ensures an address has exactly the given host names, in order, on one line of /etc/hosts " +
+    "(Salt's host.only); other lines of that address are removed, other addresses are untouched.",
+  primary: "name",
+  footprint: (p) => ({ writes: [pathParam(p, "file") ?? "/etc/hosts"] }),
+  params: {
+    name: { type: "string", doc: "The IP address.", required: true, aliases: ["ip"] },
+    hostnames: {
+      type: ["string", "list"],
+      items: "string",
+      doc: "The host name or names the address must carry (empty: the address is removed).",
+      required: true,
+    },
+    file: fileParam,
+  },
+  plan: (params) => guard(() => planOnly(params)),
+};
+
 const exec: Record<string, ExecFunction> = {
   list_hosts: {
     doc: "Returns the hosts file as a map of address to names.",
@@ -226,6 +281,6 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "host",
   doc: "Entries of the hosts file (/etc/hosts).",
-  states: { present, absent },
+  states: { present, absent, only },
   exec,
 };

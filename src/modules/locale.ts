@@ -100,6 +100,69 @@ async function planPresent(params: Params): Promise<Plan> {
   return plan;
 }
 
+/** Debian's system locale file (what update-locale and localectl write). */
+const DEFAULT_LOCALE = "/etc/default/locale";
+const LANG_RE = /^\s*LANG=(.*)$/;
+
+function unquote(v: string): string {
+  const t = v.trim();
+  return /^(["']).*\1$/.test(t) ? t.slice(1, -1) : t;
+}
+
+/** The system LANG, or "" when it is not set (Salt's locale.get_locale). */
+async function systemLang(file: string): Promise<string> {
+  const text = (await readTextOrUndefined(file)) ?? "";
+  for (const l of splitText(text).lines) {
+    const m = LANG_RE.exec(l);
+    if (m) return unquote(m[1]!);
+  }
+  return "";
+}
+
+/**
+ * Salt's locale.system on Debian: the LANG line of /etc/default/locale is replaced (or added), as
+ * update-locale does; the rest of the file (LC_* lines, comments) is kept.
+ */
+async function planSystem(params: Params): Promise<Plan> {
+  const name = reqStr(params, "name");
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/.test(name)) {
+    throw new StateError(`"${name}" is not a locale name (expected e.g. en_US.UTF-8)`);
+  }
+  const file = DEFAULT_LOCALE;
+  const current = await systemLang(file);
+  if (current === name) return unchanged(`System locale ${name} already set`);
+  const before = (await readTextOrUndefined(file)) ?? "";
+  const text = splitText(before);
+  const lines = [...text.lines];
+  const at = lines.findIndex((l) => LANG_RE.test(l));
+  let after: string;
+  if (at >= 0) {
+    lines[at] = `LANG=${name}`;
+    after = joinText({ lines, eol: text.eol });
+  } else after = joinText({ lines: [...lines, `LANG=${name}`], eol: true });
+  return {
+    changes: { locale: name },
+    comment: `System locale ${name} needs to be set`,
+    diff: unifiedDiff(before, after, file, file),
+    apply: applying(async () => {
+      await replaceFile(file, after);
+      return { comment: `Set system locale ${name}` };
+    }),
+  };
+}
+
+const system: StateFunction = {
+  doc:
+    "Sets the system default locale (LANG in /etc/default/locale, as update-locale and localectl " +
+    "write it on Debian). The locale should be generated first (locale.present).",
+  primary: "name",
+  footprint: () => ({ writes: [DEFAULT_LOCALE] }),
+  params: {
+    name: { type: "string", doc: "Locale name, e.g. en_US.UTF-8.", required: true, aliases: ["locale"] },
+  },
+  plan: (params) => guard(() => planSystem(params)),
+};
+
 const present: StateFunction = {
   doc:
     "Ensures a locale is generated and available: enables it in /etc/locale.gen and runs locale-gen " +
@@ -121,6 +184,12 @@ const exec: Record<string, ExecFunction> = {
     run: async (params) =>
       (await availableLocales()).map(normalizeLocale).includes(normalizeLocale(String(params.name))),
   },
+  get_locale: {
+    doc: "Returns the system default locale (LANG in /etc/default/locale), or an empty string.",
+    params: {},
+    readOnly: true,
+    run: () => systemLang(DEFAULT_LOCALE),
+  },
   list_avail: {
     doc: "Returns the locales available on this machine (`locale -a`).",
     params: {},
@@ -132,6 +201,6 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "locale",
   doc: "Generated locales.",
-  states: { present },
+  states: { present, system },
   exec,
 };
