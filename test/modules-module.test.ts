@@ -4,7 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveExec } from "../src/modules/index.js";
 import { callParams, family } from "../src/modules/module.js";
 import type { ModuleContext, Params } from "../src/modules/types.js";
-import { moduleContext, runState, tempDir } from "./support/module-context.js";
+import { callExec } from "../src/state/exec.js";
+import { moduleContext, runState, runWatch, tempDir } from "./support/module-context.js";
 
 const moduleRun = family.states.run!;
 
@@ -104,5 +105,51 @@ describe("module.run", () => {
       /both in args and kwargs/,
     );
     expect(callParams("f.g", ["a", "b"], { args: "x" })).toEqual({ a: "x" });
+  });
+});
+
+describe("module.run / module.wait, Salt's legacy form", () => {
+  /** Calls through callExec, as a peel does: aliases resolved, parameters validated. */
+  function execContext(test = false) {
+    const calls: Array<{ fun: string; args: Params }> = [];
+    const ctx: ModuleContext = moduleContext({
+      test,
+      call: async (fun, args) => {
+        calls.push({ fun, args });
+        return callExec(fun, [], args, ctx);
+      },
+    });
+    return { ctx, calls };
+  }
+
+  it("takes the function's keyword arguments as the state's own keys, m_name as its name", async () => {
+    const { ctx, calls } = execContext();
+    const r = await runState(
+      moduleRun,
+      { name: "cmd.run_all", m_name: "pwd", cwd: dir, output_loglevel: "quiet" },
+      ctx,
+    );
+    expect(r.result, r.comment).toBe(true);
+    expect(calls).toEqual([{ fun: "cmd.run_all", args: { name: "pwd", cwd: dir } }]);
+    expect((r.changes.ret as { stdout: string }).stdout).toBe(dir);
+    expect(r.comment).toBe('Function cmd.run_all called (cmd.run_all takes no "output_loglevel": ignored)');
+  });
+
+  it("module.wait does nothing on a normal run and calls the function on watch", async () => {
+    const wait = family.states.wait!;
+    const marker = join(dir, "waited");
+    const p = { name: "cmd.run_all", cmd: `echo hi > ${marker}`, python_shell: true };
+    const { ctx, calls } = execContext();
+    const normal = await runState(wait, p, ctx);
+    expect(normal).toMatchObject({ result: true, changed: false });
+    expect(calls).toEqual([]);
+    const dry = execContext(true);
+    expect(await runWatch(wait, p, dry.ctx)).toMatchObject({ result: true, pending: true });
+    expect(dry.calls).toEqual([]);
+    const watched = await runWatch(wait, p, ctx);
+    expect(watched.result, watched.comment).toBe(true);
+    expect(watched.comment).toContain('cmd.run_all takes no "python_shell": ignored');
+    expect(calls.map((c) => c.fun)).toEqual(["cmd.run_all"]);
+    expect(await readFile(marker, "utf8")).toBe("hi\n");
   });
 });

@@ -164,3 +164,38 @@ describe.runIf(isRoot)("service with a real SysV init script", () => {
     }
   });
 });
+
+const systemdBooted = (await run(["test", "-d", "/run/systemd/system"])).retcode === 0;
+if (!systemdBooted) console.warn("skipping the real masking test: this machine was not booted with systemd");
+
+describe("service.masked / service.unmasked", () => {
+  it("without systemd they fail as Salt's do (masking is only in its systemd module)", async () => {
+    for (const fn of ["masked", "unmasked"]) {
+      const r = await runState(state(fn), { name: "docker" }, ctx(true));
+      expect(r).toMatchObject({ result: false, comment: "Service masking not available on this minion" });
+    }
+  });
+
+  it.skipIf(!systemdBooted || !isRoot)(
+    "masks and unmasks a real unit (needs a systemd-booted machine)",
+    async () => {
+      const sd = moduleContext({ facts: { init: "systemd" }, id: name });
+      const unit = `${name}-m.service`;
+      const path = `/etc/systemd/system/${unit}`;
+      await writeFile(path, "[Service]\nExecStart=/bin/true\n");
+      try {
+        await run(["systemctl", "daemon-reload"]);
+        const m = await runState(state("masked"), { name: unit }, sd);
+        expect(m.result, m.comment).toBe(true);
+        expect((await run(["systemctl", "is-enabled", unit])).stdout.trim()).toBe("masked");
+        expect((await runState(state("masked"), { name: unit }, sd)).changed).toBe(false);
+        const u = await runState(state("unmasked"), { name: unit }, sd);
+        expect(u.changes).toEqual({ [unit]: "unmasked" });
+      } finally {
+        await run(["systemctl", "unmask", unit]);
+        await rm(path, { force: true });
+        await run(["systemctl", "daemon-reload"]);
+      }
+    },
+  );
+});

@@ -162,7 +162,11 @@ function coerce(v: unknown, spec: ParamSpec): { value: unknown } | { error: stri
  * keys, ill-typed values and unknown keys (with a did-you-mean). Every problem is returned, not
  * just the first, so a compile can report them all at once.
  */
-export function validateParams(specs: Record<string, ParamSpec>, args: Params): ValidatedParams {
+export function validateParams(
+  specs: Record<string, ParamSpec>,
+  args: Params,
+  opts: { extra?: boolean } = {},
+): ValidatedParams {
   const issues: ParamIssue[] = [];
   const params: Params = {};
   const alias = new Map<string, string>();
@@ -173,6 +177,11 @@ export function validateParams(specs: Record<string, ParamSpec>, args: Params): 
   const givenAs = new Map<string, string>();
   for (const [key, value] of Object.entries(args)) {
     const name = alias.get(key);
+    if (name === undefined && opts.extra) {
+      // Salt's **kwargs: the function takes any further key as it is.
+      if (value !== null && value !== undefined) params[key] = value;
+      continue;
+    }
     if (name === undefined) {
       const s = didYouMean(key, alias.keys());
       issues.push({

@@ -389,6 +389,58 @@ const disabled: StateFunction = {
   plan: (params, ctx) => planService(params, ctx, { enabled: false }),
 };
 
+/**
+ * Salt's service.masked / service.unmasked: masking is systemd's (`systemctl is-enabled` prints
+ * `masked` or `masked-runtime`); without systemd the state fails as Salt's does, which only has
+ * the masking functions in its systemd module.
+ */
+function planMask(mask: boolean) {
+  return async (params: Params, ctx: ModuleContext): Promise<Plan> => {
+    const name = checkName(params);
+    const runtime = boolParam(params.runtime, false);
+    const backend = await serviceBackend(ctx);
+    if (backend.name !== "systemd") return failed("Service masking not available on this minion");
+    const opts: ExecOptions = ctx.signal ? { signal: ctx.signal } : {};
+    const word = (await run(systemctlIsEnabledArgv(name), opts)).stdout.trim().split("\n")[0] ?? "";
+    const isMasked = word === (runtime ? "masked-runtime" : "masked");
+    const action = `${runtime ? "runtime " : ""}${mask ? "masked" : "unmasked"}`;
+    if (isMasked === mask) return unchanged(`Service ${name} is already ${action}`);
+    const argv = ["systemctl", mask ? "mask" : "unmask", ...(runtime ? ["--runtime"] : []), "--", name];
+    return {
+      changes: { [name]: action },
+      comment: `Service ${name} would be ${action}`,
+      apply: async () => {
+        const r = await run(argv, opts);
+        if (r.retcode !== 0)
+          return { result: false, comment: failure(`${mask ? "mask" : "unmask"} ${name}`, r) };
+        return { result: true, changes: { [name]: action }, comment: `Service ${name} was ${action}` };
+      },
+    };
+  };
+}
+
+const RUNTIME: ParamSpec = {
+  type: "boolean",
+  doc: "Only until the next reboot (systemctl --runtime).",
+  default: false,
+};
+
+const masked: StateFunction = {
+  doc: "Makes sure a systemd unit is masked (cannot be started), without stopping it now.",
+  primary: "name",
+  footprint: (p) => ({ writes: [`service:${String(p.name)}`], reads: ["*"] }),
+  params: { name: NAME, runtime: RUNTIME },
+  plan: planMask(true),
+};
+
+const unmasked: StateFunction = {
+  doc: "Makes sure a systemd unit is not masked, without starting it.",
+  primary: "name",
+  footprint: (p) => ({ writes: [`service:${String(p.name)}`], reads: ["*"] }),
+  params: { name: NAME, runtime: RUNTIME },
+  plan: planMask(false),
+};
+
 // ---------------------------------------------------------------------------------------------
 // Execution functions.
 
@@ -425,6 +477,6 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "service",
   doc: "Services under systemd or SysV init scripts (chosen from the init fact, else probed).",
-  states: { running, dead, enabled, disabled },
+  states: { running, dead, enabled, disabled, masked, unmasked },
   exec,
 };

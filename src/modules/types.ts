@@ -164,6 +164,11 @@ export interface StateFunction {
   params: Record<string, ParamSpec>;
   /** Parameter that defaults to the state id (Salt's `name`). */
   primary: string;
+  /**
+   * Salt's `**kwargs`: keys not in `params` are passed through unvalidated instead of being
+   * reported (module.run's legacy form hands them to the function it calls).
+   */
+  extraParams?: true;
   /** Check: read-only. Must not touch the system. */
   plan(params: Params, ctx: ModuleContext): Promise<Plan>;
   /**

@@ -766,7 +766,7 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       }
     }
     if (modArgs[fn.primary] === undefined && !hasAlias(fn, fn.primary, modArgs)) modArgs[fn.primary] = s.id;
-    const v = validateParams(fn.params, modArgs);
+    const v = validateParams(fn.params, modArgs, { extra: fn.extraParams === true });
     const warnings: string[] = [];
     for (const issue of v.issues) {
       const at = argPos.get(issue.key) ?? s.pos;

@@ -53,7 +53,9 @@ export function normalizeParams(fn: StateFunction, id: string, params: Params): 
   const spec = fn.params[fn.primary];
   const names = [fn.primary, ...(spec?.aliases ?? [])];
   const given = names.some((n) => params[n] !== undefined);
-  const v = validateParams(fn.params, given ? params : { ...params, [fn.primary]: id });
+  const v = validateParams(fn.params, given ? params : { ...params, [fn.primary]: id }, {
+    extra: fn.extraParams === true,
+  });
   if (v.issues.length > 0) return v.issues.map((i) => i.message).join("; ");
   return v.params;
 }
