@@ -24,6 +24,7 @@ import { connect } from "../../src/bus/connect.js";
 import { subjects } from "../../src/bus/names.js";
 import { JobStore } from "../../src/jobs/store.js";
 import type { DispatchReply, DispatchRequest, JobRecord, PeelReturn } from "../../src/jobs/wire.js";
+import { errText } from "../../src/util/errors.js";
 import { statOrUndefined } from "../../src/util/files.js";
 import { fleetPeelId } from "../fleet-host.js";
 import { fmtMs, type ScenarioOptions, type ScenarioResult, stats, table } from "../lib.js";
@@ -104,7 +105,7 @@ export class Children {
     const eventWaiters: { name: string; resolve: (e: Record<string, unknown>) => void }[] = [];
     const events: Record<string, unknown>[] = [];
     let exited: string | undefined;
-    const failWaiters: ((err: Error) => void)[] = [];
+    const failWaiters: ((err: unknown) => void)[] = [];
     const onLine = (line: string, stdout: boolean) => {
       for (const w of [...lineWaiters]) {
         if (w.re.test(line)) {
@@ -767,7 +768,7 @@ async function zesterPhase(
     phase.applyWork = apply.work;
   } catch (err) {
     // A size that breaks is a result too: keep the baseline and say what happened.
-    phase.error = (err as Error).message.split("\n")[0];
+    phase.error = errText(err).split("\n")[0];
     process.stderr.write(
       `bench: fan-out ${n} failed: ${phase.error}; process output:\n${tails([server, master, ...hosts])}\n`,
     );

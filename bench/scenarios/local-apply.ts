@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { errText } from "../../src/util/errors.js";
 import {
   fmtMs,
   repeat,
@@ -269,8 +270,10 @@ export async function localApply(opts: ScenarioOptions): Promise<ScenarioResult>
           if (label) firstRuns.set(label, st);
           return cell(st);
         } catch (err) {
-          const lines = (err as Error).message.split("\n").filter((l) => /error/i.test(l));
-          return `failed: ${(lines.at(-1) ?? (err as Error).message.split("\n")[0] ?? "").slice(0, 120)}`;
+          const lines = errText(err)
+            .split("\n")
+            .filter((l) => /error/i.test(l));
+          return `failed: ${(lines.at(-1) ?? errText(err).split("\n")[0] ?? "").slice(0, 120)}`;
         }
       };
       const argv = await tool.setup(work, root, "files");

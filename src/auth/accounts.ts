@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { connect } from "../bus/connect.js";
 import { CA_FILES } from "../ca/files.js";
 import { ensureMasterCurveKey } from "../settings/keys.js";
+import { errText } from "../util/errors.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 import { AUTH_FILES } from "./auth-dir.js";
 import { type AccountSigner, createAccount, issueRoleCreds } from "./hierarchy.js";
@@ -43,9 +44,7 @@ async function readRequired(path: string, what: string): Promise<string> {
   try {
     return (await readFile(path, "utf8")).trim();
   } catch (err) {
-    throw new Error(
-      `cannot read ${what} ${path} (run \`zester nats-auth init\` first): ${(err as Error).message}`,
-    );
+    throw new Error(`cannot read ${what} ${path} (run \`zester nats-auth init\` first): ${errText(err)}`);
   }
 }
 

@@ -10,6 +10,7 @@ import { decode } from "@nats-io/jwt";
 import { fromPublic } from "@nats-io/nkeys";
 import { assertPeelId } from "../bus/names.js";
 import { CA_FILES } from "../ca/files.js";
+import { errText } from "../util/errors.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 import { type ClusterOptions, checkClusterOptions, clusterNodes } from "./cluster-layout.js";
 import {
@@ -184,7 +185,7 @@ export async function loadAccountSigner(dir: string): Promise<AccountSigner> {
   } catch (err) {
     throw new Error(
       `cannot read the account signing material in ${dir} (run \`zester nats-auth init --dir ${dir}\`): ` +
-        (err as Error).message,
+        errText(err),
     );
   }
   let sub = accountSubjects.get(jwt);
@@ -256,7 +257,7 @@ export async function loadTrustedMasters(dir: string): Promise<Set<string>> {
     text = await readFile(path, "utf8");
   } catch (err) {
     throw new Error(
-      `cannot read trusted master keys ${path} (written by \`zester nats-auth init\`): ${(err as Error).message}`,
+      `cannot read trusted master keys ${path} (written by \`zester nats-auth init\`): ${errText(err)}`,
     );
   }
   const keys = new Set<string>();

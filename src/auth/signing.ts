@@ -20,6 +20,7 @@ import {
   str,
 } from "../bus/validate.js";
 import type { Command } from "../jobs/wire.js";
+import { errText } from "../util/errors.js";
 import { ed25519Sign, ed25519Verify, publicNkeyOf } from "./ed25519.js";
 
 /** How far a command's timestamp may be from the peel's clock. */
@@ -106,7 +107,7 @@ export function verifyCommand(input: unknown, opts: VerifyOptions): Verdict {
     cmd = commandSchema.parse(input);
     bytes = signedBytes(cmd);
   } catch (err) {
-    return { ok: false, reason: `malformed command: ${(err as Error).message}` };
+    return { ok: false, reason: `malformed command: ${errText(err)}` };
   }
   const valid = ed25519Verify(cmd.master, bytes, Buffer.from(cmd.sig, "base64url"));
   if (!valid) return { ok: false, reason: "bad signature (command altered or forged)" };

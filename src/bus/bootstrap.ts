@@ -15,6 +15,7 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import { isStreamNotFound } from "./errors.js";
 import { BUCKETS, type BucketName, STREAMS, type StreamName } from "./names.js";
 import { moveReplicas, type ReplicaChange, type ReplicasSetting, resolveReplicas } from "./replicas.js";
 import { enforceRollupPolicy } from "./stream-policy.js";
@@ -35,16 +36,11 @@ export interface BootstrapResult {
   mismatched: ReplicaChange[];
 }
 
-function isNotFound(err: unknown): boolean {
-  const e = err as { message?: string; code?: number; api_error?: { err_code?: number } };
-  return /stream not found/i.test(e?.message ?? "") || e?.api_error?.err_code === 10059;
-}
-
 async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
   try {
     return await jsm.streams.info(name);
   } catch (err) {
-    if (isNotFound(err)) return undefined;
+    if (isStreamNotFound(err)) return undefined;
     throw err;
   }
 }

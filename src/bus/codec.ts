@@ -3,6 +3,7 @@
  * version, so a reader accepts its own major and refuses anything newer instead of guessing.
  */
 
+import { errText } from "../util/errors.js";
 import { checkDepth, checkSize, ProtocolError, type Schema } from "./validate.js";
 
 export { ProtocolError };
@@ -36,7 +37,7 @@ export function decode<T extends object = Record<string, unknown>>(
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new ProtocolError(`message is not valid JSON: ${(err as Error).message}`);
+    throw new ProtocolError(`message is not valid JSON: ${errText(err)}`);
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new ProtocolError("message must be a JSON object");

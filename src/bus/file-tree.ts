@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import { errText } from "../util/errors.js";
 import { decode, encode } from "./codec.js";
 
 /** One file of a tree; `mode` only for trees whose permissions matter (states). */
@@ -75,7 +76,7 @@ function decodeChecked<T extends object>(data: Uint8Array, what: string): T {
   try {
     return decode<T>(data);
   } catch (err) {
-    throw new FileTreeIntegrityError(`${what} is unreadable: ${(err as Error).message}`);
+    throw new FileTreeIntegrityError(`${what} is unreadable: ${errText(err)}`);
   }
 }
 

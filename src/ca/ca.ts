@@ -12,6 +12,7 @@ import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
+import { errText } from "../util/errors.js";
 import { statOrUndefined, writeFileAtomic, writeSecretFile } from "../util/files.js";
 import { CA_FILES } from "./files.js";
 
@@ -165,7 +166,7 @@ export async function readCa(dir: string): Promise<PemPair> {
     return { certPem: await readFile(certPath, "utf8"), keyPem: await readFile(keyPath, "utf8") };
   } catch (err) {
     throw new Error(
-      `cannot read the CA in ${dir} (run \`zester ca init --dir ${dir}\` first): ${(err as Error).message}`,
+      `cannot read the CA in ${dir} (run \`zester ca init --dir ${dir}\` first): ${errText(err)}`,
     );
   }
 }

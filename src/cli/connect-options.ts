@@ -101,7 +101,7 @@ export async function connectWith(flags: ConnectFlags, role: CliRole = "admin"):
     await readFile(r.credsFile);
   } catch (err) {
     throw new Error(
-      `cannot read credentials ${r.credsFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} ` +
+      `cannot read credentials ${r.credsFile}: ${(err as NodeJS.ErrnoException).code ?? errText(err)} ` +
         "(pass --creds FILE or --auth-dir DIR)",
     );
   }
@@ -117,7 +117,7 @@ export async function connectWith(flags: ConnectFlags, role: CliRole = "admin"):
 
 /** Turns the client's "no responders" into something an operator can act on. */
 export function explainRequestError(err: unknown, subject: string): Error {
-  const msg = (err as Error)?.message ?? String(err);
+  const msg = errText(err);
   if (/no responders|503/i.test(msg)) {
     return new Error(`no master answered on ${subject} (is zester-master running and connected?)`);
   }

@@ -11,6 +11,7 @@ import { AUTH_FILES, initAuthDir, issuePeelCredsFile, peelCredsPath } from "../a
 import { clusterNodes, MAX_CLUSTER_NODES } from "../auth/cluster-layout.js";
 import { isValidPeelId } from "../bus/names.js";
 import { ensureMasterCurveKey } from "../settings/keys.js";
+import { errText } from "../util/errors.js";
 import { statOrUndefined } from "../util/files.js";
 import { UsageError } from "./errors.js";
 
@@ -157,7 +158,7 @@ async function waitForJetStream(servers: string[], credsFile: string, authDir: s
         return;
       } catch (err) {
         if (Date.now() > deadline)
-          throw new Error(`the cluster's JetStream did not come up: ${(err as Error).message}`);
+          throw new Error(`the cluster's JetStream did not come up: ${errText(err)}`);
         await new Promise((r) => setTimeout(r, 250));
       }
     }
@@ -260,7 +261,7 @@ export async function run(argv: string[]): Promise<number> {
     if (o.once !== undefined) return code;
     const { demoReaction } = await import("../reactor/demo.js");
     const demo = await demoReaction(master.connection).catch(
-      (err: Error) => `reactor: could not send dev/hello: ${err.message}`,
+      (err: unknown) => `reactor: could not send dev/hello: ${errText(err)}`,
     );
     process.stdout.write(`\n${demo}\n`);
     process.stdout.write(

@@ -15,6 +15,7 @@ import {
   type WatchedEvent,
   watchEvents,
 } from "../events/index.js";
+import { errText } from "../util/errors.js";
 import { addConnectOptions, type ConnectFlags, connectWith } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { parseValue } from "./local.js";
@@ -109,7 +110,7 @@ export async function run(argv: string[]): Promise<number> {
       if (glob !== undefined) matchKeyGlob(glob);
       if (opts.since !== undefined) since = parseSince(opts.since);
     } catch (err) {
-      throw new UsageError((err as Error).message);
+      throw new UsageError(errText(err));
     }
     if (opts.count !== undefined) {
       count = Number(opts.count);

@@ -4,6 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
+import { errText } from "../util/errors.js";
 import { UsageError } from "./errors.js";
 import { OUTPUT_FORMATS, type OutputFormat, type PeelRun } from "./output.js";
 
@@ -405,7 +406,7 @@ async function runExec(
   } catch (err) {
     const { ExecCallError } = await import("../state/exec.js");
     if (err instanceof ExecCallError) throw new UsageError(err.message);
-    rec = { peel_id: peelId, success: false, status: "failed", error: (err as Error).message, results: [] };
+    rec = { peel_id: peelId, success: false, status: "failed", error: errText(err), results: [] };
   }
   return printRun(o, rec);
 }
@@ -458,14 +459,14 @@ async function loadSettings(path: string): Promise<Record<string, unknown>> {
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new UsageError(`cannot read --settings-file ${path}: ${(err as Error).message}`);
+    throw new UsageError(`cannot read --settings-file ${path}: ${errText(err)}`);
   }
   const { parse } = await import("yaml");
   let data: unknown;
   try {
     data = parse(text);
   } catch (err) {
-    throw new UsageError(`--settings-file ${path} is not valid YAML: ${(err as Error).message}`);
+    throw new UsageError(`--settings-file ${path} is not valid YAML: ${errText(err)}`);
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== "object" || Array.isArray(data))

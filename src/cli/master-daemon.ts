@@ -10,6 +10,7 @@ import { parseListen } from "../health/server.js";
 import { DEFAULT_STATES_DIR, Master } from "../master/master.js";
 import { DEFAULT_REACTOR_DIR } from "../reactor/tree.js";
 import { DEFAULT_SETTINGS_DIR } from "../settings/source.js";
+import { errText } from "../util/errors.js";
 import { daemonHealthLogOptions, daemonLogger, type LogFormat } from "./daemon-log.js";
 
 export { MASTER_CONFIG_FILE };
@@ -142,7 +143,7 @@ function replicasOption(v: string): ReplicasSetting {
   try {
     return parseReplicas(v);
   } catch (err) {
-    throw new ConfigError(`replicas: ${(err as Error).message}`);
+    throw new ConfigError(`replicas: ${errText(err)}`);
   }
 }
 

@@ -14,6 +14,7 @@ import {
   MAX_CLUSTER_NODES,
 } from "../auth/cluster-layout.js";
 import { ensureMasterCurveKey } from "../settings/keys.js";
+import { errText } from "../util/errors.js";
 import { UsageError } from "./errors.js";
 
 export function parsePort(value: string): number {
@@ -80,7 +81,7 @@ function clusterOf(o: InitFlags): ClusterOptions {
   try {
     checkClusterOptions(c);
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(errText(err));
   }
   return c;
 }

@@ -9,6 +9,7 @@ import type { ConfigValues, OptionTable } from "../config/options.js";
 import { PEEL_CONFIG_FILE } from "../config/paths.js";
 import { parseListen } from "../health/server.js";
 import type { EnforceSchedule } from "../peel/scheduler.js";
+import { errText } from "../util/errors.js";
 import { daemonHealthLogOptions, daemonLogger, type LogFormat } from "./daemon-log.js";
 import { UsageError } from "./errors.js";
 
@@ -160,7 +161,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       assertHttpsUrl(enrollUrl);
     } catch (err) {
-      throw new UsageError((err as Error).message);
+      throw new UsageError(errText(err));
     }
   }
   const authDir = o.auth_dir;

@@ -10,6 +10,7 @@ import { parseSince } from "../events/watch.js";
 import type { ReactionRecord, ReactorStats } from "../reactor/reactor.js";
 import type { ReactorTestReply } from "../reactor/service.js";
 import { REACTOR_STATS_SUBJECT } from "../reactor/service.js";
+import { errText } from "../util/errors.js";
 import { addConnectOptions, type ConnectFlags, connectWith, explainRequestError } from "./connect-options.js";
 import { UsageError } from "./errors.js";
 import { parseEventData } from "./event.js";
@@ -102,7 +103,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       since = parseSince(opts.since ?? "1h");
     } catch (err) {
-      throw new UsageError((err as Error).message);
+      throw new UsageError(errText(err));
     }
     const { watchEvents } = await import("../events/watch.js");
     const nc = await connectWith(opts);

@@ -13,6 +13,7 @@ import { formatOptionsHelp } from "../config/load.js";
 import { JobStore } from "../jobs/store.js";
 import type { DispatchReply, DispatchRequest, JobRecord, PeelReturn } from "../jobs/wire.js";
 import type { ResolveReply } from "../master/dispatcher.js";
+import { errText } from "../util/errors.js";
 import { type BatchSize, batchWindow, parseBatchSize, runRolling } from "./batch.js";
 import { CLI_OPTIONS, loadCliConfig } from "./cli-config.js";
 import { type ConnectFlags, connectWith, explainRequestError } from "./connect-options.js";
@@ -290,9 +291,7 @@ function follow(iter: QueuedIterator<KvWatchEntry>, fn: (e: KvWatchEntry) => voi
       try {
         fn(e);
       } catch (err) {
-        process.stderr.write(
-          `zester: ignoring unreadable ${e.bucket} entry ${e.key}: ${(err as Error).message}\n`,
-        );
+        process.stderr.write(`zester: ignoring unreadable ${e.bucket} entry ${e.key}: ${errText(err)}\n`);
       }
     }
   })().catch(() => {});

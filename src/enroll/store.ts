@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { KV, KvEntry, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import { decode, encode } from "../bus/codec.js";
+import { isWrongLastSequence } from "../bus/errors.js";
 import { isValidPeelId } from "../bus/names.js";
 import { type EnrollmentRecord, type EnrollmentStatus, kvKeys, REQUEST_ID_PATTERN } from "./protocol.js";
 
@@ -55,10 +56,6 @@ function live(e: KvEntry | null): e is KvEntry {
   return e !== null && e.operation === "PUT";
 }
 
-function isCasFailure(err: unknown): boolean {
-  return /wrong last sequence|key exists|10071/i.test((err as Error)?.message ?? "");
-}
-
 export class EnrollmentStore {
   constructor(private readonly kv: KV) {}
 
@@ -81,7 +78,8 @@ export class EnrollmentStore {
         ? await this.kv.create(key, encode(rec))
         : await this.kv.update(key, encode(rec), revision);
     } catch (err) {
-      if (isCasFailure(err)) throw new ConflictError(`enrollment of ${rec.peel_id} changed concurrently`);
+      if (isWrongLastSequence(err))
+        throw new ConflictError(`enrollment of ${rec.peel_id} changed concurrently`);
       throw err;
     }
   }
@@ -142,7 +140,7 @@ export class EnrollmentStore {
     try {
       await this.kv.purge(key, { previousSeq: e.revision });
     } catch (err) {
-      if (isCasFailure(err)) return false;
+      if (isWrongLastSequence(err)) return false;
       throw err;
     }
     return e.value.peel_id === peelId && e.value.public_key === publicKey && Date.now() <= e.value.expires_at;
@@ -170,7 +168,7 @@ export class EnrollmentStore {
       await this.kv.purge(kvKeys.record(peelId), { previousSeq: revision });
       return true;
     } catch (err) {
-      if (isCasFailure(err)) return false;
+      if (isWrongLastSequence(err)) return false;
       throw err;
     }
   }
@@ -185,7 +183,7 @@ export class EnrollmentStore {
       await this.kv.purge(key, { previousSeq: e.revision });
       return true;
     } catch (err) {
-      if (isCasFailure(err)) return false;
+      if (isWrongLastSequence(err)) return false;
       throw err;
     }
   }
@@ -200,7 +198,7 @@ export class EnrollmentStore {
         await this.kv.purge(k, { previousSeq: e.revision });
         n++;
       } catch (err) {
-        if (!isCasFailure(err)) throw err;
+        if (!isWrongLastSequence(err)) throw err;
       }
     }
     return n;
@@ -225,7 +223,7 @@ export class EnrollmentStore {
       await this.kv.purge(kvKeys.token(hashToken(token)), { previousSeq: revision });
       return true;
     } catch (err) {
-      if (isCasFailure(err)) return false;
+      if (isWrongLastSequence(err)) return false;
       throw err;
     }
   }

@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { YAMLMap } from "yaml";
 import { parseInterval } from "../util/duration.js";
+import { errText } from "../util/errors.js";
 import { run } from "../util/exec.js";
 import { isENOENT } from "../util/files.js";
 import { suggestion } from "../util/suggest.js";
@@ -189,7 +190,7 @@ async function runFactCommand(def: CustomFactDef, cwd: string): Promise<Outcome>
     }
     return { ok: true, value: interpretOutput(res.stdout) };
   } catch (err) {
-    return { ok: false, error: `command failed to start: ${(err as Error).message}` };
+    return { ok: false, error: `command failed to start: ${errText(err)}` };
   }
 }
 
@@ -220,7 +221,7 @@ export async function collectCustom(dir: string, cache: CustomFactCache): Promis
       text = await readFile(path, "utf8");
     } catch (err) {
       if (isENOENT(err)) continue; // removed between readdir and read
-      errors[`custom:${f}`] = `${path}: ${(err as Error).message}`;
+      errors[`custom:${f}`] = `${path}: ${errText(err)}`;
       continue;
     }
     const parsed = parseFactsFile(text, path);

@@ -1,3 +1,4 @@
+import { errText } from "../util/errors.js";
 /**
  * A small metrics registry rendered in Prometheus' text exposition format (0.0.4): counters,
  * gauges (set, or read at scrape time) and histograms, each with optional labels. No global
@@ -162,7 +163,7 @@ export class Metrics {
       try {
         lines = await f.samples();
       } catch (err) {
-        out.push(`# ${f.name} unavailable: ${(err as Error).message.replace(/\n/g, " ")}`);
+        out.push(`# ${f.name} unavailable: ${errText(err).replace(/\n/g, " ")}`);
         continue;
       }
       out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`, ...lines);

@@ -5,6 +5,7 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { errText } from "../util/errors.js";
 import type { Metrics } from "./metrics.js";
 
 export interface Readiness {
@@ -55,7 +56,7 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
       case "/metrics":
         opts.metrics.render().then(
           (text) => send(200, text, "text/plain; version=0.0.4; charset=utf-8"),
-          (err: Error) => send(500, `metrics failed: ${err.message}\n`),
+          (err: unknown) => send(500, `metrics failed: ${errText(err)}\n`),
         );
         return;
       default:

@@ -8,6 +8,7 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
+import { isWrongLastSequence } from "../bus/errors.js";
 import { kvStream } from "../bus/names.js";
 import { isKsuid, parseKsuid } from "./ksuid.js";
 import type { ActiveJobEntry, JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "./wire.js";
@@ -65,11 +66,6 @@ function isMissing(e: KvEntry | null): e is null {
   return e === null || e.operation !== "PUT";
 }
 
-function isCasConflict(err: unknown): boolean {
-  const msg = (err as Error)?.message ?? "";
-  return /wrong last sequence|key exists|10071/i.test(msg);
-}
-
 /** Gets in flight at once when reading a job's returns. */
 const RETURN_GET_BATCH = 256;
 export class JobStore {
@@ -109,7 +105,8 @@ export class JobStore {
       const rev = await this.jobs.update(record.jid, encode(record), revision);
       return { record, revision: rev };
     } catch (err) {
-      if (isCasConflict(err)) throw new JobConflictError(`job ${record.jid} was changed by another writer`);
+      if (isWrongLastSequence(err))
+        throw new JobConflictError(`job ${record.jid} was changed by another writer`);
       throw err;
     }
   }

@@ -8,6 +8,7 @@ import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import { isValidPeelId, PEEL_HEARTBEAT_TTL_MS } from "../bus/names.js";
 import { TargetIndex } from "../target/index.js";
+import { errText } from "../util/errors.js";
 
 export interface FleetViewOptions {
   /** A beat older than this means offline (default: the heartbeat bucket TTL). */
@@ -104,7 +105,7 @@ export class FleetView {
           try {
             handle(e);
           } catch (err) {
-            this.log(`ignoring ${name} entry ${e.key}: ${(err as Error).message}`);
+            this.log(`ignoring ${name} entry ${e.key}: ${errText(err)}`);
           }
           if (e.delta === 0) markReady();
         }
@@ -136,7 +137,7 @@ export class FleetView {
       try {
         l(peel, facts);
       } catch (err) {
-        this.log(`facts listener failed for ${peel}: ${(err as Error).message}`);
+        this.log(`facts listener failed for ${peel}: ${errText(err)}`);
       }
     }
   }

@@ -8,6 +8,7 @@
 import type { KV } from "@nats-io/kv";
 import { type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import { decode, encode } from "../bus/codec.js";
+import { errText } from "../util/errors.js";
 
 export interface LeaseValue {
   holder: string;
@@ -146,7 +147,7 @@ export class LeasedPublisher<T> {
       .then(async () => {
         if (!this.stopped() && this.lease.held) await job();
       })
-      .catch((err: Error) => this.log(`${this.what} publisher: ${err.message}`));
+      .catch((err: unknown) => this.log(`${this.what} publisher: ${errText(err)}`));
   }
 
   /** Renews the lease; a master that has just taken it publishes at once. */
@@ -158,7 +159,7 @@ export class LeasedPublisher<T> {
         await this.publish();
       }
     } catch (err) {
-      this.log(`${this.what} lease renewal failed: ${(err as Error).message}`);
+      this.log(`${this.what} lease renewal failed: ${errText(err)}`);
     }
   }
 

@@ -454,7 +454,7 @@ export class Master {
     try {
       return await d.sweepOrphans(graceMs);
     } catch (err) {
-      this.log(`sweeping orphaned jobs failed: ${(err as Error).message}`);
+      this.log(`sweeping orphaned jobs failed: ${errText(err)}`);
       return [];
     }
   }
@@ -489,9 +489,9 @@ export class Master {
         if (relayed) return this.log(`${subject}: ignored: ${relayed}`);
         Promise.resolve()
           .then(() => handler(msg))
-          .catch((e: Error) => {
-            this.log(`${subject}: ${e.message}`);
-            if (msg.reply) msg.respond(encode({ error: `master ${this.id}: ${e.message}` }));
+          .catch((e: unknown) => {
+            this.log(`${subject}: ${errText(e)}`);
+            if (msg.reply) msg.respond(encode({ error: `master ${this.id}: ${errText(e)}` }));
           });
       },
     });
@@ -598,7 +598,7 @@ export class Master {
       nkey: publicNkeyOf(signer),
       ts: new Date().toISOString(),
     };
-    await heartbeats.put(this.id, encode(hb)).catch((err: Error) => this.log(`heartbeat: ${err.message}`));
+    await heartbeats.put(this.id, encode(hb)).catch((err: unknown) => this.log(`heartbeat: ${errText(err)}`));
   }
 
   private async isMasterAlive(heartbeats: KV, id: string, withinMs = MASTER_DEAD_AFTER_MS): Promise<boolean> {

@@ -2,6 +2,8 @@
  * The module registry: family name → lazy loader. A family's file is imported only when a state
  * or command uses it, which keeps `zester local` start-up small.
  */
+
+import { errText } from "../util/errors.js";
 import { didYouMean } from "../util/suggest.js";
 import type { ExecFunction, ModuleFamily, StateFunction } from "./types.js";
 
@@ -59,7 +61,7 @@ export async function loadAllFamilies(): Promise<{ families: ModuleFamily[]; err
       const f = await loadFamily(name);
       if (f) families.push(f);
     } catch (err) {
-      errors.push(`${name}: ${(err as Error).message}`);
+      errors.push(`${name}: ${errText(err)}`);
     }
   }
   return { families, errors };

@@ -4,6 +4,7 @@
  * wire could publish it again within the allowed clock skew.
  */
 import { readFile } from "node:fs/promises";
+import { errText } from "../util/errors.js";
 import { isENOENT, writeFileAtomic } from "../util/files.js";
 
 /** Far longer than the accepted clock skew: older commands are refused as stale anyway. */
@@ -32,7 +33,7 @@ export class JidStore {
     try {
       data = JSON.parse(text);
     } catch (err) {
-      throw new Error(`job id store ${this.path} is corrupt: ${(err as Error).message}`);
+      throw new Error(`job id store ${this.path} is corrupt: ${errText(err)}`);
     }
     const jids = (data as { jids?: unknown } | null)?.jids;
     if (jids === null || typeof jids !== "object" || Array.isArray(jids)) {

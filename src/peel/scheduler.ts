@@ -5,6 +5,7 @@
  */
 import type { PeelReturn } from "../jobs/wire.js";
 import { pendingCount } from "../state/result.js";
+import { errText } from "../util/errors.js";
 import type { PeelLogger } from "./peel.js";
 
 export interface EnforceSchedule {
@@ -93,7 +94,7 @@ export class EnforceScheduler {
           else this.log.warn(line);
           this.onRun(ret);
         })
-        .catch((err: unknown) => this.log.error(`scheduled state run failed: ${(err as Error).message}`))
+        .catch((err: unknown) => this.log.error(`scheduled state run failed: ${errText(err)}`))
         .finally(() => {
           this.running = undefined;
         });

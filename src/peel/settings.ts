@@ -12,10 +12,16 @@ import { join } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Facts } from "../facts/index.js";
-import { type FetchedSettingsTree, fetchSettingsTree, getOwnSecrets } from "../settings/bus.js";
+import {
+  type FetchedSettingsTree,
+  fetchSettingsTree,
+  getOwnSecrets,
+  SettingsIntegrityError,
+} from "../settings/bus.js";
 import { NoSnapshotError } from "../settings/errors.js";
 import { maskSecrets, secretMasker } from "../settings/placeholders.js";
 import { loadSnapshot, saveSnapshot } from "../settings/snapshot.js";
+import { errText } from "../util/errors.js";
 import { isENOENT, writeFileAtomic } from "../util/files.js";
 
 /** Where the settings of a run came from. */
@@ -168,8 +174,8 @@ export class PeelSettings {
       );
       return { tree, blob };
     } catch (err) {
-      if ((err as Error).name === "SettingsIntegrityError") throw err;
-      return { reason: `cannot fetch settings: ${(err as Error).message}` };
+      if (err instanceof SettingsIntegrityError) throw err;
+      return { reason: `cannot fetch settings: ${errText(err)}` };
     }
   }
 
@@ -199,7 +205,7 @@ export class PeelSettings {
       snap = await loadSnapshot(this.opts.cacheDir);
     } catch (err) {
       if (err instanceof NoSnapshotError) throw new NoSnapshotError(`${reason}, and ${err.message}`);
-      throw new Error(`${reason}, and the settings snapshot cannot be used: ${(err as Error).message}`);
+      throw new Error(`${reason}, and the settings snapshot cannot be used: ${errText(err)}`);
     }
     this.remember(await this.readSnapshotSecrets());
     return {

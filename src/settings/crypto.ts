@@ -10,6 +10,7 @@
  */
 import { createCurve, type KeyPair } from "@nats-io/nkeys";
 import { publicNkeyOf } from "../auth/ed25519.js";
+import { errText } from "../util/errors.js";
 import { SecretError } from "./errors.js";
 import { assertCurvePublicKey, isCurvePublicKey } from "./keys.js";
 
@@ -54,7 +55,7 @@ export function decryptValue(masterCurve: KeyPair, value: string): string {
   try {
     opened = masterCurve.open(new Uint8Array(payload.subarray(PUB_LEN)), sender);
   } catch (err) {
-    throw new SecretError(`encrypted value is malformed: ${(err as Error).message}`);
+    throw new SecretError(`encrypted value is malformed: ${errText(err)}`);
   }
   if (opened === null) {
     throw new SecretError(

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createCurve, fromCurveSeed, fromPublic, type KeyPair } from "@nats-io/nkeys";
+import { errText } from "../util/errors.js";
 import {
   FileExistsError,
   isENOENT,
@@ -51,9 +52,7 @@ export function curveFromSeed(seed: string, where: string): KeyPair {
   try {
     return fromCurveSeed(new TextEncoder().encode(seed.trim()));
   } catch (err) {
-    throw new Error(
-      `${where} does not hold a curve seed (expected one starting with "SX"): ${(err as Error).message}`,
-    );
+    throw new Error(`${where} does not hold a curve seed (expected one starting with "SX"): ${errText(err)}`);
   }
 }
 

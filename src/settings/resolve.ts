@@ -14,6 +14,7 @@ import {
   TemplateError,
   TemplateRenderer,
 } from "../template/render.js";
+import { errText } from "../util/errors.js";
 import { AmbiguousRefError, findRef, lookedFor } from "../util/sls-files.js";
 import { SecretError, SettingsError } from "./errors.js";
 import { includeClosure } from "./includes.js";
@@ -128,7 +129,7 @@ async function render(
   } catch (err) {
     if (err instanceof TemplateError) {
       out.add("template", err.source, err.text ?? text, err.line, err.col, err.message);
-    } else out.add("template", file, text, 1, 1, (err as Error).message);
+    } else out.add("template", file, text, 1, 1, errText(err));
     return undefined;
   }
 }
@@ -310,7 +311,7 @@ export async function resolveSettingsDetailed(opts: ResolveSettingsOptions): Pro
       value = parsed.doc.toJS();
     } catch (err) {
       // e.g. an alias bomb: yaml refuses excessive alias expansion.
-      out.add("yaml", ref.file, text, 1, 1, (err as Error).message);
+      out.add("yaml", ref.file, text, 1, 1, errText(err));
       continue;
     }
     if (value === null || value === undefined) continue;

@@ -10,6 +10,7 @@
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Diagnostic } from "../state/diagnostics.js";
 import { excerpt } from "../state/diagnostics.js";
+import { errText } from "../util/errors.js";
 import { decryptValue, ENC_PREFIX } from "./crypto.js";
 import { SecretError, SettingsError } from "./errors.js";
 import { PLACEHOLDER_PREFIX, placeholder, secretId } from "./placeholders.js";
@@ -203,7 +204,7 @@ export function openExtractedSecrets(
     try {
       out[id] = decryptValue(masterCurve, s.value);
     } catch (err) {
-      failures.push(`  ${s.file}:${s.line}:${s.col} ${s.keyPath}: ${(err as Error).message}`);
+      failures.push(`  ${s.file}:${s.line}:${s.col} ${s.keyPath}: ${errText(err)}`);
       paths.push(s.keyPath);
     }
   }

@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { errText } from "../util/errors.js";
 import { isENOENT, writeFileAtomic } from "../util/files.js";
 import { NoSnapshotError } from "./errors.js";
 import { isPlainMap } from "./merge.js";
@@ -51,7 +52,7 @@ export async function loadSnapshot(dir: string): Promise<SettingsSnapshot> {
   try {
     data = JSON.parse(text) as typeof data;
   } catch (err) {
-    throw new Error(`settings snapshot ${path} is damaged: ${(err as Error).message}`);
+    throw new Error(`settings snapshot ${path} is damaged: ${errText(err)}`);
   }
   if (data?.v !== 1 || !isPlainMap(data.settings) || typeof data.saved_at !== "string") {
     throw new Error(`settings snapshot ${path} has an unknown format`);

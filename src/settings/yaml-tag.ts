@@ -5,6 +5,7 @@
  * Masterless runs that hold the master curve key pass `open` and get the plaintext instead.
  */
 import type { ScalarTag } from "yaml";
+import { errText } from "../util/errors.js";
 import { ENC_VALUE } from "./crypto.js";
 
 export const ENCRYPTED_TAG = "!encrypted";
@@ -32,7 +33,7 @@ export function encryptedTag(open?: (value: string) => string): ScalarTag {
       try {
         return open(text);
       } catch (err) {
-        onError(`!encrypted value cannot be opened: ${(err as Error).message}`);
+        onError(`!encrypted value cannot be opened: ${errText(err)}`);
         return value;
       }
     },

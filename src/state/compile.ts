@@ -16,6 +16,7 @@ import {
 } from "../modules/params.js";
 import type { ModuleContext, Params, StateFunction } from "../modules/types.js";
 import { TemplateError, TemplateRenderer } from "../template/render.js";
+import { errText } from "../util/errors.js";
 import { AmbiguousRefError, isInitFile, lookedFor } from "../util/sls-files.js";
 import { didYouMean } from "../util/suggest.js";
 import {
@@ -259,7 +260,7 @@ class Loader {
           if (err.text !== undefined && err.source !== found.file) this.texts.set(err.source, err.text);
           this.diags.add("template", { file: err.source, line: err.line, col: err.col }, err.message);
         } else {
-          this.diags.add("template", { file: found.file, line: 1, col: 1 }, (err as Error).message);
+          this.diags.add("template", { file: found.file, line: 1, col: 1 }, errText(err));
         }
         return undefined;
       }

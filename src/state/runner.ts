@@ -11,6 +11,7 @@ import {
   type StateFunction,
   type Undo,
 } from "../modules/types.js";
+import { errText } from "../util/errors.js";
 import { run as runCommand } from "../util/exec.js";
 import { MinHeap } from "../util/heap.js";
 import type { CompiledState, Facts, Guard, Program } from "./compile.js";
@@ -157,7 +158,7 @@ class Runner {
             (err: unknown) => {
               // execute() turns module errors into results; reaching here is an engine bug.
               running--;
-              this.record(i, this.failure(i, `internal error: ${(err as Error).message}`));
+              this.record(i, this.failure(i, `internal error: ${errText(err)}`));
               complete(i);
               pump();
             },
@@ -348,7 +349,7 @@ class Runner {
             started,
             "blocked",
             "prereq_failed",
-            `prereq ${target.name} failed to plan: ${(err as Error).message}`,
+            `prereq ${target.name} failed to plan: ${errText(err)}`,
           );
           return;
         }
@@ -365,7 +366,7 @@ class Runner {
         return;
       }
     } catch (err) {
-      const r = this.failure(i, `onlyif/unless failed: ${(err as Error).message}`);
+      const r = this.failure(i, `onlyif/unless failed: ${errText(err)}`);
       r.duration_ms = performance.now() - started;
       this.record(i, r);
       return;
@@ -428,7 +429,7 @@ class Runner {
         code = (await runCommand(cmd, ctx.signal ? { signal: ctx.signal } : {})).retcode;
       } catch (err) {
         code = -1;
-        out.comment = `${out.comment}\ncheck_cmd ${cmd} could not start: ${(err as Error).message}`;
+        out.comment = `${out.comment}\ncheck_cmd ${cmd} could not start: ${errText(err)}`;
       }
       if (code === 0 && !out.result) {
         out.result = true;
@@ -491,7 +492,7 @@ class Runner {
         comment: out?.comment ?? plan.comment,
       };
     } catch (err) {
-      return { result: false, changed: false, pending: false, comment: (err as Error).message, changes: {} };
+      return { result: false, changed: false, pending: false, comment: errText(err), changes: {} };
     }
   }
 

@@ -11,6 +11,8 @@
  * ends a word only when it has no `(` to close inside that word, so `E@^(web|db)\d+$)` keeps its
  * group and still closes an outer parenthesis.
  */
+
+import { errText } from "../util/errors.js";
 import { suggestion } from "../util/suggest.js";
 import type { DataOp, DataSource, DataSplit, TargetNode } from "./ast.js";
 import { globToRegExp } from "./glob.js";
@@ -199,7 +201,7 @@ class Parser {
         try {
           new RegExp(body);
         } catch (err) {
-          const why = (err as Error).message.replace(/^Invalid regular expression: /, "");
+          const why = errText(err).replace(/^Invalid regular expression: /, "");
           this.fail(bodyColumn, `bad E@ regular expression: ${why}`);
         }
         return { kind: "regex", source: body, column };

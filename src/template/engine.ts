@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join, posix } from "node:path";
+import { errText } from "../util/errors.js";
 import { TemplateError } from "./error.js";
 import { FILTERS } from "./filters.js";
 import { Environment, type EnvironmentConfig, type LoadedSource } from "./interp.js";
@@ -170,7 +171,7 @@ export class Engine {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" || code === "ENOTDIR") return null;
-      throw new PyError("TemplateNotFound", `cannot read template ${path}: ${(err as Error).message}`);
+      throw new PyError("TemplateNotFound", `cannot read template ${path}: ${errText(err)}`);
     }
   }
 
@@ -193,7 +194,7 @@ export class Engine {
     } catch (err) {
       if (err instanceof PyError) throw err;
       const what = format === "yaml" ? "Encountered error loading yaml" : "Unable to load json";
-      throw new PyError("TemplateRuntimeError", `${what}: ${(err as Error).message.split("\n")[0]}`);
+      throw new PyError("TemplateRuntimeError", `${what}: ${errText(err).split("\n")[0]}`);
     }
   }
 
@@ -233,7 +234,7 @@ export class Engine {
       return r.out + newline;
     } catch (err) {
       if (err instanceof TemplateError) throw err;
-      throw new TemplateError((err as Error).message ?? String(err), source, 1, 1, text);
+      throw new TemplateError(errText(err), source, 1, 1, text);
     }
   }
 }

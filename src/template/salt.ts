@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import { posix } from "node:path";
+import { errText } from "../util/errors.js";
 import { param } from "./filters.js";
 import type { FilterFn, Runtime, TestFn } from "./interp.js";
 import { TemplateModule } from "./interp.js";
@@ -334,7 +335,7 @@ function pyRegex(pattern: string, flags: string): RegExp {
     try {
       return new RegExp(p, f);
     } catch (err) {
-      throw new PyError("re.error", (err as Error).message);
+      throw new PyError("re.error", errText(err));
     }
   }
 }
