@@ -32,6 +32,7 @@ export function runFor(peel: string, record: JobRecord, ret: PeelReturn | undefi
     };
     if (ret.error !== undefined) run.error = ret.error;
     if (ret.summary !== undefined) run.summary = ret.summary;
+    if (ret.revert !== undefined) run.revert = ret.revert;
     if (ret.results === undefined) run.returned = ret.return ?? null;
     if (ret.settings_source === "snapshot") {
       run.warning = `settings from the last-known-good snapshot${ret.settings_warning ? `: ${ret.settings_warning}` : ""}`;

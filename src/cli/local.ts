@@ -335,7 +335,6 @@ async function recordedRun(
   const rec = runRecord(peelId, report.results, report.summary);
   const kept = await rv.keepRun(store, recorder, { id: newKsuid(), fun, args, machine: peelId });
   if (kept.note) rec.revert = kept.note;
-  if (kept.warning) rec.warning = kept.warning;
   return printRun(o, rec);
 }
 

@@ -226,6 +226,7 @@ function formatSummary(r: PeelRun, sum: RunSummary, paint: Paint): string {
 }
 
 function revertLine(n: RevertNote): string {
+  if (n.error !== undefined) return `Run id: ${n.run} (cannot be reverted: ${n.error})`;
   const cannot = n.cannot > 0 ? `; ${n.cannot} cannot be reverted` : "";
   return `Run id: ${n.run} (undo with state.revert ${n.run}: ${n.states} state(s) revertable${cannot})`;
 }

@@ -2,7 +2,7 @@
  * Schemas for the wire payloads that peels send (wire.ts has the types). A peel writes these
  * bytes, so a master parses them with these instead of casting.
  */
-import { arrayOf, bool, json, literal, object, recordOf, type Schema, str } from "../bus/validate.js";
+import { arrayOf, bool, json, literal, num, object, recordOf, type Schema, str } from "../bus/validate.js";
 import type { PeelReturn } from "./wire.js";
 
 export const peelReturnSchema: Schema<PeelReturn> = object(
@@ -15,5 +15,6 @@ export const peelReturnSchema: Schema<PeelReturn> = object(
     origin: literal("job", "schedule"),
     settings_source: literal("bus", "snapshot"),
     settings_warning: str,
+    revert: object({ run: str, states: num, cannot: num }, { error: str }),
   },
 ) as Schema<PeelReturn>;

@@ -97,6 +97,8 @@ export interface PeelReturn {
   settings_source?: "bus" | "snapshot";
   /** Why the snapshot was used (bus down, fetch timed out, ...). */
   settings_warning?: string;
+  /** A state run that changed something was kept: `state.revert <run>` undoes it (docs/revert.md). */
+  revert?: { run: string; states: number; cannot: number; error?: string };
   started_at: string;
   finished_at: string;
 }

@@ -26,6 +26,10 @@ export interface PeelCall {
 
 export interface PeelFunctionContext {
   peelId: string;
+  /** The job (or scheduled run) this call is: a state run is kept for state.revert under it. */
+  jid?: string;
+  /** Where state runs are kept for state.revert; nothing is kept without it. */
+  revertDir?: string;
   /** Directory of the cached state revision, undefined when none has been synced yet. */
   statesDir: () => Promise<string | undefined>;
   /** Used for inline states when no tree is cached (they may not need one). */
@@ -61,6 +65,8 @@ export interface FunctionOutcome {
   settings_source?: SettingsSource;
   /** Why the snapshot was used. */
   settings_warning?: string;
+  /** The run was kept: state.revert <run> undoes it. */
+  revert?: import("../revert/record.js").RevertNote;
 }
 
 type Builtin = {
@@ -182,15 +188,27 @@ async function stateRunWith(
   const engine = await import("../state/engine.js");
   const { CompileError } = await import("../state/diagnostics.js");
   try {
-    const report = await engine.applyTarget(
-      target,
-      await engineOptions(ctx, test, statesDir, settings, failhard, only),
-    );
+    const opts = await engineOptions(ctx, test, statesDir, settings, failhard, only);
+    const keep = !test && ctx.jid !== undefined && ctx.revertDir !== undefined;
+    const rv = keep ? await import("../revert/run.js") : undefined;
+    const store = rv ? new rv.RevertStore(ctx.revertDir!) : undefined;
+    const recorder = rv && store ? new rv.RunRecorder(store) : undefined;
+    if (recorder) opts.recorder = recorder;
+    const report = await engine.applyTarget(target, opts);
     const out: FunctionOutcome = {
       success: report.summary.failed === 0,
       results: report.results,
       summary: report.summary,
     };
+    if (rv && store && recorder) {
+      const kept = await rv.keepRun(store, recorder, {
+        id: ctx.jid!,
+        fun: runName(target),
+        machine: ctx.peelId,
+        ...(target.kind === "sls" ? { args: target.refs } : {}),
+      });
+      if (kept.note) out.revert = kept.note;
+    }
     if (ctx.signal.aborted) {
       out.success = false;
       out.error = "canceled";
@@ -201,6 +219,41 @@ async function stateRunWith(
   } catch (err) {
     if (err instanceof CompileError) return fail(err.message);
     if (ctx.signal.aborted) return fail("canceled");
+    throw err;
+  }
+}
+
+function runName(target: import("../state/engine.js").Target): string {
+  if (target.kind === "inline") return `${target.fun} ${target.id}`;
+  return target.kind === "highstate" ? "state.highstate" : "state.apply";
+}
+
+/** state.revert <jid> [force=true]: undoes what that job's state run changed on this peel. */
+async function revertCall(call: PeelCall, ctx: PeelFunctionContext): Promise<FunctionOutcome> {
+  const [id, ...rest] = call.args;
+  const { force, test: _t, ...others } = call.kwargs;
+  if (typeof id !== "string" || rest.length > 0)
+    return fail("state.revert needs one job id (the jid of the run to undo; state.runs lists them)");
+  if (Object.keys(others).length > 0)
+    return fail(`state.revert takes force=true only, not ${Object.keys(others).join(", ")}`);
+  if (ctx.revertDir === undefined) return fail("no runs are kept here");
+  const rv = await import("../revert/run.js");
+  try {
+    const report = await rv.revertById(new rv.RevertStore(ctx.revertDir), id, {
+      test: wantsTest(call),
+      force: rv.truthy(force),
+      signal: ctx.signal,
+    });
+    const out: FunctionOutcome = {
+      success: report.summary.failed === 0,
+      results: report.results,
+      summary: report.summary,
+    };
+    if (!out.success)
+      out.error = `${report.summary.failed} of ${report.summary.total} states could not be reverted`;
+    return out;
+  } catch (err) {
+    if (err instanceof rv.RunNotFound) return fail(err.message);
     throw err;
   }
 }
@@ -429,6 +482,20 @@ const BUILTINS: Record<string, Builtin> = {
       const [fun, ...rest] = call.args;
       if (typeof fun !== "string") return Promise.resolve(fail("state.single needs <module.function> <id>"));
       return inlineState({ ...call, fun, args: rest }, ctx);
+    },
+  },
+  "state.revert": {
+    doc: "Undoes what a state run changed: state.revert <jid> [force=true]; refuses resources changed since the run unless forced; test=true shows the diff (docs/revert.md).",
+    readOnly: false,
+    run: (call, ctx) => revertCall(call, ctx),
+  },
+  "state.runs": {
+    doc: "The state runs kept on this peel for state.revert, newest first: jid, what ran, states revertable.",
+    readOnly: true,
+    run: async (_c, ctx) => {
+      if (ctx.revertDir === undefined) return ok([]);
+      const rv = await import("../revert/run.js");
+      return ok(await rv.listRuns(new rv.RevertStore(ctx.revertDir)));
     },
   },
   "state.show_sls": {

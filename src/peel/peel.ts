@@ -753,7 +753,7 @@ export class Peel extends EventEmitter {
         if (!readOnly) this.changing++;
         let outcome: FunctionOutcome;
         try {
-          outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev));
+          outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev, jid));
         } finally {
           if (!readOnly) {
             this.changing--;
@@ -808,6 +808,7 @@ export class Peel extends EventEmitter {
     if (o.error !== undefined) raw.error = o.error;
     if (o.settings_source !== undefined) raw.settings_source = o.settings_source;
     if (o.settings_warning !== undefined) raw.settings_warning = o.settings_warning;
+    if (o.revert !== undefined) raw.revert = o.revert;
     if (o.settings_source === "snapshot")
       this.log.warn(`job ${jid}: ${o.settings_warning ?? "settings from snapshot"}`);
     // Before anything stores, publishes or emits it: results, diffs, comments, show_sls output.
@@ -953,9 +954,11 @@ export class Peel extends EventEmitter {
     }
   }
 
-  private functionContext(signal: AbortSignal, statesRev?: number): PeelFunctionContext {
+  private functionContext(signal: AbortSignal, statesRev?: number, jid?: string): PeelFunctionContext {
     return {
       peelId: this.id,
+      ...(jid !== undefined ? { jid } : {}),
+      revertDir: join(this.cacheDir, "revert"),
       statesDir: async () => {
         if (statesRev !== undefined) await this.reachRevision(statesRev);
         return this.states.currentDir();

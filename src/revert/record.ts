@@ -55,6 +55,8 @@ export interface RevertNote {
   states: number;
   /** States that changed the machine but cannot be reverted. */
   cannot: number;
+  /** The run could not be kept (its pre-images could not be stored): why. Nothing is revertable then. */
+  error?: string;
 }
 
 export function revertNote(rec: RunRecord): RevertNote {

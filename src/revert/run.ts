@@ -13,10 +13,8 @@ export { RunRecorder } from "./recorder.js";
 export { RevertStore, RunNotFound } from "./store.js";
 
 export interface KeptRun {
-  /** What the run's return says: a revert is available. */
+  /** What the run's return says: a revert is available, or (error) why it is not. */
   note?: RevertNote;
-  /** The run applied but its pre-images could not be stored. */
-  warning?: string;
 }
 
 /** Stores what the recorder kept (when the run changed something). Never throws: the run is done. */
@@ -32,7 +30,12 @@ export async function keepRun(
     return { note: revertNote(rec) };
   } catch (err) {
     return {
-      warning: `this run cannot be reverted: its pre-images could not be stored in ${store.dir}: ${errText(err)}`,
+      note: {
+        run: rec.id,
+        states: 0,
+        cannot: rec.states.length,
+        error: `its pre-images could not be stored in ${store.dir}: ${errText(err)}`,
+      },
     };
   }
 }
