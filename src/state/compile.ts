@@ -12,6 +12,7 @@ import {
   isEngineKey,
   isRequisiteKind,
   type RequisiteKind,
+  type ValidatedParams,
   validateParams,
 } from "../modules/params.js";
 import type { ModuleContext, Params, StateFunction } from "../modules/types.js";
@@ -684,14 +685,69 @@ class RefIndex {
 
 /**
  * Compiles the given raw states (already loaded) into a Program, or throws CompileError with
- * every diagnostic found, including the loader's.
+ * every diagnostic found, including the loader's. Steps, in Salt's order: extend, use, names,
+ * resolve functions, per-state params and engine options, requisites, cycles.
  */
 async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
   const diags = loader.diags;
   applyExtends(loader, raw);
+  applyUse(raw, diags);
+  const states = expandNames(raw, diags);
+  const { functions, failures } = await resolveFunctions(states);
 
-  // `use`: copy the non-requisite arguments of another state that this one does not set, guards
-  // and other state options included, as Salt does.
+  const seenNames = new Map<string, SourcePos>();
+  const compiled: CompiledState[] = [];
+  const pending: PendingState[] = [];
+  for (const s of states) {
+    const name = `${s.fun}:${s.id}`;
+    const dup = seenNames.get(name);
+    if (dup) {
+      diags.add(
+        "duplicate",
+        s.pos,
+        `state ${name} is declared twice (first at ${dup.file}:${dup.line}:${dup.col})`,
+        s.id,
+      );
+      continue;
+    }
+    seenNames.set(name, s.pos);
+    const fn = functions.get(s.fun);
+    if (!fn) {
+      const why = failures.get(s.fun)!;
+      diags.add(
+        why.kind === "unknown-module" ? "unknown-module" : "unknown-function",
+        s.pos,
+        why.error,
+        s.id,
+      );
+      continue;
+    }
+    const { state, engineArgs } = compileState(s, fn, compiled.length, diags);
+    compiled.push(state);
+    pending.push({ state, raw: s, args: engineArgs });
+  }
+
+  linkRequisites(pending, compiled, functions, diags);
+  const graph = buildGraph(compiled);
+  reportCycles(graph, compiled, diags);
+  if (diags.list.length > 0) throw new CompileError(diags.list);
+  const program: Program = { states: compiled, functions, graph };
+  if (loader.loadedFacts) program.facts = loader.loadedFacts;
+  return program;
+}
+
+interface PendingState {
+  state: CompiledState;
+  raw: RawState;
+  /** Its engine keywords (requisites among them), linked once every state is compiled. */
+  args: RawArg[];
+}
+
+/**
+ * `use`: copy the non-requisite arguments of another state that this one does not set, guards
+ * and other state options included, as Salt does.
+ */
+function applyUse(raw: RawState[], diags: Diags): void {
   const preIndex = new RefIndex(raw);
   for (const s of raw) {
     const use = s.args.find((a) => a.key === "use");
@@ -717,120 +773,120 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       }
     }
   }
+}
 
-  const states = expandNames(raw, diags);
-
-  // Resolve module functions (each family loaded once) and validate parameters.
+/** Each module family is loaded once; a function that does not resolve keeps why. */
+async function resolveFunctions(states: readonly RawState[]): Promise<{
+  functions: Map<string, StateFunction>;
+  failures: Map<string, Extract<Resolved<StateFunction>, { ok: false }>>;
+}> {
   const functions = new Map<string, StateFunction>();
-  const funErrors = new Map<string, Extract<Resolved<StateFunction>, { ok: false }>>();
+  const failures = new Map<string, Extract<Resolved<StateFunction>, { ok: false }>>();
   for (const fun of new Set(states.map((s) => s.fun))) {
     const r = await resolveState(fun);
     if (r.ok) functions.set(fun, r.fn);
-    else funErrors.set(fun, r);
+    else failures.set(fun, r);
   }
+  return { functions, failures };
+}
 
-  const seenNames = new Map<string, SourcePos>();
-  const compiled: CompiledState[] = [];
-  const pending: { state: CompiledState; raw: RawState; args: RawArg[] }[] = [];
-  for (const s of states) {
-    const name = `${s.fun}:${s.id}`;
-    const dup = seenNames.get(name);
-    if (dup) {
-      diags.add(
-        "duplicate",
-        s.pos,
-        `state ${name} is declared twice (first at ${dup.file}:${dup.line}:${dup.col})`,
-        s.id,
-      );
+/**
+ * The parameters a state function receives: its primary parameter defaulted to the state id
+ * (unless given, or given by an alias), then aliases, types and defaults from its schema. The
+ * engine's one copy of this rule; module tests call it too (test/support/module-context.ts).
+ */
+export function stateParams(fn: StateFunction, id: string, args: Params): ValidatedParams {
+  const withPrimary =
+    args[fn.primary] === undefined && !hasAlias(fn, fn.primary, args) ? { ...args, [fn.primary]: id } : args;
+  return validateParams(fn.params, withPrimary, { extra: fn.extraParams === true });
+}
+
+/** One state: module parameters validated, engine options (guards, order, retry, ...) parsed. */
+function compileState(
+  s: RawState,
+  fn: StateFunction,
+  index: number,
+  diags: Diags,
+): { state: CompiledState; engineArgs: RawArg[] } {
+  const modArgs: Params = {};
+  const argPos = new Map<string, SourcePos>();
+  const engineArgs: RawArg[] = [];
+  for (const a of s.args) {
+    if (isEngineKey(a.key)) engineArgs.push(a);
+    else {
+      modArgs[a.key] = a.value;
+      argPos.set(a.key, a.pos);
+    }
+  }
+  const v = stateParams(fn, s.id, modArgs);
+  const warnings: string[] = [];
+  for (const issue of v.issues) {
+    const at = argPos.get(issue.key) ?? s.pos;
+    if (issue.unknown) {
+      // Salt passes keys a state function does not know into its **kwargs and ignores them,
+      // so trees carry such keys; they are reported, not fatal. A near-miss of a requisite or
+      // engine keyword stays an error: it silently drops an ordering or a guard.
+      const e = didYouMean(issue.key, engineKeyNames());
+      if (e) {
+        diags.add("param", at, `${s.fun}: unknown parameter "${issue.key}" (did you mean "${e}"?)`, s.id);
+      } else {
+        warnings.push(`${at.file}:${at.line}:${at.col}: ${s.fun}: ${issue.message}, ignored`);
+      }
       continue;
     }
-    seenNames.set(name, s.pos);
-    const fn = functions.get(s.fun);
-    if (!fn) {
-      const why = funErrors.get(s.fun)!;
-      diags.add(
-        why.kind === "unknown-module" ? "unknown-module" : "unknown-function",
-        s.pos,
-        why.error,
-        s.id,
-      );
-      continue;
-    }
-    const modArgs: Params = {};
-    const argPos = new Map<string, SourcePos>();
-    const engineArgs: RawArg[] = [];
-    for (const a of s.args) {
-      if (isEngineKey(a.key)) engineArgs.push(a);
-      else {
-        modArgs[a.key] = a.value;
-        argPos.set(a.key, a.pos);
-      }
-    }
-    if (modArgs[fn.primary] === undefined && !hasAlias(fn, fn.primary, modArgs)) modArgs[fn.primary] = s.id;
-    const v = validateParams(fn.params, modArgs, { extra: fn.extraParams === true });
-    const warnings: string[] = [];
-    for (const issue of v.issues) {
-      const at = argPos.get(issue.key) ?? s.pos;
-      if (issue.unknown) {
-        // Salt passes keys a state function does not know into its **kwargs and ignores them,
-        // so trees carry such keys; they are reported, not fatal. A near-miss of a requisite or
-        // engine keyword stays an error: it silently drops an ordering or a guard.
-        const e = didYouMean(issue.key, engineKeyNames());
-        if (e) {
-          diags.add("param", at, `${s.fun}: unknown parameter "${issue.key}" (did you mean "${e}"?)`, s.id);
-        } else {
-          warnings.push(`${at.file}:${at.line}:${at.col}: ${s.fun}: ${issue.message}, ignored`);
-        }
-        continue;
-      }
-      diags.add("param", at, `${s.fun}: ${issue.message}`, s.id);
-    }
-    const state: CompiledState = {
-      index: compiled.length,
-      id: s.id,
-      fun: s.fun,
-      name,
-      sls: s.sls,
-      pos: s.pos,
-      params: v.params,
-      requisites: [],
-      onlyif: [],
-      unless: [],
-      autoOrder: s.decl ?? 0,
-      failhard: false,
-      parallel: false,
-      checkCmd: [],
-    };
-    if (warnings.length > 0) state.warnings = warnings;
-    if (s.nameOrder !== undefined) state.nameOrder = s.nameOrder;
-    for (const a of engineArgs) {
-      if (a.key === "onlyif") state.onlyif = parseGuards(a, diags, s.id);
-      else if (a.key === "unless") state.unless = parseGuards(a, diags, s.id);
-      else if (a.key === "order") {
-        const o = parseOrder(a, diags, s.id);
-        if (o !== undefined) state.order = o;
-      } else if (a.key === "failhard") state.failhard = a.value === true;
-      else if (a.key === "parallel") state.parallel = a.value === true;
-      else if (a.key === "check_cmd") state.checkCmd = parseCheckCmd(a, diags, s.id);
-      else if (a.key === "watch_drift") {
-        if (typeof a.value === "boolean") state.watchDrift = a.value;
-        else
-          diags.add(
-            "param",
-            a.pos,
-            `watch_drift must be true or false, got ${JSON.stringify(a.value)}`,
-            s.id,
-          );
-      } else if (a.key === "retry") {
-        const r = parseRetry(a, diags, s.id);
-        if (r) state.retry = r;
-      }
-    }
-    compiled.push(state);
-    pending.push({ state, raw: s, args: engineArgs });
+    diags.add("param", at, `${s.fun}: ${issue.message}`, s.id);
   }
+  const state: CompiledState = {
+    index,
+    id: s.id,
+    fun: s.fun,
+    name: `${s.fun}:${s.id}`,
+    sls: s.sls,
+    pos: s.pos,
+    params: v.params,
+    requisites: [],
+    onlyif: [],
+    unless: [],
+    autoOrder: s.decl ?? 0,
+    failhard: false,
+    parallel: false,
+    checkCmd: [],
+  };
+  if (warnings.length > 0) state.warnings = warnings;
+  if (s.nameOrder !== undefined) state.nameOrder = s.nameOrder;
+  applyEngineOptions(state, engineArgs, diags);
+  return { state, engineArgs };
+}
 
-  // Requisites, including the reversed `_in` forms.
+/** The engine keywords that are options of the state itself (requisites are linked later). */
+function applyEngineOptions(state: CompiledState, engineArgs: readonly RawArg[], diags: Diags): void {
+  const id = state.id;
+  for (const a of engineArgs) {
+    if (a.key === "onlyif") state.onlyif = parseGuards(a, diags, id);
+    else if (a.key === "unless") state.unless = parseGuards(a, diags, id);
+    else if (a.key === "order") {
+      const o = parseOrder(a, diags, id);
+      if (o !== undefined) state.order = o;
+    } else if (a.key === "failhard") state.failhard = a.value === true;
+    else if (a.key === "parallel") state.parallel = a.value === true;
+    else if (a.key === "check_cmd") state.checkCmd = parseCheckCmd(a, diags, id);
+    else if (a.key === "watch_drift") {
+      if (typeof a.value === "boolean") state.watchDrift = a.value;
+      else diags.add("param", a.pos, `watch_drift must be true or false, got ${JSON.stringify(a.value)}`, id);
+    } else if (a.key === "retry") {
+      const r = parseRetry(a, diags, id);
+      if (r) state.retry = r;
+    }
+  }
+}
+
+/** Requisites, including the reversed `_in` forms, resolved against every compiled state. */
+function linkRequisites(
+  pending: readonly PendingState[],
+  compiled: CompiledState[],
+  functions: ReadonlyMap<string, StateFunction>,
+  diags: Diags,
+): void {
   const index = new RefIndex(
     compiled.map((c, i) => ({
       id: c.id,
@@ -879,8 +935,10 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       }
     }
   }
+}
 
-  const graph = buildGraph(compiled);
+/** Every cycle, each with its path. */
+function reportCycles(graph: Graph, compiled: readonly CompiledState[], diags: Diags): void {
   for (const cyc of graph.cycles) {
     const first = compiled[cyc[0]!]!;
     // Graph edges point from a state to what waits for it; print "X needs Y needs ... X".
@@ -890,10 +948,6 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       .join(" -> ");
     diags.add("cycle", first.pos, `requisite cycle: ${path} (each waits for the next)`, first.id);
   }
-  if (diags.list.length > 0) throw new CompileError(diags.list);
-  const program: Program = { states: compiled, functions, graph };
-  if (loader.loadedFacts) program.facts = loader.loadedFacts;
-  return program;
 }
 
 function primaryOf(functions: ReadonlyMap<string, StateFunction>, fun: string): string {
