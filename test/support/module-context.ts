@@ -6,7 +6,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { validateParams } from "../../src/modules/params.js";
 import {
   isFailedPlan,
   type ModuleContext,
@@ -14,6 +13,7 @@ import {
   type Plan,
   type StateFunction,
 } from "../../src/modules/types.js";
+import { stateParams } from "../../src/state/compile.js";
 import { TemplateRenderer } from "../../src/template/render.js";
 
 export interface ContextOptions {
@@ -45,17 +45,14 @@ export function moduleContext(opts: ContextOptions = {}): ModuleContext {
 }
 
 /**
- * Validates params with the engine's own validator (aliases, defaults, types) after defaulting the
- * primary param to the state id. Returns the issues as one message instead of throwing, so a test
- * sees what a user would.
+ * The params the engine would hand the function: compile's own stateParams (primary param
+ * defaulted to the state id, aliases, defaults, types). Returns the issues as one message
+ * instead of throwing, so a test sees what a user would. Stricter than a compile in one way on
+ * purpose: an unknown key is an error here (compile warns and ignores it, as Salt does), so a
+ * typo in a test cannot pass silently.
  */
 export function normalizeParams(fn: StateFunction, id: string, params: Params): Params | string {
-  const spec = fn.params[fn.primary];
-  const names = [fn.primary, ...(spec?.aliases ?? [])];
-  const given = names.some((n) => params[n] !== undefined);
-  const v = validateParams(fn.params, given ? params : { ...params, [fn.primary]: id }, {
-    extra: fn.extraParams === true,
-  });
+  const v = stateParams(fn, id, params);
   if (v.issues.length > 0) return v.issues.map((i) => i.message).join("; ");
   return v.params;
 }
