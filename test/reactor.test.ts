@@ -55,6 +55,10 @@ const TREE: Record<string, string> = {
     - mixed
 - '_admin/burst/*':
     - burst
+- '_admin/peelloop/start':
+    - peel-loop
+- 'web-01/peelloop/*':
+    - peel-loop
 `,
   "deploy/nginx.zy": `
 apply_nginx:
@@ -83,6 +87,11 @@ good:
   dispatch.module: {target: web-01, function: test.ping}
 bad:
   dispatch.module: {target: "{{ event.data.target }}", fucntion: test.ping}
+`,
+  // A loop through a peel: the reaction has web-01 send the event that fires it again.
+  "peel-loop.zy": `
+resend:
+  dispatch.module: {target: web-01, function: event.send, args: [peelloop/again]}
 `,
   "burst.zy": `
 ping:
@@ -232,6 +241,35 @@ describe("reactor (real server, masters and peels)", () => {
     });
     await new Promise((r) => setTimeout(r, 500));
     expect(m.reactor!.stats().drops.depth).toBe(before + 1);
+  });
+
+  it("stops a loop through a peel at the maximum depth: the reaction's job carries the depth to the peel's event.send", async () => {
+    const m = masters[0]!;
+    const before = m.reactor!.stats().drops.depth;
+    const start = await publishEvent(admin, { origin: "_admin", tag: "peelloop/start" });
+    const chain: ZesterEvent[] = [];
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 30_000);
+    await watchEvents(admin, {
+      glob: "web-01/peelloop/again",
+      since: { kind: "all" },
+      signal: ac.signal,
+      onEvent: (w) => {
+        chain.push(w.event);
+        return chain.length < 4;
+      },
+    });
+    clearTimeout(timer);
+    // The job a depth-0 event makes is depth 1; its event.send is depth 1; ... the depth-4 event is
+    // over maxDepth 3 and makes no job.
+    expect(chain.map((e) => e.depth)).toEqual([1, 2, 3, 4]);
+    const first = await job(reactionId(start.event.id, "_admin/peelloop/start", "peel-loop.zy", "resend"));
+    expect(first?.event_depth).toBe(1);
+    await waitFor("the depth drop to be counted", () => m.reactor!.stats().drops.depth === before + 1, {
+      context,
+    });
+    const last = chain[3]!;
+    expect(await job(reactionId(last.id, "web-01/peelloop/*", "peel-loop.zy", "resend"))).toBeUndefined();
   });
 
   it("runs none of a reaction file's actions when one block is invalid, and says where", async () => {

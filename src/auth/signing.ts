@@ -58,16 +58,18 @@ export const commandSchema: Schema<Command> = object(
     master: str,
     sig: str,
   },
-  { states_rev: nonNegInt },
+  { states_rev: nonNegInt, event_depth: nonNegInt },
 );
 
 const enc = new TextEncoder();
 
 function signedBytes(cmd: Omit<Command, "sig">): Uint8Array {
-  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev } = cmd;
-  // Absent fields are left out of the canonical form, so commands without states_rev sign the
-  // same bytes as before it existed.
-  return enc.encode(canonicalJson({ jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev }));
+  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev, event_depth } = cmd;
+  // Absent fields are left out of the canonical form, so commands without states_rev or
+  // event_depth sign the same bytes as before they existed.
+  return enc.encode(
+    canonicalJson({ jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev, event_depth }),
+  );
 }
 
 export type UnsignedCommand = Omit<Command, "sig" | "master">;

@@ -37,12 +37,17 @@ export async function peelEventSend(
   nc: NatsConnection | undefined,
   peelId: string,
   call: EventSendCall,
+  /** The depth of the job's event chain (0 for a job an operator started). */
+  depth = 0,
 ): Promise<{ success: true; value: Record<string, unknown> } | { success: false; error: string }> {
   try {
     const { tag, data } = eventSendArgs(call);
     if (!nc || nc.isClosed()) return { success: false, error: "event.send: not connected to the bus" };
-    const p: PublishedEvent = await publishEvent(nc, { origin: peelId, tag, data });
-    return { success: true, value: { id: p.event.id, tag: p.event.tag, seq: p.seq } };
+    const p: PublishedEvent = await publishEvent(nc, { origin: peelId, tag, data, depth });
+    return {
+      success: true,
+      value: { id: p.event.id, tag: p.event.tag, seq: p.seq, ...(depth > 0 ? { depth } : {}) },
+    };
   } catch (err) {
     return { success: false, error: errText(err) };
   }

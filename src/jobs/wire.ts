@@ -68,6 +68,12 @@ export interface Command {
    * syncs before it reads the tree, so a job never runs the tree from before an edit.
    */
   states_rev?: number;
+  /**
+   * Depth of the event chain that made this job (a reaction's job: its event's depth + 1). An
+   * `event.send` the job runs carries it, so a loop through peels is stopped by the reactor's
+   * maximum depth like a loop through reactions. Absent means 0.
+   */
+  event_depth?: number;
   /** base64url signature. */
   sig: string;
 }
@@ -119,6 +125,8 @@ export interface JobRecord {
   finished_at?: string;
   /** Master instance that owns the job. */
   master: string;
+  /** Depth of the event chain that made the job (reactions), copied into its commands. */
+  event_depth?: number;
   user?: string;
   /** State tree revision published for the job (jobs that read the tree). */
   states_rev?: number;

@@ -163,7 +163,13 @@ export class Dispatcher {
    */
   async dispatch(
     req: DispatchRequest,
-    opts: { jid?: string; maxTargets?: number; onRecorded?: (r: DispatchReply) => void } = {},
+    opts: {
+      jid?: string;
+      maxTargets?: number;
+      /** Depth of the event chain that asked for the job (the reactor's), see Command.event_depth. */
+      eventDepth?: number;
+      onRecorded?: (r: DispatchReply) => void;
+    } = {},
   ): Promise<DispatchReply & { existing?: boolean }> {
     let peels: string[];
     let timeoutS: number;
@@ -200,6 +206,7 @@ export class Dispatcher {
       master: this.deps.masterId,
       ...(typeof req.user === "string" ? { user: req.user } : {}),
       ...(statesRev !== undefined ? { states_rev: statesRev } : {}),
+      ...(opts.eventDepth ? { event_depth: opts.eventDepth } : {}),
     };
     const tracker = this.newTracker(record);
     // Listening starts before any peel can know the jid, so no ack or return is missed.

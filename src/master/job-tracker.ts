@@ -118,6 +118,7 @@ export class JobTracker {
         ts: Date.now(),
         timeout_s: r.timeout_s,
         ...(r.states_rev !== undefined ? { states_rev: r.states_rev } : {}),
+        ...(r.event_depth ? { event_depth: r.event_depth } : {}),
       });
       this.deps.nc.publish(subjects.cmd(peel), encode(cmd));
     }

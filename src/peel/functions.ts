@@ -44,6 +44,8 @@ export interface PeelFunctionContext {
   lastSettings: () => Promise<Record<string, unknown>>;
   /** Compile cache directory; no caching without one. */
   compileCacheDir?: string;
+  /** Depth of the event chain behind the job being run (Command.event_depth); events it sends carry it. */
+  eventDepth?: number;
   /** The peel's connection for `event.send` (undefined while disconnected). */
   bus?: () => import("@nats-io/transport-node").NatsConnection | undefined;
   signal: AbortSignal;
@@ -448,7 +450,7 @@ const BUILTINS: Record<string, Builtin> = {
     doc: EVENT_SEND_DOC,
     readOnly: true,
     run: async (call, ctx) => {
-      const r = await peelEventSend(ctx.bus?.(), ctx.peelId, call);
+      const r = await peelEventSend(ctx.bus?.(), ctx.peelId, call, ctx.eventDepth ?? 0);
       return r.success ? ok(r.value) : fail(r.error);
     },
   },

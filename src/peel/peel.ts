@@ -723,6 +723,7 @@ export class Peel extends EventEmitter {
     await this.dispatch(c.jid, call, "job", {
       readOnly,
       ...(typeof c.states_rev === "number" ? { statesRev: c.states_rev } : {}),
+      ...(typeof c.event_depth === "number" ? { eventDepth: c.event_depth } : {}),
     });
   }
 
@@ -734,7 +735,7 @@ export class Peel extends EventEmitter {
     jid: string,
     call: PeelCall,
     origin: "job" | "schedule",
-    known: { readOnly?: boolean; statesRev?: number } = {},
+    known: { readOnly?: boolean; statesRev?: number; eventDepth?: number } = {},
   ): Promise<PeelReturn> {
     const startedAt = new Date().toISOString();
     const readOnly = known.readOnly ?? (await isReadOnlyFunction(call.fun).catch(() => true));
@@ -753,7 +754,10 @@ export class Peel extends EventEmitter {
         if (!readOnly) this.changing++;
         let outcome: FunctionOutcome;
         try {
-          outcome = await runPeelFunction(call, this.functionContext(signal, known.statesRev, jid));
+          outcome = await runPeelFunction(
+            call,
+            this.functionContext(signal, known.statesRev, jid, known.eventDepth),
+          );
         } finally {
           if (!readOnly) {
             this.changing--;
@@ -954,10 +958,16 @@ export class Peel extends EventEmitter {
     }
   }
 
-  private functionContext(signal: AbortSignal, statesRev?: number, jid?: string): PeelFunctionContext {
+  private functionContext(
+    signal: AbortSignal,
+    statesRev?: number,
+    jid?: string,
+    eventDepth?: number,
+  ): PeelFunctionContext {
     return {
       peelId: this.id,
       ...(jid !== undefined ? { jid } : {}),
+      ...(eventDepth ? { eventDepth } : {}),
       revertDir: join(this.cacheDir, "revert"),
       statesDir: async () => {
         if (statesRev !== undefined) await this.reachRevision(statesRev);

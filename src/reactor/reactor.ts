@@ -58,7 +58,7 @@ export interface ReactorDeps {
   log(msg: string): void;
   dispatch(
     req: DispatchRequest,
-    opts: { jid: string; maxTargets?: number },
+    opts: { jid: string; maxTargets?: number; eventDepth?: number },
   ): Promise<DispatchReply & { existing?: boolean }>;
   /** Approves or rejects an enrollment; resolves with what was done, throws on failure. */
   enroll(op: "approve" | "reject", peel: string, reason: string): Promise<string>;
@@ -397,7 +397,13 @@ export class Reactor {
             user: `reactor:${matchKey(ev)}`,
             ...(a.timeoutS !== undefined ? { timeout_s: a.timeoutS } : {}),
           },
-          { jid: id, ...(a.maxTargets !== undefined ? { maxTargets: a.maxTargets } : {}) },
+          // The job is one level deeper than its cause, like a chained event: an event.send it
+          // runs on a peel carries that depth (Command.event_depth).
+          {
+            jid: id,
+            eventDepth: ev.depth + 1,
+            ...(a.maxTargets !== undefined ? { maxTargets: a.maxTargets } : {}),
+          },
         );
         if (r.error !== undefined) return { ok: false, error: r.error };
         if (r.existing) this.counts.duplicates++;

@@ -45,7 +45,7 @@ export interface ReactorServiceDeps {
   stopped(): boolean;
   dispatch(
     req: DispatchRequest,
-    opts: { jid: string; maxTargets?: number },
+    opts: { jid: string; maxTargets?: number; eventDepth?: number },
   ): Promise<DispatchReply & { existing?: boolean }>;
 }
 
