@@ -106,8 +106,13 @@ export class JobTracker {
 
   /** Signs and publishes the command to every peel, then arms the unreachable and deadline timers. */
   sendCommands(): void {
+    this.publishCommands(Object.keys(this.record.peels));
+    this.armTimers(this.record.timeout_s * 1000);
+  }
+
+  private publishCommands(peels: readonly string[]): void {
     const r = this.record;
-    for (const peel of Object.keys(r.peels)) {
+    for (const peel of peels) {
       const cmd = signCommand(this.deps.signer, {
         jid: r.jid,
         fun: r.fun,
@@ -122,12 +127,17 @@ export class JobTracker {
       });
       this.deps.nc.publish(subjects.cmd(peel), encode(cmd));
     }
-    this.armTimers(r.timeout_s * 1000);
   }
 
   /**
    * Follows a job another master started (it died, or this master restarted): listens, takes
-   * every return already stored, and keeps the job's own deadline. Call after adopt().
+   * every return already stored, sends the command again to every peel that never acked it, and
+   * keeps the job's own deadline. Call after adopt().
+   *
+   * A master killed between recording a job and publishing its commands leaves peels that never
+   * heard of it: the resend is what runs the job. A peel that did get the first command refuses
+   * the copy as a replay (it keeps every job id it received), so a job runs at most once per
+   * peel either way.
    */
   async resume(): Promise<void> {
     this.listen();
@@ -145,7 +155,15 @@ export class JobTracker {
       await this.finish();
       return;
     }
-    this.armTimers(Date.parse(this.record.created_at) + this.record.timeout_s * 1000 - Date.now());
+    const left = Date.parse(this.record.created_at) + this.record.timeout_s * 1000 - Date.now();
+    const unheard = Object.keys(this.record.peels).filter((p) => this.record.peels[p] === "pending");
+    if (left > 0 && unheard.length > 0) {
+      this.deps.log(
+        `job ${this.jid}: sending the command again to ${unheard.length} peel(s) that never acked it`,
+      );
+      this.publishCommands(unheard);
+    }
+    this.armTimers(left);
   }
 
   /**
