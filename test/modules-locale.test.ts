@@ -62,6 +62,10 @@ describe("locale.present", () => {
     expect(r.changed).toBe(false);
     expect(r.comment).toMatch(/already available/);
     expect(await family.exec!.avail!.run({ name: "C.utf8" }, ctx())).toBe(true);
+    // Salt's Debian form, as locale.gen and SUPPORTED write it: the locale and its charset.
+    const entry = await runState(present, { name: "C.UTF-8 UTF-8" }, ctx());
+    expect(entry).toMatchObject({ result: true, changed: false });
+    expect(entry.comment).toMatch(/Locale C\.UTF-8 is already available/);
   });
 
   it("rejects bad or unsupported names clearly", async () => {

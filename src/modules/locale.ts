@@ -50,10 +50,12 @@ function findEntry(lines: readonly string[], name: string, commented: boolean): 
 }
 
 async function planPresent(params: Params): Promise<Plan> {
-  const name = reqStr(params, "name");
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/.test(name)) {
-    throw new StateError(`"${name}" is not a locale name (expected e.g. en_US.UTF-8)`);
-  }
+  // Salt on Debian also takes the locale.gen / SUPPORTED form, "en_US.UTF-8 UTF-8": the locale is
+  // its first word (Salt would compare the whole and regenerate on every run).
+  const entry = reqStr(params, "name").trim();
+  const m = /^([A-Za-z0-9_][A-Za-z0-9_.@-]*)(?:\s+([A-Z0-9_-]*[0-9-][A-Z0-9_-]*))?$/.exec(entry);
+  if (!m) throw new StateError(`"${entry}" is not a locale name (expected e.g. en_US.UTF-8)`);
+  const name = m[1]!;
   const available = (await availableLocales()).map(normalizeLocale);
   if (available.includes(normalizeLocale(name))) return unchanged(`Locale ${name} is already available`);
   await requireTool("locale-gen", `generate the locale ${name}`);
