@@ -6,13 +6,14 @@
 set -euo pipefail
 
 tools=("$@")
-# jinja2: Python's Jinja2 for Debian's /usr/bin/python3, the template conformance oracle.
-[ ${#tools[@]} -gt 0 ] || tools=(nats-server git tar gzip xz:xz-utils unzip crontab:cron openssl jinja2:python3-jinja2)
+# jinja2, jmespath: Python's Jinja2 and JMESPath for Debian's /usr/bin/python3, the template
+# conformance oracle (jmespath for Salt's json_query filter).
+[ ${#tools[@]} -gt 0 ] || tools=(nats-server git tar gzip xz:xz-utils unzip crontab:cron openssl jinja2:python3-jinja2 jmespath:python3-jmespath)
 missing=()
 for tool in "${tools[@]}"; do
   bin=${tool%%:*}; pkg=${tool##*:}
-  if [ "$bin" = jinja2 ]; then
-    /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || missing+=("$pkg")
+  if [ "$bin" = jinja2 ] || [ "$bin" = jmespath ]; then
+    /usr/bin/python3 -c "import $bin" >/dev/null 2>&1 || missing+=("$pkg")
     continue
   fi
   command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")

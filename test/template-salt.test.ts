@@ -17,6 +17,26 @@ async function render(t: string, opts: ConstructorParameters<typeof TemplateRend
 }
 
 describe("Salt's filters", () => {
+  it("strftime reads dates as Salt's documentation shows; status.time formats now", async () => {
+    // Salt's docs: {{ "2002/12/25"|strftime("%y") }} is 02.
+    expect(
+      await render('{{ "2002/12/25"|strftime("%y") }}|{{ "2002-12-25 13:05"|strftime("%H:%M %j") }}'),
+    ).toBe("02|13:05 359");
+    await expect(render('{{ "next tuesday"|strftime }}')).rejects.toThrow(/Unable to parse next tuesday/);
+    const year = String(new Date().getFullYear());
+    expect(await render("{{ salt['status.time']('%Y') }}")).toBe(year);
+    expect(await render("{{ salt['status.time'] is callable }}")).toBe("True");
+  });
+
+  it("json_query reports a bad JMESPath expression at the template's position", async () => {
+    const err = await render("\n{{ pillar | json_query('nginx.[') }}").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TemplateError);
+    expect(err).toMatchObject({ source: "t.sls", line: 2, message: expect.stringMatching(/^json_query: /) });
+  });
+
   it("serialises as Salt does (json sorted, yaml flow, tojson escaped)", async () => {
     expect(await render("{{ {'b': 1, 'a': [1, 2.0, none, true]} | json }}")).toBe(
       '{"a": [1, 2.0, null, true], "b": 1}',

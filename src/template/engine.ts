@@ -9,6 +9,7 @@ import { errText } from "../util/errors.js";
 import { TemplateError } from "./error.js";
 import { FILTERS } from "./filters.js";
 import { Environment, type EnvironmentConfig, type LoadedSource } from "./interp.js";
+import { lipsum } from "./lipsum.js";
 import { TESTS } from "./predicates.js";
 import type { RendererOptions } from "./render.js";
 import { SALT_TESTS, type SaltContext, saltFilters, saltGlobals } from "./salt.js";
@@ -99,6 +100,7 @@ function jinjaGlobals(): Map<string, unknown> {
     }),
   );
   g.set("cycler", new PyFunc("cycler", (a) => new Cycler(a)));
+  g.set("lipsum", new PyFunc("lipsum", lipsum));
   return g;
 }
 
