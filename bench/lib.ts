@@ -133,6 +133,8 @@ export interface ScenarioOptions {
   runs: number;
   warmup: number;
   withPeers: boolean;
+  /** How long the soak scenario runs (`--soak-minutes`). */
+  soakMinutes?: number;
   /** Path to the built CLI entry (dist/bin/zester.js). */
   zesterBin: string;
 }

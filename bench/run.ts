@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- <scenario...>] [--runs N] [--warmup N] [--with-peers] [--save]`
- * Runs each scenario, prints Markdown, and with --save writes bench/RESULTS.md.
+ * `npm run bench [-- <scenario...>] [--runs N] [--warmup N] [--with-peers] [--soak-minutes M] [--save]`
+ * Runs each scenario, prints Markdown, and with --save writes bench/RESULTS.md. Scenarios in
+ * OPT_IN (the soak runs for minutes by design) run only when named.
  */
 import { writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
@@ -19,7 +20,10 @@ const SCENARIOS: Record<string, () => Promise<(o: ScenarioOptions) => Promise<Sc
   footprint: async () => (await import("./scenarios/footprint.js")).footprint,
   "drift-repair": async () => (await import("./scenarios/drift-repair.js")).driftRepair,
   reactor: async () => (await import("./scenarios/reactor.js")).reactorBench,
+  soak: async () => (await import("./scenarios/soak.js")).soak,
 };
+
+const OPT_IN = new Set(["soak"]);
 
 async function main(argv: string[]): Promise<number> {
   const names: string[] = [];
@@ -35,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
     if (a === "--runs") opts.runs = Number(argv[++i]);
     else if (a === "--warmup") opts.warmup = Number(argv[++i]);
     else if (a === "--with-peers") opts.withPeers = true;
+    else if (a === "--soak-minutes") opts.soakMinutes = Number(argv[++i]);
     else if (a === "--save") save = true;
     else if (a.startsWith("-")) {
       process.stderr.write(`bench: unknown option ${a}\n`);
@@ -48,7 +53,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write("bench: --runs must be ≥ 1 and --warmup ≥ 0\n");
     return 1;
   }
-  const selected = names.length > 0 ? names : Object.keys(SCENARIOS);
+  if (opts.soakMinutes !== undefined && !(opts.soakMinutes > 0)) {
+    process.stderr.write("bench: --soak-minutes must be a positive number\n");
+    return 1;
+  }
+  const selected = names.length > 0 ? names : Object.keys(SCENARIOS).filter((n) => !OPT_IN.has(n));
   const parts: string[] = [
     "# Zester benchmarks",
     "",
