@@ -5,13 +5,14 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyPairFromCreds } from "../src/auth/signing.js";
 import { openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
 import { connect } from "../src/bus/connect.js";
-import { peelInboxPrefix, subjects } from "../src/bus/names.js";
+import { kvStream, peelInboxPrefix, subjects } from "../src/bus/names.js";
 import { isKsuid, newKsuid } from "../src/jobs/ksuid.js";
 import { JobStore } from "../src/jobs/store.js";
 import type { DispatchReply, JobRecord } from "../src/jobs/wire.js";
@@ -94,6 +95,12 @@ async function dispatch(req: Record<string, unknown>): Promise<DispatchReply> {
   return decode<DispatchReply>(reply.data);
 }
 
+/** Messages a stream has stored so far (its last sequence). */
+async function streamLastSeq(stream: string): Promise<number> {
+  const jsm = await jetstreamManager(admin);
+  return (await jsm.streams.info(stream)).state.last_seq;
+}
+
 async function resolve(target: string): Promise<ResolveReply> {
   const reply = await admin.request(subjects.targetResolve, encode({ target }), { timeout: 5_000 });
   return decode<ResolveReply>(reply.data);
@@ -145,6 +152,7 @@ describe("master dispatch", () => {
   });
 
   it("runs test.ping on three peels: three signed commands, three returns, job complete", async () => {
+    const returnWrites = await streamLastSeq(kvStream("job-returns"));
     const reply = await dispatch({ target: "L@web-01,web-02,db-01", fun: "test.ping" });
     expect(reply.error).toBeUndefined();
     expect(isKsuid(reply.jid)).toBe(true);
@@ -156,6 +164,8 @@ describe("master dispatch", () => {
     const returns = await store.returnsOf(reply.jid!, reply.peels!);
     expect([...returns.keys()].sort()).toEqual(["db-01", "web-01", "web-02"]);
     expect(returns.get("web-01")!.return).toBe(true);
+    // Each return is stored once, by its peel: the master writes no copy of its own.
+    expect((await streamLastSeq(kvStream("job-returns"))) - returnWrites).toBe(3);
     expect(await store.active()).not.toContainEqual(expect.objectContaining({ jid: reply.jid }));
     for (const ev of peelEvents.values()) expect(ev.refused).toEqual([]);
     expect(peelEvents.get("web-02")!.acks).toContain(reply.jid);

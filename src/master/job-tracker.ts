@@ -242,28 +242,26 @@ export class JobTracker {
         this.deps.log(`job ${this.jid}: bad return from ${peel}: ${(err as Error).message}`);
         return;
       }
-      void this.onReturn(peel, ret);
+      this.onReturn(peel, ret);
     }
   }
 
-  private async onReturn(peel: string, ret: PeelReturn): Promise<void> {
-    const stored: PeelReturn = { ...ret, jid: this.jid, peel, success: ret.success === true };
-    try {
-      // Stored before the peel's status changes, so whoever sees the final record finds every return.
-      await this.deps.store.putReturn(stored);
-    } catch (err) {
-      this.deps.log(`job ${this.jid}: storing the return of ${peel} failed: ${(err as Error).message}`);
-    }
-    if (this.finishing) return;
+  /**
+   * The peel stored the return in `job-returns` (`<jid>.<peel>`, a key only it may write) before
+   * publishing it, so the record may count it at once; the master writes no copy of its own
+   * (that was one KV round-trip per peel per job).
+   */
+  private onReturn(peel: string, ret: PeelReturn): void {
+    const success = ret.success === true;
     if (this.deps.returnEvents) {
       emitMasterEvent(this.deps.nc, masterTags.jobReturn(this.jid, peel), {
         jid: this.jid,
         peel,
         fun: this.record.fun,
-        success: stored.success,
+        success,
       });
     }
-    this.setPeel(peel, stored.success ? "success" : "failed");
+    this.setPeel(peel, success ? "success" : "failed");
   }
 
   private setPeel(peel: string, status: PeelJobStatus): void {

@@ -821,15 +821,20 @@ export class Peel extends EventEmitter {
     const nc = this.nc;
     // While disconnected a put would only wait for its timeout: the outbox keeps the return.
     if (kv && nc && this.busUp) {
-      // KV first: a master that hears the return may read the stored copy right away.
+      // KV first, and published only once stored: the master takes the stored copy as the job's
+      // return of record (it writes none of its own), so whoever sees the final record finds it.
+      // A put that fails goes to the outbox, whose flush stores, then publishes.
+      const data = encode(ret);
+      let stored = false;
       try {
-        await kv.returns.put(`${jid}.${this.id}`, encode(ret));
+        await kv.returns.put(`${jid}.${this.id}`, data);
+        stored = true;
       } catch (err) {
         this.log.error(`cannot store the return of job ${jid}: ${errText(err)}`);
         await this.keepReturn(ret);
         this.retryOutboxSoon();
       }
-      if (origin === "job") nc.publish(subjects.jobReturn(jid, this.id), encode(ret));
+      if (stored && origin === "job") nc.publish(subjects.jobReturn(jid, this.id), data);
     } else {
       await this.keepReturn(ret);
     }
