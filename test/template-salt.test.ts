@@ -28,6 +28,37 @@ describe("Salt's filters", () => {
     expect(await render("{{ salt['status.time'] is callable }}")).toBe("True");
   });
 
+  it("cp.list_states / list_master / list_master_dirs list the states tree as Salt's fileserver does", async () => {
+    const templates = {
+      "top.sls": "",
+      "web/init.sls": "",
+      "web/tls.zy": "",
+      "users/files/user/ann/.bashrc": "",
+      "users/files/user/bo/x/y.conf": "",
+      "users/map.jinja": "",
+    };
+    expect(await render("{{ salt['cp.list_states']() }}", { templates })).toBe("['top', 'web', 'web.tls']");
+    expect(await render("{{ salt['cp.list_master'](prefix='web/') }}", { templates })).toBe(
+      "['web/init.sls', 'web/tls.zy']",
+    );
+    expect(await render("{{ salt['cp.list_master_dirs'](prefix='users/files/user/') }}", { templates })).toBe(
+      "['users/files/user/ann', 'users/files/user/bo', 'users/files/user/bo/x']",
+    );
+    const dir = await mkdtemp(join(tmpdir(), "zester-cp-"));
+    try {
+      await mkdir(join(dir, "app", "files"), { recursive: true });
+      await writeFile(join(dir, "app", "init.sls"), "");
+      await writeFile(join(dir, "app", "files", "a.conf"), "");
+      expect(
+        await render("{{ salt['cp.list_master']() }}|{{ 'app' in salt['cp.list_states']() }}", {
+          searchPath: dir,
+        }),
+      ).toBe("['app/files/a.conf', 'app/init.sls']|True");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("json_query reports a bad JMESPath expression at the template's position", async () => {
     const err = await render("\n{{ pillar | json_query('nginx.[') }}").then(
       () => undefined,

@@ -3,9 +3,10 @@
  * controls, Salt's filters/tests/globals, a loader for the states tree, Salt's newline handling.
  * Loaded lazily by render.ts, only for text that has template syntax.
  */
-import { readFile } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { readdir, readFile } from "node:fs/promises";
+import { join, posix, relative, sep } from "node:path";
 import { errText } from "../util/errors.js";
+import { isENOENT } from "../util/files.js";
 import { TemplateError } from "./error.js";
 import { FILTERS } from "./filters.js";
 import { Environment, type EnvironmentConfig, type LoadedSource } from "./interp.js";
@@ -200,6 +201,26 @@ export class Engine {
     }
   }
 
+  private files: Promise<string[]> | undefined;
+
+  /** Every file of the states tree, relative and sorted (Salt's fileserver file_list), read once. */
+  private fileList(): Promise<string[]> {
+    this.files ??= (async () => {
+      if (this.opts.templates) return Object.keys(this.opts.templates).sort();
+      if (!this.opts.searchPath) return [];
+      const root = this.opts.searchPath;
+      const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch((err: unknown) => {
+        if (isENOENT(err)) return [];
+        throw err;
+      });
+      return entries
+        .filter((e) => e.isFile())
+        .map((e) => posix.join(relative(root, e.parentPath).split(sep).join("/"), e.name))
+        .sort();
+    })();
+    return this.files;
+  }
+
   async render(text: string, vars: Record<string, unknown>, source: string): Promise<string> {
     const globals = jinjaGlobals();
     const context = new Map<string, unknown>();
@@ -216,6 +237,7 @@ export class Engine {
       cache: this.converted,
     };
     if (this.opts.call) salt.call = this.opts.call;
+    salt.files = () => this.fileList();
     const { env: saltEnv, context: saltContext } = saltGlobals(salt);
     for (const [k, v] of saltEnv) globals.set(k, v);
     for (const [k, v] of saltContext) if (!context.has(k)) context.set(k, v);

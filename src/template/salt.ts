@@ -160,6 +160,14 @@ export interface SaltContext {
   log(level: string, message: string): void;
   /** One conversion cache per render: data from a call keeps its identity. */
   cache: WeakMap<object, unknown>;
+  /** The states tree's files, relative and sorted (for `cp.list_*`). */
+  files?: () => Promise<string[]>;
+}
+
+/** Salt's cp.list_master / list_master_dirs / list_states over the states tree. */
+async function treeFiles(c: SaltContext, a: unknown[], k: Kw): Promise<string[]> {
+  const prefix = str(param(a, k, 1, "prefix", ""));
+  return (await (c.files?.() ?? Promise.resolve([]))).filter((f) => f.startsWith(prefix));
 }
 
 type Builtin = (ctx: SaltContext, args: unknown[], kw: Kw) => unknown;
@@ -266,6 +274,24 @@ const BUILTINS: Record<string, Builtin> = {
   "status.time": (_c, a, k) => {
     const { date, micro } = dateCast(null);
     return strftime(date, str(param(a, k, 0, "format", "%A, %d. %B %Y %I:%M%p")), micro);
+  },
+  "cp.list_master": (c, a, k) => treeFiles(c, a, k),
+  "cp.list_master_dirs": async (c, a, k) => {
+    // Every directory that holds a file, and each parent of one, under the prefix.
+    const prefix = str(param(a, k, 1, "prefix", ""));
+    const dirs = new Set<string>();
+    for (const f of await (c.files?.() ?? Promise.resolve([]))) {
+      for (let d = posix.dirname(f); d !== "." && d !== ""; d = posix.dirname(d)) dirs.add(d);
+    }
+    return [...dirs].filter((d) => d.startsWith(prefix)).sort();
+  },
+  "cp.list_states": async (c) => {
+    const states = new Set<string>();
+    for (const f of await (c.files?.() ?? Promise.resolve([]))) {
+      const m = /^(.*?)(\/init)?\.(sls|zy)$/.exec(f);
+      if (m && !(m[1] === "" && m[2])) states.add(m[1]!.replace(/\//g, "."));
+    }
+    return [...states].sort();
   },
   "test.true": () => true,
   "test.false": () => false,
