@@ -11,7 +11,7 @@ import { isAbsolute, resolve, sep } from "node:path";
 import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
-import { applyFailed, failed, listParam, StateError, unchanged } from "./support.js";
+import { applyFailed, failed, listParam, StateError, unchanged, withRevertDocs } from "./support.js";
 import type {
   ExecFunction,
   ModuleContext,
@@ -468,9 +468,20 @@ const exec: Record<string, ExecFunction> = {
   },
 };
 
+const CMD_REVERT =
+  "cannot be reverted: a command's effects are unknown (undo them with a state that says what to restore).";
+
 export const family: ModuleFamily = {
   name: "cmd",
   doc: "Run commands and scripts.",
-  states: { run: cmdRun, wait: cmdWait, script: cmdScript },
+  states: withRevertDocs(
+    { run: cmdRun, wait: cmdWait, script: cmdScript },
+    {
+      run: CMD_REVERT,
+      wait: CMD_REVERT,
+      script:
+        "cannot be reverted: a script's effects are unknown (undo them with a state that says what to restore).",
+    },
+  ),
   exec,
 };

@@ -6,7 +6,7 @@
  */
 import { errText } from "../util/errors.js";
 import { resolveExec } from "./index.js";
-import { applyFailed, failed } from "./support.js";
+import { applyFailed, failed, withRevertDocs } from "./support.js";
 import type { ModuleContext, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
 /**
@@ -120,5 +120,11 @@ const wait: StateFunction = {
 export const family: ModuleFamily = {
   name: "module",
   doc: "Call execution functions from states.",
-  states: { run, wait },
+  states: withRevertDocs(
+    { run, wait },
+    {
+      run: "cannot be reverted: an execution function's effects are unknown.",
+      wait: "cannot be reverted: an execution function's effects are unknown.",
+    },
+  ),
 };

@@ -57,6 +57,7 @@ import {
   StateError,
   unchanged,
   which,
+  withRevertDocs,
 } from "./support.js";
 import type {
   ExecFunction,
@@ -66,6 +67,7 @@ import type {
   Params,
   Plan,
   StateFunction,
+  Undo,
 } from "./types.js";
 
 export interface InstalledPkg {
@@ -396,6 +398,7 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
   return {
     changes,
     comment: [summary, holdSummary].filter(Boolean).join("; "),
+    undo: pkgUndo([...toInstall.map((s) => s.name), ...toHold]),
     apply: async () => {
       try {
         if (refresh) {
@@ -461,6 +464,11 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
   };
 }
 
+/** The packages a plan changes, for `state.revert` (src/revert/kinds/pkg.ts). */
+function pkgUndo(names: readonly string[]): Undo {
+  return { refs: [...new Set(names)].map((key) => ({ kind: "pkg" as const, key })) };
+}
+
 function plural(names: readonly string[]): string {
   return names.length === 1 ? `Package ${names[0]}` : `Packages ${names.join(", ")}`;
 }
@@ -489,6 +497,7 @@ async function planRemove(params: Params, ctx: ModuleContext, purge: boolean): P
   return {
     changes,
     comment: `${plural(names)} would be ${verb}`,
+    undo: pkgUndo(names),
     apply: async () => {
       try {
         const r = await backend.remove(names, purge);
@@ -619,9 +628,20 @@ const exec: Record<string, ExecFunction> = {
   },
 };
 
+const PKG_REVERT =
+  "Restores each package the run changed to its previous version (a downgrade where needed: that version must still be available to the package manager) or removes it when the run installed it, and restores its hold; dependencies pulled in with it are left installed.";
+
 export const family: ModuleFamily = {
   name: "pkg",
   doc: "System packages: apt/dpkg (Debian, Ubuntu), dnf/yum (RHEL, Fedora), Homebrew (macOS).",
-  states: { installed, latest, removed, purged },
+  states: withRevertDocs(
+    { installed, latest, removed, purged },
+    {
+      installed: PKG_REVERT,
+      latest: PKG_REVERT,
+      removed: `${PKG_REVERT} A removed package comes back at its version, which the package manager must still offer.`,
+      purged: `${PKG_REVERT} Configuration files a purge deleted are not restored.`,
+    },
+  ),
   exec,
 };

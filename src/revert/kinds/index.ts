@@ -2,9 +2,11 @@
 import type { UndoKindName } from "../../modules/types.js";
 import { fileKind } from "./file.js";
 import type { RevertKind } from "./kind.js";
+import { pkgKind } from "./pkg.js";
 
 const KINDS: Partial<Record<UndoKindName, RevertKind>> = {
   file: fileKind,
+  pkg: pkgKind,
 };
 
 export function revertKind(name: UndoKindName): RevertKind {
