@@ -44,6 +44,7 @@ async function buildDeb(version: string): Promise<void> {
 }
 
 async function installed(): Promise<string | null> {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query field syntax, not a JS template.
   const r = await run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Version}", PKG]);
   if (r.retcode !== 0) return null;
   const [status, version] = r.stdout.trim().split(/\s+/);
