@@ -18,6 +18,7 @@ import type { CompiledState, Facts, Guard, Program } from "./compile.js";
 import { callExec } from "./exec.js";
 import type { StateResult } from "./result.js";
 import { buildSchedule } from "./schedule.js";
+import { SKIP_SENTENCES, type SkipReason, type SkipStatus } from "./skip.js";
 
 export interface RunOptions {
   /** Dry run: plan only, report pending changes, change nothing. */
@@ -71,14 +72,24 @@ interface Outcome {
   changed: boolean;
 }
 
-interface Decision {
-  status: "run" | "blocked" | "notrun";
-  reason?: string;
-  /** A watch target changed: run the watch action if the state itself changed nothing. */
-  watchTriggered?: boolean;
+type Decision =
+  | {
+      status: "run";
+      /** A watch target changed: run the watch action if the state itself changed nothing. */
+      watchTriggered: boolean;
+    }
+  | Skip;
+
+/** A state that will not run, and why. */
+interface Skip {
+  status: SkipStatus;
+  reason: SkipReason;
+  /** Default: the reason's sentence. */
+  comment?: string;
 }
 
-interface Attempt {
+/** What one plan (and apply, unless testing) of a state came to. */
+export interface Attempt {
   result: boolean;
   changed: boolean;
   pending: boolean;
@@ -104,7 +115,7 @@ class Runner {
   private readonly test: boolean;
   private runNum = 0;
   private pos: number[] = [];
-  private stopReason: string | undefined;
+  private stopReason: Extract<SkipReason, "failhard" | "cancelled"> | undefined;
 
   constructor(
     private readonly program: Program,
@@ -178,8 +189,7 @@ class Runner {
         r.result = false;
         r.skipped = true;
         r.skip_reason = reason;
-        r.comment =
-          reason === "failhard" ? "Not run: an earlier state failed with failhard" : `Not run: ${reason}`;
+        r.comment = SKIP_SENTENCES[reason];
         this.results[i] = r;
       }
       out.push(r);
@@ -287,100 +297,36 @@ class Runner {
     return { status: "run", watchTriggered: triggered };
   }
 
-  private skip(i: number, started: number, status: "blocked" | "notrun", reason: string, comment: string) {
+  private skip(i: number, started: number, skip: Skip): void {
     const r = this.base(this.states[i]!);
-    r.result = status === "notrun";
+    r.result = skip.status === "notrun";
     r.skipped = true;
-    r.skip_reason = reason;
-    r.comment = comment;
+    r.skip_reason = skip.reason;
+    r.comment = skip.comment ?? SKIP_SENTENCES[skip.reason];
     r.duration_ms = performance.now() - started;
     this.record(i, r);
   }
 
+  /** One state: requisites, prereqs, guards, then attempts (retry, watch, check_cmd). */
   private async execute(i: number): Promise<void> {
     const s = this.states[i]!;
     const started = performance.now();
     const decision = this.decide(i);
-    if (decision.status !== "run") {
-      const why: Record<string, string> = {
-        require_failed: "One or more requisite failed",
-        require_any_failed: "None of the require_any requisites succeeded",
-        watch_failed: "One or more watched state failed",
-        watch_any_failed: "None of the watch_any requisites succeeded",
-        prereq_failed: "A prereq state failed",
-        onchanges_not_met: "State was not run because none of the onchanges reqs changed",
-        onfail_not_met: "State was not run because onfail req did not change",
-      };
-      this.skip(i, started, decision.status, decision.reason!, why[decision.reason!] ?? decision.reason!);
-      return;
-    }
+    if (decision.status !== "run") return this.skip(i, started, decision);
+    const prereq = await this.prereqs(s);
+    if (prereq) return this.skip(i, started, prereq);
     const fn = this.program.functions.get(s.fun)!;
     const ctx = this.context(s);
-    // prereq: run only if a target would change (judged by a dry run of the target).
-    for (const r of s.requisites) {
-      if (r.kind !== "prereq") continue;
-      let anyChange = false;
-      for (const t of r.targets) {
-        const verdict = this.decide(t, true);
-        if (verdict.status === "blocked") {
-          this.skip(i, started, "blocked", "prereq_failed", `prereq ${this.states[t]!.name} cannot run`);
-          return;
-        }
-        if (verdict.status === "notrun") continue;
-        const target = this.states[t]!;
-        try {
-          const plan = await this.program.functions
-            .get(target.fun)!
-            .plan(target.params, { ...this.context(target), test: true });
-          if (plan.failed) {
-            this.skip(
-              i,
-              started,
-              "blocked",
-              "prereq_failed",
-              `prereq ${target.name} would fail: ${plan.comment}`,
-            );
-            return;
-          }
-          if (Object.keys(plan.changes).length > 0) anyChange = true;
-        } catch (err) {
-          this.skip(
-            i,
-            started,
-            "blocked",
-            "prereq_failed",
-            `prereq ${target.name} failed to plan: ${errText(err)}`,
-          );
-          return;
-        }
-      }
-      if (!anyChange) {
-        this.skip(i, started, "notrun", "prereq_not_met", "No changes detected in the prereq states");
-        return;
-      }
-    }
     try {
       const guard = await this.guards(s, ctx);
-      if (guard) {
-        this.skip(i, started, "notrun", guard.reason, guard.comment);
-        return;
-      }
+      if (guard) return this.skip(i, started, guard);
     } catch (err) {
       const r = this.failure(i, `onlyif/unless failed: ${errText(err)}`);
       r.duration_ms = performance.now() - started;
       this.record(i, r);
       return;
     }
-    let a = await this.attempt(fn, s, ctx, false);
-    if (s.retry) {
-      const { attempts, interval, until } = s.retry;
-      for (let n = 2; n <= attempts && a.result !== until; n++) {
-        if (interval > 0) await delay(interval * 1000);
-        const prev = a.comment;
-        a = await this.attempt(fn, s, ctx, false);
-        a.comment = `Attempt ${n}: ${a.comment}${prev ? ` (previous: ${prev})` : ""}`;
-      }
-    }
+    let a = await this.attemptWithRetry(fn, s, ctx);
     if (this.test && !a.result) a = this.deferToPendingRequisites(s, a);
     if (a.result && !a.changed && !a.pending && decision.watchTriggered && fn.watch) {
       const w = await this.attempt(fn, s, ctx, true);
@@ -396,6 +342,64 @@ class Runner {
     if (a.pending) r.pending = true;
     r.duration_ms = performance.now() - started;
     this.record(i, r);
+  }
+
+  /**
+   * prereq: the state runs only if a target would change, judged by a dry run of the target.
+   * Returns the skip when it must not run.
+   */
+  private async prereqs(s: CompiledState): Promise<Skip | undefined> {
+    for (const r of s.requisites) {
+      if (r.kind !== "prereq") continue;
+      let anyChange = false;
+      for (const t of r.targets) {
+        const verdict = this.decide(t, true);
+        if (verdict.status === "blocked") {
+          return {
+            status: "blocked",
+            reason: "prereq_failed",
+            comment: `prereq ${this.states[t]!.name} cannot run`,
+          };
+        }
+        if (verdict.status === "notrun") continue;
+        const target = this.states[t]!;
+        try {
+          const plan = await this.program.functions
+            .get(target.fun)!
+            .plan(target.params, { ...this.context(target), test: true });
+          if (plan.failed) {
+            return {
+              status: "blocked",
+              reason: "prereq_failed",
+              comment: `prereq ${target.name} would fail: ${plan.comment}`,
+            };
+          }
+          if (Object.keys(plan.changes).length > 0) anyChange = true;
+        } catch (err) {
+          return {
+            status: "blocked",
+            reason: "prereq_failed",
+            comment: `prereq ${target.name} failed to plan: ${errText(err)}`,
+          };
+        }
+      }
+      if (!anyChange) return { status: "notrun", reason: "prereq_not_met" };
+    }
+    return undefined;
+  }
+
+  /** Salt's retry: attempts until the result is `until`, each comment naming the previous one. */
+  private async attemptWithRetry(fn: StateFunction, s: CompiledState, ctx: ModuleContext): Promise<Attempt> {
+    let a = await this.attempt(fn, s, ctx, false);
+    if (!s.retry) return a;
+    const { attempts, interval, until } = s.retry;
+    for (let n = 2; n <= attempts && a.result !== until; n++) {
+      if (interval > 0) await delay(interval * 1000);
+      const prev = a.comment;
+      a = await this.attempt(fn, s, ctx, false);
+      a.comment = `Attempt ${n}: ${a.comment}${prev ? ` (previous: ${prev})` : ""}`;
+    }
+    return a;
   }
 
   /**
@@ -442,67 +446,19 @@ class Runner {
     return out;
   }
 
-  /** One plan (+ apply unless testing); module exceptions become failed results. */
-  private async attempt(
-    fn: StateFunction,
-    s: CompiledState,
-    ctx: ModuleContext,
-    watch: boolean,
-  ): Promise<Attempt> {
-    const params: Params = s.params;
-    try {
-      const plan = watch ? await fn.watch!(params, ctx) : await fn.plan(params, ctx);
-      const base: Attempt = {
-        result: !plan.failed,
-        changed: false,
-        pending: false,
-        comment: plan.comment,
-        changes: plan.changes,
-      };
-      if (plan.diff !== undefined) base.diff = plan.diff;
-      if (isFailedPlan(plan)) return base;
-      if (!plan.apply) return this.test && plan.pending ? { ...base, result: true, pending: true } : base;
-      if (Object.keys(plan.changes).length === 0) return base;
-      if (this.test) return { ...base, pending: true };
-      const rec = this.opts.recorder;
-      const info: UndoStateInfo = { name: s.name, id: s.id, fun: s.fun };
-      if (s.sls) info.sls = s.sls;
-      if (ctx.signal) info.signal = ctx.signal;
-      if (rec) {
-        try {
-          await rec.before(info, plan.undo ?? { cannot: cannotRevert(fn) });
-        } catch (err) {
-          return {
-            ...base,
-            result: false,
-            comment: `Not applied: the pre-image for state.revert could not be kept: ${(err as Error).message}`,
-          };
-        }
-      }
-      const out = await plan.apply();
-      const changes = out?.changes ?? plan.changes;
-      // The post-image tells a later revert whether the resource changed again; without it a
-      // revert refuses (unless forced), which is the safe side.
-      if (rec) await rec.after(info, Object.keys(changes).length > 0).catch(() => {});
-      return {
-        ...base,
-        result: out?.result ?? true,
-        changes,
-        changed: Object.keys(changes).length > 0,
-        comment: out?.comment ?? plan.comment,
-      };
-    } catch (err) {
-      return { result: false, changed: false, pending: false, comment: errText(err), changes: {} };
-    }
+  private attempt(fn: StateFunction, s: CompiledState, ctx: ModuleContext, watch: boolean): Promise<Attempt> {
+    const rec = this.opts.recorder;
+    if (!rec) return attemptState(fn, s.params, ctx, { watch });
+    const info: UndoStateInfo = { name: s.name, id: s.id, fun: s.fun };
+    if (s.sls) info.sls = s.sls;
+    if (ctx.signal) info.signal = ctx.signal;
+    return attemptState(fn, s.params, ctx, { watch, recorder: { rec, info } });
   }
 
-  private async guards(
-    s: CompiledState,
-    ctx: ModuleContext,
-  ): Promise<{ reason: string; comment: string } | undefined> {
+  private async guards(s: CompiledState, ctx: ModuleContext): Promise<Skip | undefined> {
     for (const g of s.onlyif) {
       if (!(await this.guard(g, ctx)))
-        return { reason: "onlyif", comment: `onlyif condition is false: ${show(g)}` };
+        return { status: "notrun", reason: "onlyif", comment: `${SKIP_SENTENCES.onlyif}: ${show(g)}` };
     }
     if (s.unless.length > 0) {
       let all = true;
@@ -513,7 +469,11 @@ class Runner {
         }
       }
       if (all)
-        return { reason: "unless", comment: `unless condition is true: ${s.unless.map(show).join("; ")}` };
+        return {
+          status: "notrun",
+          reason: "unless",
+          comment: `${SKIP_SENTENCES.unless}: ${s.unless.map(show).join("; ")}`,
+        };
     }
     return undefined;
   }
@@ -557,6 +517,66 @@ class Runner {
       out.push(r);
     }
     return out;
+  }
+}
+
+export interface AttemptOptions {
+  /** Run the state's watch behaviour (Salt's mod_watch) instead of its plan. */
+  watch?: boolean;
+  /** A real run that keeps pre-images for `state.revert`: told before and after each apply. */
+  recorder?: { rec: StateUndoRecorder; info: UndoStateInfo };
+}
+
+/**
+ * One plan, then its apply unless `ctx.test`: the engine's one copy of this rule (module tests
+ * run it too, test/support/module-context.ts). Module exceptions become failed attempts.
+ */
+export async function attemptState(
+  fn: StateFunction,
+  params: Params,
+  ctx: ModuleContext,
+  opts: AttemptOptions = {},
+): Promise<Attempt> {
+  try {
+    const plan = opts.watch ? await fn.watch!(params, ctx) : await fn.plan(params, ctx);
+    const base: Attempt = {
+      result: !plan.failed,
+      changed: false,
+      pending: false,
+      comment: plan.comment,
+      changes: plan.changes,
+    };
+    if (plan.diff !== undefined) base.diff = plan.diff;
+    if (isFailedPlan(plan)) return base;
+    if (!plan.apply) return ctx.test && plan.pending ? { ...base, result: true, pending: true } : base;
+    if (Object.keys(plan.changes).length === 0) return base;
+    if (ctx.test) return { ...base, pending: true };
+    const rec = opts.recorder;
+    if (rec) {
+      try {
+        await rec.rec.before(rec.info, plan.undo ?? { cannot: cannotRevert(fn) });
+      } catch (err) {
+        return {
+          ...base,
+          result: false,
+          comment: `Not applied: the pre-image for state.revert could not be kept: ${errText(err)}`,
+        };
+      }
+    }
+    const out = await plan.apply();
+    const changes = out?.changes ?? plan.changes;
+    // The post-image tells a later revert whether the resource changed again; without it a
+    // revert refuses (unless forced), which is the safe side.
+    if (rec) await rec.rec.after(rec.info, Object.keys(changes).length > 0).catch(() => {});
+    return {
+      ...base,
+      result: out?.result ?? true,
+      changes,
+      changed: Object.keys(changes).length > 0,
+      comment: out?.comment ?? plan.comment,
+    };
+  } catch (err) {
+    return { result: false, changed: false, pending: false, comment: errText(err), changes: {} };
   }
 }
 
