@@ -1,19 +1,15 @@
 /**
- * Builds real ModuleContexts for module tests and runs one state function the way the engine does:
- * aliases resolved, defaults filled, the primary param defaulted to the id, plan, then apply unless
- * in test mode. Rendering uses the real template engine, so templates are really rendered.
+ * Builds real ModuleContexts for module tests and runs one state function with the engine's own
+ * code: compile's stateParams (aliases, defaults, the primary param defaulted to the id) and the
+ * runner's attemptState (plan, then apply unless in test mode), so a module test also catches
+ * drift in the engine. Rendering uses the real template engine, so templates are really rendered.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  isFailedPlan,
-  type ModuleContext,
-  type Params,
-  type Plan,
-  type StateFunction,
-} from "../../src/modules/types.js";
+import type { ModuleContext, Params, StateFunction } from "../../src/modules/types.js";
 import { stateParams } from "../../src/state/compile.js";
+import { type Attempt, attemptState } from "../../src/state/runner.js";
 import { TemplateRenderer } from "../../src/template/render.js";
 
 export interface ContextOptions {
@@ -57,48 +53,24 @@ export function normalizeParams(fn: StateFunction, id: string, params: Params): 
   return v.params;
 }
 
-export interface RunResult {
-  result: boolean;
-  changed: boolean;
-  /** True in test mode when the plan has changes. */
-  pending: boolean;
-  comment: string;
-  changes: Record<string, unknown>;
-  diff?: string;
-  plan: Plan;
-}
+/** One state's outcome, as the runner's attempt reports it. */
+export type RunResult = Attempt;
 
-async function finish(plan: Plan, ctx: ModuleContext): Promise<RunResult> {
-  const base = { comment: plan.comment, changes: plan.changes, plan } as RunResult;
-  if (plan.diff !== undefined) base.diff = plan.diff;
-  if (isFailedPlan(plan)) return { ...base, result: false, changed: false, pending: false };
-  const hasChanges = Object.keys(plan.changes).length > 0;
-  if (ctx.test || !hasChanges || !plan.apply)
-    return { ...base, result: true, changed: false, pending: hasChanges };
-  const out = await plan.apply();
-  return {
-    ...base,
-    result: out?.result ?? true,
-    changed: Object.keys(out?.changes ?? plan.changes).length > 0,
-    pending: false,
-    comment: out?.comment ?? plan.comment,
-    changes: out?.changes ?? plan.changes,
-  };
-}
-
-/** Runs a state like the engine: plan, then apply unless ctx.test. */
+/** Runs a state like the engine: the runner's own attempt (plan, then apply unless ctx.test). */
 export async function runState(fn: StateFunction, params: Params, ctx: ModuleContext): Promise<RunResult> {
   const p = normalizeParams(fn, ctx.id, params);
-  if (typeof p === "string") return finish({ changes: {}, comment: p, failed: true }, ctx);
-  return finish(await fn.plan(p, ctx), ctx);
+  if (typeof p === "string")
+    return { result: false, changed: false, pending: false, comment: p, changes: {} };
+  return attemptState(fn, p, ctx);
 }
 
-/** Runs a state's watch behaviour (Salt's mod_watch). */
+/** Runs a state's watch behaviour (Salt's mod_watch) through the runner's attempt. */
 export async function runWatch(fn: StateFunction, params: Params, ctx: ModuleContext): Promise<RunResult> {
   if (!fn.watch) throw new Error("state has no watch()");
   const p = normalizeParams(fn, ctx.id, params);
-  if (typeof p === "string") return finish({ changes: {}, comment: p, failed: true }, ctx);
-  return finish(await fn.watch(p, ctx), ctx);
+  if (typeof p === "string")
+    return { result: false, changed: false, pending: false, comment: p, changes: {} };
+  return attemptState(fn, p, ctx, { watch: true });
 }
 
 /** A fresh temp directory, removed by the returned cleanup function. */
