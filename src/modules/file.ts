@@ -367,6 +367,8 @@ const SHOW_CHANGES: ParamSpec = {
   type: "boolean",
   doc: "Include a unified diff of the content change in the result.",
   default: true,
+  // Salt's older spelling, still in published formulas.
+  aliases: ["show_diff"],
 };
 
 // ---------------------------------------------------------------------------------------------
