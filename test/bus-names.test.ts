@@ -77,6 +77,7 @@ describe("bucket and stream table", () => {
         "master-heartbeat",
         "leases",
         "enrollments",
+        "peel-queue",
       ].sort(),
     );
     expect(BUCKETS.facts.options.history).toBeGreaterThanOrEqual(5);

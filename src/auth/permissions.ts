@@ -97,6 +97,8 @@ export function peelPermissions(peelId: string, opts: { basketScope?: BasketScop
         `${kvKeySubject("basket", id)}.>`,
         `$KV.job-returns.*.${id}`,
         kvDirectGetSubject("secrets", id),
+        // Commands a master kept while this peel was offline (--queue): its own key only.
+        kvDirectGetSubject("peel-queue", id),
         ...readable.flatMap(kvReadAll),
         ...(opts.basketScope === "own" ? basketReadOwn(id) : []),
       ],

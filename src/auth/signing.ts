@@ -26,6 +26,9 @@ import { ed25519Sign, ed25519Verify, publicNkeyOf } from "./ed25519.js";
 /** How far a command's timestamp may be from the peel's clock. */
 export const DEFAULT_MAX_SKEW_MS = 120_000;
 
+/** The longest a queued command (`--queue`) is kept; the peel's job-id store keeps ids as long. */
+export const MAX_QUEUE_TTL_MS = 24 * 3600 * 1000;
+
 /**
  * JSON with object keys sorted at every level, so signer and verifier hash the same bytes.
  * Refuses (PayloadError) to nest deeper than MAX_DEPTH: it runs on unverified input.
@@ -58,17 +61,31 @@ export const commandSchema: Schema<Command> = object(
     master: str,
     sig: str,
   },
-  { states_rev: nonNegInt, event_depth: nonNegInt },
+  { states_rev: nonNegInt, event_depth: nonNegInt, queue_until: nonNegInt },
 );
 
 const enc = new TextEncoder();
 
 function signedBytes(cmd: Omit<Command, "sig">): Uint8Array {
-  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev, event_depth } = cmd;
-  // Absent fields are left out of the canonical form, so commands without states_rev or
-  // event_depth sign the same bytes as before they existed.
+  const { jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev, event_depth, queue_until } =
+    cmd;
+  // Absent fields are left out of the canonical form, so commands without states_rev,
+  // event_depth or queue_until sign the same bytes as before they existed.
   return enc.encode(
-    canonicalJson({ jid, fun, args, kwargs, test, peel, ts, timeout_s, master, states_rev, event_depth }),
+    canonicalJson({
+      jid,
+      fun,
+      args,
+      kwargs,
+      test,
+      peel,
+      ts,
+      timeout_s,
+      master,
+      states_rev,
+      event_depth,
+      queue_until,
+    }),
   );
 }
 
@@ -115,8 +132,31 @@ export function verifyCommand(input: unknown, opts: VerifyOptions): Verdict {
   if (!valid) return { ok: false, reason: "bad signature (command altered or forged)" };
   if (cmd.peel !== opts.peel)
     return { ok: false, reason: `command is addressed to ${String(cmd.peel)}, not ${opts.peel}` };
-  const skew = Math.abs((opts.now ?? Date.now()) - cmd.ts);
-  if (skew > (opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS)) {
+  const now = opts.now ?? Date.now();
+  const maxSkew = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+  if (cmd.queue_until !== undefined) {
+    // A command kept for an offline peel: valid from its signing (within the skew) until its
+    // queue TTL ends. A replay inside that window is caught by the peel's job-id store, whose
+    // retention (a day) is at least the longest TTL.
+    if (cmd.queue_until - cmd.ts > MAX_QUEUE_TTL_MS)
+      return {
+        ok: false,
+        reason: `queued command kept longer than the ${MAX_QUEUE_TTL_MS / 3_600_000} h maximum`,
+      };
+    if (cmd.ts - now > maxSkew)
+      return {
+        ok: false,
+        reason: `stale command (signed ${Math.round((cmd.ts - now) / 1000)} s in this peel's future)`,
+      };
+    if (now - cmd.queue_until > maxSkew)
+      return {
+        ok: false,
+        reason: `expired queued command (its queue TTL ended ${Math.round((now - cmd.queue_until) / 1000)} s ago)`,
+      };
+    return { ok: true };
+  }
+  const skew = Math.abs(now - cmd.ts);
+  if (skew > maxSkew) {
     return {
       ok: false,
       reason: `stale command (signed ${Math.round(skew / 1000)} s away from this peel's clock)`,

@@ -99,7 +99,8 @@ export type BucketName =
   | "peel-heartbeat"
   | "master-heartbeat"
   | "leases"
-  | "enrollments";
+  | "enrollments"
+  | "peel-queue";
 
 /** Peels write a heartbeat every 10 s; three missed beats and the key expires. */
 export const PEEL_HEARTBEAT_TTL_MS = 30_000;
@@ -133,6 +134,10 @@ export const BUCKETS: Readonly<Record<BucketName, BucketSpec>> = {
   },
   leases: { options: { history: 1, ttl: LEASE_TTL_MS, description: "advisory leader leases" } },
   enrollments: { options: { history: 5, ttl: 0, description: "peel enrollment requests" } },
+  // Written only by masters; each peel may read only its own key. A day is the longest queue TTL.
+  "peel-queue": {
+    options: { history: 1, ttl: DAY_MS, description: "commands kept for offline peels (key <peel>)" },
+  },
 };
 
 export const BUCKET_NAMES = Object.keys(BUCKETS) as BucketName[];

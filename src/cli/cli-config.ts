@@ -38,6 +38,13 @@ export const CLI_OPTIONS = {
     help: "dry run: report what would change (test=true)",
   },
   async: { kind: "boolean", default: false, group: JOB, help: "print the job id and return at once" },
+  queue: {
+    kind: "duration",
+    valueName: "TTL",
+    group: JOB,
+    help: "keep the command for peels that are offline now; one that connects within TTL (30s, 10m, 2h) runs it once",
+    defaultText: "the master's queue_ttl (0: not kept)",
+  },
   batch: {
     kind: "string",
     short: "b",

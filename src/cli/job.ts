@@ -48,6 +48,14 @@ export function runFor(peel: string, record: JobRecord, ret: PeelReturn | undefi
       return noAnswer(peel, "failed", "job canceled before the peel returned");
     case "acked":
       return noAnswer(peel, "failed", "still running");
+    case "expired":
+      return noAnswer(
+        peel,
+        "unreachable",
+        `queued for ${record.queue_ttl_s ?? 0} s; the peel did not connect and take it in that time`,
+      );
+    case "queued":
+      return noAnswer(peel, "unreachable", "queued: waiting for the peel to connect");
     default:
       return noAnswer(peel, "unreachable", "no answer yet");
   }
@@ -163,6 +171,7 @@ export async function run(argv: string[]): Promise<number> {
       ["Master", record.master],
       ["User", record.user],
       ["States", record.states_rev !== undefined ? `revision ${record.states_rev}` : undefined],
+      ["Queue", record.queue_ttl_s !== undefined ? `${record.queue_ttl_s} s for offline peels` : undefined],
     ];
     const lines = head.filter(([, v]) => v !== undefined).map(([k, v]) => `${`${k}:`.padEnd(11)}${v}`);
     const peelIds = Object.keys(record.peels).sort();

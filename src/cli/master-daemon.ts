@@ -71,6 +71,12 @@ export const MASTER_OPTIONS = {
     valueName: "S",
     help: "job timeout when the request names none",
   },
+  queue_ttl: {
+    kind: "duration",
+    default: 0,
+    valueName: "TTL",
+    help: "keep each job's command this long for peels that are offline when it is sent (0: don't; a job's --queue wins; at most 24h)",
+  },
   nodegroups: {
     kind: "map",
     valueName: "JSON",
@@ -198,6 +204,7 @@ export async function run(argv: string[]): Promise<number> {
     publishIntervalMs: o.publish_interval * 1000,
     unreachableAfterMs: o.unreachable_after * 1000,
     defaultTimeoutS: o.default_timeout,
+    queueTtlS: o.queue_ttl / 1000,
     replicas: replicasOption(o.replicas),
     settingsDir: o.settings_dir,
     ...(o.nodegroups !== undefined ? { nodegroups: o.nodegroups } : {}),

@@ -41,6 +41,8 @@ export interface TargetOptions {
   kwargs: Record<string, unknown>;
   test: boolean;
   timeoutS?: number;
+  /** `--queue`: seconds the master keeps the command for offline peels. */
+  queueTtlS?: number;
   format: OutputFormat;
   async: boolean;
   batch?: BatchSize;
@@ -80,6 +82,7 @@ export async function parseTargetArgs(
       ...(v.ca !== undefined ? { ca: v.ca } : {}),
     },
     ...(v.timeout !== undefined ? { timeoutS: v.timeout } : {}),
+    ...(v.queue !== undefined ? { queueTtlS: v.queue / 1000 } : {}),
     ...(v.batch !== undefined ? { batch: parseBatchSize(v.batch) } : {}),
   };
   if (o.batch && o.async)
@@ -142,6 +145,7 @@ async function dispatch(
     kwargs: o.kwargs,
     test: o.test,
     ...(o.timeoutS !== undefined ? { timeout_s: o.timeoutS } : {}),
+    ...(o.queueTtlS !== undefined ? { queue_ttl_s: o.queueTtlS } : {}),
     ...(process.env.USER ? { user: process.env.USER } : {}),
   };
   const reply = await request<DispatchReply>(nc, subjects.dispatch, req);
@@ -258,10 +262,11 @@ async function followJob(
         const first = latest === undefined;
         latest = rec;
         if (first) {
-          if (timeoutS === undefined && deadline) {
+          // The record knows the real run: the master's default timeout, and a queue TTL on top.
+          if ((timeoutS === undefined || rec.queue_ttl_s) && deadline) {
             clearTimeout(deadline);
             deadline = undefined;
-            armDeadline(rec.timeout_s);
+            armDeadline(rec.timeout_s + (rec.queue_ttl_s ?? 0));
           }
           for (const r of returns.values()) stream(r);
         }

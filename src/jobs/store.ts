@@ -31,6 +31,7 @@ const SETTLED: ReadonlySet<PeelJobStatus> = new Set([
   "unreachable",
   "timeout",
   "canceled",
+  "expired",
 ]);
 
 export function isPeelSettled(s: PeelJobStatus): boolean {

@@ -17,7 +17,9 @@ export type PeelJobStatus =
   | "failed"
   | "unreachable" // no heartbeat and no ack within the grace period
   | "timeout" // acked but no return before the job timeout
-  | "canceled";
+  | "canceled"
+  | "queued" // offline when sent; the command is kept for it until the job's queue TTL
+  | "expired"; // queued, and the peel did not take it before the queue TTL ran out
 
 /** CLI → master on `zester.dispatch` (request/reply). */
 export interface DispatchRequest {
@@ -34,6 +36,11 @@ export interface DispatchRequest {
   timeout_s?: number;
   /** Who asked (from the CLI user's creds name; informational). */
   user?: string;
+  /**
+   * Seconds to keep the command for peels that are offline when it is sent (`--queue`); 0 or
+   * absent: the master's `queue_ttl` (default 0, not kept).
+   */
+  queue_ttl_s?: number;
 }
 
 /** master → CLI reply to a DispatchRequest. */
@@ -74,6 +81,11 @@ export interface Command {
    * maximum depth like a loop through reactions. Absent means 0.
    */
   event_depth?: number;
+  /**
+   * Set for a job sent with `--queue`: milliseconds since the epoch until which the peel may
+   * still run this command (it was kept for a peel that was offline). Signed like every field.
+   */
+  queue_until?: number;
   /** base64url signature. */
   sig: string;
 }
@@ -130,6 +142,8 @@ export interface JobRecord {
   user?: string;
   /** State tree revision published for the job (jobs that read the tree). */
   states_rev?: number;
+  /** Seconds the command is kept for peels that were offline when it was sent (`--queue`). */
+  queue_ttl_s?: number;
 }
 
 /** `jobs` KV `active.<jid>`: tiny index entry while a job runs. */

@@ -3,8 +3,10 @@
  * request is handled by exactly one master) and `zester.admin.job.kill` (every master hears it;
  * the job's owner answers, or any master when the owner is gone).
  */
+import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { MAX_QUEUE_TTL_MS } from "../auth/signing.js";
 import { decode, encode } from "../bus/codec.js";
 import { subjects } from "../bus/names.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
@@ -76,6 +78,10 @@ export interface DispatcherDeps {
   masterId: string;
   unreachableAfterMs: number;
   defaultTimeoutS: number;
+  /** Queue TTL for jobs that name none (the master's `queue_ttl`; 0: commands are not kept). */
+  defaultQueueTtlS?: number;
+  /** The `peel-queue` bucket (commands kept for offline peels). */
+  queue?: KV;
   /**
    * Announce every return as `_master/job/<jid>/ret/<peel>` (docs/events.md). Off by default:
    * one event per peel per job is a JetStream write and a reactor delivery each, and
@@ -173,8 +179,10 @@ export class Dispatcher {
   ): Promise<DispatchReply & { existing?: boolean }> {
     let peels: string[];
     let timeoutS: number;
+    let queueTtlS: number;
     try {
       timeoutS = validate(req, this.deps.defaultTimeoutS);
+      queueTtlS = validateQueueTtl(req, this.deps.defaultQueueTtlS ?? 0);
       peels = this.deps.fleet.resolve(req.target);
     } catch (err) {
       const prefix = err instanceof TargetSyntaxError ? "invalid target: " : "";
@@ -207,6 +215,7 @@ export class Dispatcher {
       ...(typeof req.user === "string" ? { user: req.user } : {}),
       ...(statesRev !== undefined ? { states_rev: statesRev } : {}),
       ...(opts.eventDepth ? { event_depth: opts.eventDepth } : {}),
+      ...(queueTtlS > 0 ? { queue_ttl_s: queueTtlS } : {}),
     };
     const tracker = this.newTracker(record);
     // Listening starts before any peel can know the jid, so no ack or return is missed.
@@ -246,6 +255,7 @@ export class Dispatcher {
         isOnline: (p) => this.deps.fleet.isOnline(p),
         unreachableAfterMs: this.deps.unreachableAfterMs,
         returnEvents: this.deps.returnEvents === true,
+        ...(this.deps.queue ? { queue: this.deps.queue } : {}),
         log: this.deps.log,
       },
       (jid) => this.trackers.delete(jid),
@@ -334,7 +344,8 @@ export class Dispatcher {
       }
       const rec = cur.record;
       if (rec.master !== this.deps.masterId && (await this.deps.isMasterAlive(rec.master))) continue;
-      if (Date.now() < Date.parse(rec.created_at) + rec.timeout_s * 1000 + graceMs) {
+      const runMs = ((rec.queue_ttl_s ?? 0) + rec.timeout_s) * 1000;
+      if (Date.now() < Date.parse(rec.created_at) + runMs + graceMs) {
         // Still inside its run: follow it as if it were ours, so it ends when its peels do.
         await this.adoptOrphan(cur);
         continue;
@@ -351,7 +362,7 @@ export class Dispatcher {
           if (isPeelSettled(st)) continue;
           const ret = returns.get(peel);
           if (ret) r.peels[peel] = ret.success ? "success" : "failed";
-          else r.peels[peel] = st === "acked" ? "timeout" : "unreachable";
+          else r.peels[peel] = st === "acked" ? "timeout" : st === "queued" ? "expired" : "unreachable";
         }
         r.status = settledJobStatus(r.peels);
         r.finished_at = new Date().toISOString();
@@ -450,6 +461,16 @@ function validate(req: DispatchRequest, defaultTimeoutS: number): number {
   const t = req.timeout_s ?? defaultTimeoutS;
   if (typeof t !== "number" || !Number.isFinite(t) || t <= 0)
     throw new Error("timeout_s must be a positive number");
+  return t;
+}
+
+/** Seconds to keep the command for offline peels: the request's, else the master's default. */
+function validateQueueTtl(req: DispatchRequest, defaultS: number): number {
+  const t = req.queue_ttl_s ?? defaultS;
+  if (typeof t !== "number" || !Number.isFinite(t) || t < 0)
+    throw new Error("queue_ttl_s must be a number of seconds ≥ 0");
+  if (t * 1000 > MAX_QUEUE_TTL_MS)
+    throw new Error(`queue_ttl_s ${t} is longer than the ${MAX_QUEUE_TTL_MS / 3_600_000} h maximum`);
   return t;
 }
 

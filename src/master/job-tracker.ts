@@ -3,6 +3,7 @@
  * job's acks and returns, decides when peels are unreachable or timed out, and writes the record
  * (coalesced, CAS) until the job finishes. Per-peel and job statuses are defined in docs/fleet.md.
  */
+import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { signCancel, signCommand } from "../auth/signing.js";
@@ -10,6 +11,7 @@ import { decodeAs, encode } from "../bus/codec.js";
 import { ROOT, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
+import { dequeueCommand, enqueueCommand } from "../jobs/peel-queue.js";
 import {
   isJobFinished,
   isPeelSettled,
@@ -18,7 +20,7 @@ import {
   type StoredJob,
   settledJobStatus,
 } from "../jobs/store.js";
-import type { JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
+import type { Command, JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
 import { peelReturnSchema } from "../jobs/wire-schema.js";
 
 /** `data` of the master event `_master/job/<jid>/done` (src/events/master-events.ts). */
@@ -39,6 +41,8 @@ export interface TrackerDeps {
   unreachableAfterMs: number;
   /** Emit `_master/job/<jid>/ret/<peel>` for each return (DispatcherDeps.returnEvents). */
   returnEvents: boolean;
+  /** The `peel-queue` bucket, for jobs sent with a queue TTL (src/jobs/peel-queue.ts). */
+  queue?: KV;
   log(msg: string): void;
 }
 
@@ -111,22 +115,57 @@ export class JobTracker {
   }
 
   private publishCommands(peels: readonly string[]): void {
-    const r = this.record;
     for (const peel of peels) {
-      const cmd = signCommand(this.deps.signer, {
-        jid: r.jid,
-        fun: r.fun,
-        args: r.args,
-        kwargs: r.kwargs,
-        test: r.test,
-        peel,
-        ts: Date.now(),
-        timeout_s: r.timeout_s,
-        ...(r.states_rev !== undefined ? { states_rev: r.states_rev } : {}),
-        ...(r.event_depth ? { event_depth: r.event_depth } : {}),
-      });
+      const cmd = this.command(peel);
       this.deps.nc.publish(subjects.cmd(peel), encode(cmd));
+      // Offline now: keep it for when the peel connects (it is also published, in case it is
+      // just connecting; its job-id store runs it once either way).
+      if (this.queueTtlMs > 0 && !this.deps.isOnline(peel)) this.queuePeel(peel, cmd);
     }
+  }
+
+  private command(peel: string): Command {
+    const r = this.record;
+    return signCommand(this.deps.signer, {
+      jid: r.jid,
+      fun: r.fun,
+      args: r.args,
+      kwargs: r.kwargs,
+      test: r.test,
+      peel,
+      ts: Date.now(),
+      timeout_s: r.timeout_s,
+      ...(r.states_rev !== undefined ? { states_rev: r.states_rev } : {}),
+      ...(r.event_depth ? { event_depth: r.event_depth } : {}),
+      ...(this.queueTtlMs > 0 ? { queue_until: this.queueUntil } : {}),
+    });
+  }
+
+  /** 0 unless the job was sent with `--queue`. */
+  private get queueTtlMs(): number {
+    return this.deps.queue ? (this.record.queue_ttl_s ?? 0) * 1000 : 0;
+  }
+
+  private get queueUntil(): number {
+    return Date.parse(this.record.created_at) + this.queueTtlMs;
+  }
+
+  /** Peels this tracker queued: they get the queue TTL, not the job timeout, to take the job. */
+  private readonly queuedPeels = new Set<string>();
+
+  private queuePeel(peel: string, cmd: Command): void {
+    this.queuedPeels.add(peel);
+    this.setPeel(peel, "queued");
+    enqueueCommand(this.deps.queue!, cmd).catch((err: unknown) => {
+      this.deps.log(`job ${this.jid}: cannot queue the command for ${peel}: ${(err as Error).message}`);
+    });
+  }
+
+  private unqueue(peel: string): void {
+    if (!this.queuedPeels.has(peel) || !this.deps.queue) return;
+    dequeueCommand(this.deps.queue, peel, this.jid).catch(() => {
+      // Harmless: an entry left behind expires, and the peel runs a job id only once.
+    });
   }
 
   /**
@@ -155,6 +194,8 @@ export class JobTracker {
       await this.finish();
       return;
     }
+    for (const [peel, st] of Object.entries(this.record.peels))
+      if (st === "queued") this.queuedPeels.add(peel);
     const left = Date.parse(this.record.created_at) + this.record.timeout_s * 1000 - Date.now();
     const unheard = Object.keys(this.record.peels).filter((p) => this.record.peels[p] === "pending");
     if (left > 0 && unheard.length > 0) {
@@ -195,6 +236,27 @@ export class JobTracker {
     }, this.deps.unreachableAfterMs);
     this.timers.push(firstCheck);
     this.timers.push(setTimeout(() => void this.onDeadline(), Math.max(0, deadlineInMs)));
+    if (this.queueTtlMs > 0) {
+      // Queued peels: expired when the TTL ends untaken; one that took it gets the job timeout.
+      const created = Date.parse(this.record.created_at);
+      this.timers.push(setTimeout(() => this.expireQueued(), Math.max(0, this.queueUntil - Date.now())));
+      this.timers.push(
+        setTimeout(
+          () => void this.onDeadline(true),
+          Math.max(0, created + this.queueTtlMs + this.record.timeout_s * 1000 - Date.now()),
+        ),
+      );
+    }
+  }
+
+  private expireQueued(): void {
+    if (this.finishing) return;
+    for (const [peel, st] of Object.entries(this.record.peels)) {
+      if (st !== "queued") continue;
+      this.unqueue(peel);
+      this.setPeel(peel, "expired");
+      if (this.finishing) return;
+    }
   }
 
   /** Cancels every peel still working; the job ends as canceled. Returns the peels told to stop. */
@@ -233,7 +295,8 @@ export class JobTracker {
     }
     const cur = this.record.peels[peel]!;
     if (kind === "ack") {
-      if (cur === "pending" || cur === "unreachable") this.setPeel(peel, "acked");
+      this.unqueue(peel);
+      if (cur === "pending" || cur === "unreachable" || cur === "queued") this.setPeel(peel, "acked");
     } else if (kind === "return") {
       let ret: PeelReturn;
       try {
@@ -253,6 +316,7 @@ export class JobTracker {
    */
   private onReturn(peel: string, ret: PeelReturn): void {
     const success = ret.success === true;
+    this.unqueue(peel);
     if (this.deps.returnEvents) {
       emitMasterEvent(this.deps.nc, masterTags.jobReturn(this.jid, peel), {
         jid: this.jid,
@@ -280,26 +344,43 @@ export class JobTracker {
   private checkUnreachable(): void {
     if (this.finishing) return;
     for (const [peel, st] of Object.entries(this.record.peels)) {
-      if (st === "pending" && !this.deps.isOnline(peel)) this.setPeel(peel, "unreachable");
+      if (st !== "pending" || this.deps.isOnline(peel)) continue;
+      // Gone before it took the job: a queued job keeps the command for it instead.
+      if (this.queueTtlMs > 0 && Date.now() < this.queueUntil) this.queuePeel(peel, this.command(peel));
+      else this.setPeel(peel, "unreachable");
+      if (this.finishing) return;
     }
   }
 
-  private async onDeadline(): Promise<void> {
+  /**
+   * The job timeout (or, with `final`, the queue TTL plus the timeout). Peels this tracker queued
+   * are left to the final deadline: they had until the TTL to take the job, then the timeout.
+   */
+  private async onDeadline(final = false): Promise<void> {
     if (this.finishing) return;
     // A return whose message we missed (reconnect) may still be in KV: take it over a timeout.
     // Only silent peels are read, in parallel batches; a failure (connection down) reads as none.
-    const silent = Object.keys(this.record.peels).filter((p) => !isPeelSettled(this.record.peels[p]!));
+    const waiting = (p: string) => !final && this.queueTtlMs > 0 && this.queuedPeels.has(p);
+    const silent = Object.keys(this.record.peels).filter(
+      (p) => !isPeelSettled(this.record.peels[p]!) && !waiting(p),
+    );
+    if (silent.length === 0) return;
     const stored = await this.deps.store
       .returnsOf(this.jid, silent)
       .catch(() => new Map<string, PeelReturn>());
-    for (const [peel, st] of Object.entries(this.record.peels)) {
+    for (const peel of silent) {
+      const st = this.record.peels[peel]!;
       if (isPeelSettled(st)) continue;
       const ret = stored.get(peel);
-      if (ret) this.record.peels[peel] = ret.success ? "success" : "failed";
-      else if (st === "acked" || this.deps.isOnline(peel)) this.record.peels[peel] = "timeout";
-      else this.record.peels[peel] = "unreachable";
+      let next: PeelJobStatus;
+      if (ret) next = ret.success ? "success" : "failed";
+      else if (st === "queued") next = "expired";
+      else if (st === "acked" || this.deps.isOnline(peel)) next = "timeout";
+      else next = "unreachable";
+      this.unqueue(peel);
+      this.setPeel(peel, next);
+      if (this.finishing) return;
     }
-    await this.finish();
   }
 
   private scheduleWrite(): void {

@@ -70,6 +70,11 @@ export interface MasterConfig {
   /** How often the lease is renewed and retried (default a third of the lease TTL). */
   leaseRenewMs?: number;
   log?: (msg: string) => void;
+  /**
+   * Seconds a job's command is kept for peels that are offline when it is sent, for jobs that
+   * name no `queue_ttl_s` (default 0: not kept, as Salt).
+   */
+  queueTtlS?: number;
   /** `N@name` in targets: name → target expression (Salt's nodegroups). */
   nodegroups?: Readonly<Record<string, string>>;
   /** The reactor dir published to `reactor-files` (default /srv/zester/reactor). */
@@ -315,6 +320,8 @@ export class Master {
       unreachableAfterMs: cfg.unreachableAfterMs ?? 10_000,
       defaultTimeoutS: cfg.defaultTimeoutS ?? 60,
       returnEvents: cfg.jobReturnEvents === true,
+      defaultQueueTtlS: cfg.queueTtlS ?? 0,
+      queue: await openKv(nc, "peel-queue"),
       isMasterAlive: (id, withinMs) => this.isMasterAlive(heartbeats, id, withinMs),
       freshTrees: () => this.freshTrees(),
       log: this.log,

@@ -29,6 +29,7 @@ import { relayedReason } from "../bus/validate.js";
 import { makeEvent } from "../events/index.js";
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
+import { readPeelQueue } from "../jobs/peel-queue.js";
 import type { Ack, Command, PeelHeartbeat, PeelLastRun, PeelReturn, StateRevision } from "../jobs/wire.js";
 import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { pendingCount } from "../state/result.js";
@@ -155,6 +156,8 @@ interface Buckets {
   settingsFiles: KV;
   secrets: KV;
   basket: KV;
+  /** Commands a master kept while this peel was offline (`--queue`); only our own key is readable. */
+  queue: KV;
 }
 
 /** Job ids end up in subjects and KV keys: one token, nothing exotic. */
@@ -419,7 +422,7 @@ export class Peel extends EventEmitter {
         },
       }),
     );
-    const [facts, heartbeat, returns, states, settingsFiles, secrets, basket] = await Promise.all([
+    const [facts, heartbeat, returns, states, settingsFiles, secrets, basket, queue] = await Promise.all([
       openKv(nc, "facts"),
       openKv(nc, "peel-heartbeat"),
       openKv(nc, "job-returns"),
@@ -427,8 +430,9 @@ export class Peel extends EventEmitter {
       openKv(nc, "settings-files"),
       openKv(nc, "secrets"),
       openKv(nc, "basket"),
+      openKv(nc, "peel-queue"),
     ]);
-    this.kv = { facts, heartbeat, returns, states, settingsFiles, secrets, basket };
+    this.kv = { facts, heartbeat, returns, states, settingsFiles, secrets, basket, queue };
     this.busUp = true;
     await nc.flush();
     void this.watchStatus(nc);
@@ -441,6 +445,7 @@ export class Peel extends EventEmitter {
     this.log.info(`connected to ${nc.getServer()}`);
     this.emit("connected");
     if (this.outbox.pending) void this.flushOutbox();
+    void this.runQueued();
     await Promise.allSettled([this.beat(), this.refreshFacts({ force: true })]);
   }
 
@@ -460,6 +465,7 @@ export class Peel extends EventEmitter {
         this.basketPart?.onConnected();
         void this.events?.flush();
         if (this.outbox.pending) void this.flushOutbox();
+        void this.runQueued();
       } else if (s.type === "error") {
         this.log.error(`NATS: ${String((s as { error?: unknown }).error ?? s.type)}`);
       }
@@ -684,13 +690,65 @@ export class Peel extends EventEmitter {
   private async onCommand(msg: Msg): Promise<void> {
     const c = this.admit(msg, { subject: subjects.cmd(this.id), kind: "command" });
     if (!c) return;
+    await this.accept(c, msg.subject);
+  }
+
+  /**
+   * Commands a master kept for this peel while it was offline (`--queue`), read at every
+   * (re)connect. Each is verified like a live one (signature, address, its queue window) and
+   * runs once: one this peel already received (live, or at an earlier connect) is skipped.
+   */
+  private async runQueued(): Promise<void> {
+    const kv = this.kv?.queue;
+    if (!kv) return;
+    let cmds: Command[];
+    try {
+      cmds = await readPeelQueue(kv, this.id);
+    } catch (err) {
+      this.log.warn(`cannot read the commands queued for this peel: ${errText(err)}`);
+      return;
+    }
+    const where = `queue ${this.id}`;
+    const ran: string[] = [];
+    const skipped: string[] = [];
+    for (const c of cmds) {
+      if (typeof c?.jid === "string" && this.jids.has(c.jid)) {
+        skipped.push(c.jid);
+        continue;
+      }
+      const verdict = verifyCommand(c, {
+        trusted: this.trusted,
+        peel: this.id,
+        maxSkewMs: this.cfg.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
+      });
+      if (!verdict.ok) {
+        this.refuse(where, typeof c?.jid === "string" ? c.jid : undefined, verdict.reason);
+        continue;
+      }
+      if (c.queue_until === undefined) {
+        this.refuse(where, c.jid, "a command in the queue without a queue window");
+        continue;
+      }
+      this.log.info(`job ${c.jid}: kept for this peel while it was offline`);
+      ran.push(c.jid);
+      // accept() claims the job id before its first await, so a second pass skips it.
+      void this.accept(c, where).catch((err: unknown) =>
+        this.log.error(`queued job ${c.jid}: ${errText(err)}`),
+      );
+    }
+    // Started (ran) or already received before (skipped: never run twice).
+    this.emit("queue", { ran, skipped });
+  }
+
+  /** Runs a verified command once: its job id is claimed (persisted for changing jobs) first. */
+  private async accept(c: Command, subject: string): Promise<void> {
     if (!JID_PATTERN.test(c.jid)) {
-      this.refuse(msg.subject, undefined, `invalid job id ${JSON.stringify(c.jid)}`);
+      this.refuse(subject, undefined, `invalid job id ${JSON.stringify(c.jid)}`);
       return;
     }
     const { fresh, persisted } = this.jids.add(c.jid);
     if (!fresh) {
-      this.refuse(msg.subject, c.jid, "replayed command (this job id was already received)");
+      this.refuse(subject, c.jid, "replayed command (this job id was already received)");
       return;
     }
     const readOnly = await isReadOnlyFunction(c.fun).catch(() => false);
@@ -703,7 +761,7 @@ export class Peel extends EventEmitter {
         await persisted;
       } catch (err) {
         // Running a job whose id did not reach the disk would let a replay after restart run it again.
-        this.refuse(msg.subject, c.jid, `cannot record the job id: ${errText(err)}`);
+        this.refuse(subject, c.jid, `cannot record the job id: ${errText(err)}`);
         // The command is verified: its master learns why at once instead of waiting out the timeout.
         this.ack(c.jid, 0, "job");
         await this.finish(c.jid, c.fun, "job", new Date().toISOString(), {
