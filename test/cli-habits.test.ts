@@ -126,7 +126,9 @@ describe("options anywhere", () => {
     const value = await zester(["-t", "soon", "*", "test.ping"]);
     expect(value.stderr).toBe('zester: -t must be a positive number of seconds, not "soon"\n');
     const out = await zester(["*", "test.ping", "--out", "jsno"]);
-    expect(out.stderr).toBe('zester: --out must be text, json or yaml, not "jsno" (did you mean "json"?)\n');
+    expect(out.stderr).toBe(
+      'zester: --out must be text, json, yaml, highstate or nested, not "jsno" (did you mean "json"?)\n',
+    );
     const missing = await zester(["-t", "5"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^zester: missing target or function\n/);

@@ -212,7 +212,7 @@ describe("zester '<target>' <function>", () => {
   it("exits 1 on a usage error", async () => {
     const r = await zester("web-01", "test.ping", "--format", "xml");
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/--format must be text, json or yaml/);
+    expect(r.stderr).toMatch(/--format must be text, json, yaml, highstate or nested, not "xml"/);
   });
 });
 
