@@ -34,7 +34,16 @@ import {
   updateRcEnableArgvs,
   validServiceName,
 } from "./providers/sysvinit.js";
-import { boolParam, failed, failure, optString, StateError, unchanged, which } from "./support.js";
+import {
+  boolParam,
+  failed,
+  failure,
+  optString,
+  StateError,
+  unchanged,
+  which,
+  withRevertDocs,
+} from "./support.js";
 import type {
   ApplyOutcome,
   ExecFunction,
@@ -232,6 +241,7 @@ async function planService(params: Params, ctx: ModuleContext, want: Want): Prom
   return {
     changes,
     comment: `Service ${s.name} would be ${parts.join(" and ")}`,
+    undo: { refs: [{ kind: "service", key: s.name }] },
     apply: () => applyService(s, want, params),
   };
 }
@@ -296,6 +306,7 @@ async function watchRunning(params: Params, ctx: ModuleContext): Promise<Plan> {
   return {
     changes: planned,
     comment: `Service ${s.name} would be ${past}${enableChange ? ` and ${enable ? "enabled" : "disabled"}` : ""}`,
+    undo: { cannot: `a ${action} cannot be undone` },
     apply: async () => {
       const done: Record<string, unknown> = {};
       if (enableChange) {
@@ -474,9 +485,22 @@ const exec: Record<string, ExecFunction> = {
   reload: actionFn("reload"),
 };
 
+const SERVICE_REVERT =
+  "Restores whether the service was running and whether it was enabled at boot before the run.";
+
 export const family: ModuleFamily = {
   name: "service",
   doc: "Services under systemd or SysV init scripts (chosen from the init fact, else probed).",
-  states: { running, dead, enabled, disabled, masked, unmasked },
+  states: withRevertDocs(
+    { running, dead, enabled, disabled, masked, unmasked },
+    {
+      running: `${SERVICE_REVERT} A restart or reload a watch caused cannot be undone.`,
+      dead: SERVICE_REVERT,
+      enabled: SERVICE_REVERT,
+      disabled: SERVICE_REVERT,
+      masked: "cannot be reverted: masking keeps no pre-image yet (unmask with service.unmasked).",
+      unmasked: "cannot be reverted: unmasking keeps no pre-image yet (mask with service.masked).",
+    },
+  ),
   exec,
 };

@@ -60,7 +60,7 @@ export interface RevertNote {
 }
 
 export function revertNote(rec: RunRecord): RevertNote {
-  const cannot = rec.states.filter((s) => s.cannot !== undefined).length;
+  const cannot = rec.states.filter((s) => s.cannot !== undefined && s.refs.length === 0).length;
   return { run: rec.id, states: rec.states.length - cannot, cannot };
 }
 

@@ -52,6 +52,11 @@ export async function revertRun(
   return out;
 }
 
+/** A state that also did something that cannot be undone (a watch restart) says so. */
+function also(s: RecordedState): string {
+  return s.cannot === undefined ? "" : `; not reverted: ${s.cannot}`;
+}
+
 function refKey(ref: UndoRef): string {
   return `${ref.kind}\0${ref.key}`;
 }
@@ -81,7 +86,7 @@ async function revertState(
   original: ReadonlyMap<string, Observed>,
 ): Promise<StateResult> {
   const r = base(s);
-  if (s.cannot !== undefined) {
+  if (s.cannot !== undefined && s.refs.length === 0) {
     r.skipped = true;
     r.skip_reason = "cannot_revert";
     r.comment = `cannot be reverted: ${s.cannot}`;
@@ -141,7 +146,7 @@ async function revertState(
   if (opts.test) {
     for (const p of plans) virtual.set(p.key, p.before);
     r.pending = true;
-    r.comment = `Would revert: ${plans.map((p) => p.plan.comment).join("; ")}`;
+    r.comment = `Would revert: ${plans.map((p) => p.plan.comment).join("; ")}${also(s)}`;
     return r;
   }
   const done: string[] = [];
@@ -156,6 +161,6 @@ async function revertState(
     done.push(p.label);
   }
   r.changed = true;
-  r.comment = plans.map((p) => p.plan.comment).join("; ");
+  r.comment = plans.map((p) => p.plan.comment).join("; ") + also(s);
   return r;
 }

@@ -3,10 +3,12 @@ import type { UndoKindName } from "../../modules/types.js";
 import { fileKind } from "./file.js";
 import type { RevertKind } from "./kind.js";
 import { pkgKind } from "./pkg.js";
+import { serviceKind } from "./service.js";
 
 const KINDS: Partial<Record<UndoKindName, RevertKind>> = {
   file: fileKind,
   pkg: pkgKind,
+  service: serviceKind,
 };
 
 export function revertKind(name: UndoKindName): RevertKind {
