@@ -60,6 +60,7 @@ import {
   withRevertDocs,
 } from "./support.js";
 import type {
+  ApplyOutcome,
   ExecFunction,
   ModuleContext,
   ModuleFamily,
@@ -315,14 +316,26 @@ async function inspect(
   return { specs, backend, installed: await backend.installed() };
 }
 
+/** What an install plan will do: the packages to install and to (un)hold, and how they change. */
+interface InstallJob {
+  specs: PkgSpec[];
+  backend: PkgBackend;
+  installed: Map<string, InstalledPkg>;
+  candidates: Map<string, string>;
+  toInstall: PkgSpec[];
+  toHold: string[];
+  hold: boolean | undefined;
+  refresh: boolean;
+  latest: boolean;
+}
+
 async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpts): Promise<Plan> {
   const current = await inspect(params, ctx).catch((err: unknown) => failed(errText(err)));
   if ("comment" in current) return current;
   const { specs, backend, installed } = current;
   const hold = params.hold === undefined || params.hold === null ? undefined : boolParam(params.hold, false);
   const refresh = boolParam(params.refresh, false);
-  const toInstall: PkgSpec[] = [];
-  let candidates = new Map<string, string>();
+  let candidates: Map<string, string>;
   try {
     const needCandidate = specs.filter((s) => {
       const cur = installed.get(s.name);
@@ -332,12 +345,55 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
   } catch (err) {
     return failed(errText(err));
   }
+  const { toInstall, changes, missing } = installChanges(specs, installed, candidates, o.latest, refresh);
+  if (missing.length > 0) return noCandidate(missing, backend, ctx);
+  let toHold: string[] = [];
+  if (hold !== undefined) {
+    if (!backend.hold) return failed(`hold is not supported by ${backend.name}`);
+    toHold = holdChanges(specs, installed, hold, changes);
+  }
+  const names = specs.map((s) => s.name);
+  if (Object.keys(changes).length === 0) {
+    const what = o.latest ? "already at the latest version" : "already installed";
+    return unchanged(`${plural(names)} ${what}`);
+  }
+  const verb = o.latest ? "installed or upgraded" : "installed";
+  const summary = toInstall.length > 0 ? `${plural(toInstall.map((s) => s.name))} would be ${verb}` : "";
+  const holdSummary = toHold.length > 0 ? `${toHold.join(", ")} would be ${hold ? "held" : "unheld"}` : "";
+  const job: InstallJob = {
+    specs,
+    backend,
+    installed,
+    candidates,
+    toInstall,
+    toHold,
+    hold,
+    refresh,
+    latest: o.latest,
+  };
+  return {
+    changes,
+    comment: [summary, holdSummary].filter(Boolean).join("; "),
+    undo: pkgUndo([...toInstall.map((s) => s.name), ...toHold]),
+    apply: () => applyInstall(job),
+  };
+}
+
+/** Which wanted packages need installing (or upgrading, `latest`), and those with no candidate. */
+function installChanges(
+  specs: readonly PkgSpec[],
+  installed: ReadonlyMap<string, InstalledPkg>,
+  candidates: ReadonlyMap<string, string>,
+  latest: boolean,
+  refresh: boolean,
+): { toInstall: PkgSpec[]; changes: Record<string, Change>; missing: string[] } {
+  const toInstall: PkgSpec[] = [];
   const changes: Record<string, Change> = {};
   const missing: string[] = [];
   for (const s of specs) {
     const cur = installed.get(s.name);
     const have = cur && !cur.configOnly ? cur.version : "";
-    if (o.latest) {
+    if (latest) {
       const cand = candidates.get(s.name);
       if (!cand) {
         // Installed but in no repository (a local .deb): nothing newer to get. Not installed: the
@@ -363,105 +419,112 @@ async function planInstall(params: Params, ctx: ModuleContext, o: InstallPlanOpt
     toInstall.push(s);
     changes[s.name] = { old: have, new: s.version ?? candidates.get(s.name) ?? "latest" };
   }
-  if (missing.length > 0) {
-    // Salt's apt module reports this as pending in a dry run: an earlier pkgrepo state of the
-    // same run may add the repository that has it.
-    if (ctx.test)
-      return {
-        changes: {},
-        pending: true,
-        comment: `No installation candidate for ${missing.join(", ")} (${backend.name}) yet; it would be installed if an earlier state of this run provides it`,
-      };
-    return failed(`No installation candidate for ${missing.join(", ")} (${backend.name})`);
-  }
+  return { toInstall, changes, missing };
+}
+
+/**
+ * Salt's apt module reports a missing candidate as pending in a dry run: an earlier pkgrepo
+ * state of the same run may add the repository that has it.
+ */
+function noCandidate(missing: readonly string[], backend: PkgBackend, ctx: ModuleContext): Plan {
+  if (ctx.test)
+    return {
+      changes: {},
+      pending: true,
+      comment: `No installation candidate for ${missing.join(", ")} (${backend.name}) yet; it would be installed if an earlier state of this run provides it`,
+    };
+  return failed(`No installation candidate for ${missing.join(", ")} (${backend.name})`);
+}
+
+/** The packages whose hold differs from `hold`; their change entries get a `hold` part. */
+function holdChanges(
+  specs: readonly PkgSpec[],
+  installed: ReadonlyMap<string, InstalledPkg>,
+  hold: boolean,
+  changes: Record<string, Change>,
+): string[] {
   const toHold: string[] = [];
-  if (hold !== undefined) {
-    if (!backend.hold) return failed(`hold is not supported by ${backend.name}`);
-    for (const s of specs) {
-      if ((installed.get(s.name)?.held ?? false) !== hold) {
-        toHold.push(s.name);
-        const c = changes[s.name] ?? { old: installed.get(s.name)?.version ?? "", new: "" };
-        if (!changes[s.name]) c.new = c.old;
-        c.hold = { old: !hold, new: hold };
-        changes[s.name] = c;
-      }
+  for (const s of specs) {
+    if ((installed.get(s.name)?.held ?? false) !== hold) {
+      toHold.push(s.name);
+      const c = changes[s.name] ?? { old: installed.get(s.name)?.version ?? "", new: "" };
+      if (!changes[s.name]) c.new = c.old;
+      c.hold = { old: !hold, new: hold };
+      changes[s.name] = c;
     }
   }
-  const names = specs.map((s) => s.name);
-  if (Object.keys(changes).length === 0) {
-    const what = o.latest ? "already at the latest version" : "already installed";
-    return unchanged(`${plural(names)} ${what}`);
-  }
-  const verb = o.latest ? "installed or upgraded" : "installed";
-  const summary = toInstall.length > 0 ? `${plural(toInstall.map((s) => s.name))} would be ${verb}` : "";
-  const holdSummary = toHold.length > 0 ? `${toHold.join(", ")} would be ${hold ? "held" : "unheld"}` : "";
-  return {
-    changes,
-    comment: [summary, holdSummary].filter(Boolean).join("; "),
-    undo: pkgUndo([...toInstall.map((s) => s.name), ...toHold]),
-    apply: async () => {
-      try {
-        if (refresh) {
-          const r = await backend.refresh();
-          if (r.retcode !== 0) return applyFailed(failure("Refreshing the package database", r));
-        }
-        let installFailure: string | undefined;
-        if (toInstall.length > 0) {
-          const r = await backend.install(toInstall, o.latest);
-          if (r.retcode !== 0)
-            installFailure = failure(`Installing ${toInstall.map((s) => s.name).join(", ")}`, r);
-        }
-        let holdFailure: string | undefined;
-        if (!installFailure && toHold.length > 0 && backend.hold) {
-          const r = await backend.hold(toHold, hold === true);
-          if (r.retcode !== 0) holdFailure = failure("Changing the hold", r);
-        }
-        const after = await backend.installed();
-        const done: Record<string, unknown> = diffInstalled(installed, after);
-        for (const n of toHold) {
-          const held = after.get(n)?.held ?? false;
-          if (held === hold) {
-            const c = (done[n] as Change | undefined) ?? {
-              old: after.get(n)?.version ?? "",
-              new: after.get(n)?.version ?? "",
-            };
-            c.hold = { old: !hold, new: held };
-            done[n] = c;
-          }
-        }
-        const wrong = specs.filter((s) => {
-          const cur = after.get(s.name);
-          if (!cur || cur.configOnly) return true;
-          if (o.latest)
-            return (
-              toInstall.some((t) => t.name === s.name) &&
-              cur.version !== candidates.get(s.name) &&
-              candidates.has(s.name)
-            );
-          return s.version !== undefined && !versionMatches(cur.version, s.version);
-        });
-        if (installFailure || holdFailure || wrong.length > 0) {
-          const why =
-            installFailure ??
-            holdFailure ??
-            `${wrong.map((s) => s.name).join(", ")} not at the requested version after install`;
-          return { result: false, changes: done, comment: why };
-        }
-        return {
-          result: true,
-          changes: done,
-          comment: [
-            toInstall.length > 0 ? `${plural(toInstall.map((s) => s.name))} ${verb}` : "",
-            toHold.length > 0 ? `${toHold.join(", ")} ${hold ? "held" : "unheld"}` : "",
-          ]
-            .filter(Boolean)
-            .join("; "),
+  return toHold;
+}
+
+/** Refresh, install, (un)hold; then the changes as the package database shows them. */
+async function applyInstall(job: InstallJob): Promise<ApplyOutcome> {
+  const { backend, toInstall, toHold, hold } = job;
+  try {
+    if (job.refresh) {
+      const r = await backend.refresh();
+      if (r.retcode !== 0) return applyFailed(failure("Refreshing the package database", r));
+    }
+    let installFailure: string | undefined;
+    if (toInstall.length > 0) {
+      const r = await backend.install(toInstall, job.latest);
+      if (r.retcode !== 0)
+        installFailure = failure(`Installing ${toInstall.map((s) => s.name).join(", ")}`, r);
+    }
+    let holdFailure: string | undefined;
+    if (!installFailure && toHold.length > 0 && backend.hold) {
+      const r = await backend.hold(toHold, hold === true);
+      if (r.retcode !== 0) holdFailure = failure("Changing the hold", r);
+    }
+    const after = await backend.installed();
+    const done: Record<string, unknown> = diffInstalled(job.installed, after);
+    for (const n of toHold) {
+      const held = after.get(n)?.held ?? false;
+      if (held === hold) {
+        const c = (done[n] as Change | undefined) ?? {
+          old: after.get(n)?.version ?? "",
+          new: after.get(n)?.version ?? "",
         };
-      } catch (err) {
-        return applyFailed(errText(err));
+        c.hold = { old: !hold, new: held };
+        done[n] = c;
       }
-    },
-  };
+    }
+    const wrong = notAsRequested(job, after);
+    if (installFailure || holdFailure || wrong.length > 0) {
+      const why =
+        installFailure ??
+        holdFailure ??
+        `${wrong.map((s) => s.name).join(", ")} not at the requested version after install`;
+      return { result: false, changes: done, comment: why };
+    }
+    const verb = job.latest ? "installed or upgraded" : "installed";
+    return {
+      result: true,
+      changes: done,
+      comment: [
+        toInstall.length > 0 ? `${plural(toInstall.map((s) => s.name))} ${verb}` : "",
+        toHold.length > 0 ? `${toHold.join(", ")} ${hold ? "held" : "unheld"}` : "",
+      ]
+        .filter(Boolean)
+        .join("; "),
+    };
+  } catch (err) {
+    return applyFailed(errText(err));
+  }
+}
+
+/** Wanted packages the database does not show as asked after the install. */
+function notAsRequested(job: InstallJob, after: ReadonlyMap<string, InstalledPkg>): PkgSpec[] {
+  return job.specs.filter((s) => {
+    const cur = after.get(s.name);
+    if (!cur || cur.configOnly) return true;
+    if (job.latest)
+      return (
+        job.toInstall.some((t) => t.name === s.name) &&
+        cur.version !== job.candidates.get(s.name) &&
+        job.candidates.has(s.name)
+      );
+    return s.version !== undefined && !versionMatches(cur.version, s.version);
+  });
 }
 
 /** The packages a plan changes, for `state.revert` (src/revert/kinds/pkg.ts). */
