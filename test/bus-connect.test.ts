@@ -183,6 +183,13 @@ describe("bus connect (real nats-server)", () => {
         const si = await jsm.streams.info(name);
         expect({ created: si.created, config: si.config }).toEqual(before.get(name));
       }
+
+      // A job-events stream from an older release stored every ack and return: bootstrap narrows
+      // it to cancels, so acks and returns stop being written twice.
+      const old = (await jsm.streams.info("job-events")).config;
+      await jsm.streams.update("job-events", { ...old, subjects: ["zester.job.>"] });
+      await bootstrap(nc);
+      expect((await jsm.streams.info("job-events")).config.subjects).toEqual(["zester.job.*.cancel.*"]);
     } finally {
       await nc.close();
     }

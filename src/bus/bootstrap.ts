@@ -78,6 +78,13 @@ export async function bootstrap(nc: NatsConnection, opts: BootstrapOptions = {})
   for (const [name, spec] of Object.entries(STREAMS) as [StreamName, (typeof STREAMS)[StreamName]][]) {
     if (await streamExists(name)) {
       result.existing.push(name);
+      // A stream made by an older release captures what this one defines (job-events once held
+      // every ack and return): its subjects follow the table.
+      const info = await streamInfo(jsm, name);
+      const have = [...(info?.config.subjects ?? [])].sort();
+      if (info && JSON.stringify(have) !== JSON.stringify([...spec.subjects].sort())) {
+        await jsm.streams.update(name, { ...info.config, subjects: spec.subjects });
+      }
       continue;
     }
     await jsm.streams.add({

@@ -158,10 +158,12 @@ export const STREAMS: Readonly<Record<StreamName, StreamSpec>> = {
     maxAgeMs: 7 * DAY_MS,
     description: "peel, master and admin events",
   },
+  // Cancels only: a record of who stopped which job. Acks and returns are not stored here (they
+  // were, two writes per peel per job that nobody read; returns live in `job-returns`).
   "job-events": {
-    subjects: [subjects.jobAll],
+    subjects: [`${ROOT}.job.*.cancel.*`],
     maxAgeMs: 7 * DAY_MS,
-    description: "job acks, returns and cancels",
+    description: "job cancels",
   },
 };
 
