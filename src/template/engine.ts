@@ -10,7 +10,6 @@ import { isENOENT } from "../util/files.js";
 import { TemplateError } from "./error.js";
 import { FILTERS } from "./filters.js";
 import { Environment, type EnvironmentConfig, type LoadedSource } from "./interp.js";
-import { lipsum } from "./lipsum.js";
 import { TESTS } from "./predicates.js";
 import type { RendererOptions } from "./render.js";
 import { SALT_TESTS, type SaltContext, saltFilters, saltGlobals } from "./salt.js";
@@ -101,7 +100,7 @@ function jinjaGlobals(): Map<string, unknown> {
     }),
   );
   g.set("cycler", new PyFunc("cycler", (a) => new Cycler(a)));
-  g.set("lipsum", new PyFunc("lipsum", lipsum));
+  g.set("lipsum", new PyFunc("lipsum", async (a, k) => (await import("./lipsum.js")).lipsum(a, k)));
   return g;
 }
 

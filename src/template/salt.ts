@@ -10,10 +10,8 @@ import { errText } from "../util/errors.js";
 import { param } from "./filters.js";
 import type { FilterFn, Runtime, TestFn } from "./interp.js";
 import { TemplateModule } from "./interp.js";
-import { ipaddrFilter, ipvFilter, perNetwork } from "./ipaddr.js";
 import { callMethod, NO_METHOD } from "./methods.js";
 import { pyJson, pyYaml, yamlDoubleQuoted, yamlSingleQuoted } from "./serialize.js";
-import { dateCast, strftime } from "./strftime.js";
 import { traverse } from "./traverse.js";
 import {
   compare,
@@ -271,7 +269,8 @@ const BUILTINS: Record<string, Builtin> = {
   },
   "defaults.deepcopy": (_c, a, k) => deepCopy(param(a, k, 0, "source", null)),
   // Salt's status.time: the local time now, through strftime (a pure function, so also in settings).
-  "status.time": (_c, a, k) => {
+  "status.time": async (_c, a, k) => {
+    const { dateCast, strftime } = await import("./strftime.js");
     const { date, micro } = dateCast(null);
     return strftime(date, str(param(a, k, 0, "format", "%A, %d. %B %Y %I:%M%p")), micro);
   },
@@ -538,20 +537,22 @@ export function saltFilters(
     sha512: (_rt, v) => createHash("sha512").update(str(v)).digest("hex"),
     base64_encode: (_rt, v) => Buffer.from(str(v), "utf8").toString("base64"),
     base64_decode: (_rt, v) => Buffer.from(str(v), "base64").toString("utf8"),
-    strftime: (_rt, v, a, k) => {
+    // The date and address filters are loaded on first use: most templates never call them.
+    strftime: async (_rt, v, a, k) => {
+      const { dateCast, strftime } = await import("./strftime.js");
       const { date, micro } = dateCast(v);
       return strftime(date, str(param(a, k, 0, "format", "%Y-%m-%d")), micro);
     },
     date_format: (rt, v, a, k) => f.strftime!(rt, v, a, k),
-    ipaddr: (_rt, v, a, k) => ipaddrFilter(v, param(a, k, 0, "options", null)),
-    ipv4: (_rt, v, a, k) => ipvFilter(v, 4, param(a, k, 0, "options", null)),
-    ipv6: (_rt, v, a, k) => ipvFilter(v, 6, param(a, k, 0, "options", null)),
-    ip_host: (_rt, v, a, k) =>
-      perNetwork("ip_host")(v, param(a, k, 0, "options", null), param(a, k, 1, "version", null)),
-    network_hosts: (_rt, v, a, k) =>
-      perNetwork("network_hosts")(v, param(a, k, 0, "options", null), param(a, k, 1, "version", null)),
-    network_size: (_rt, v, a, k) =>
-      perNetwork("network_size")(v, param(a, k, 0, "options", null), param(a, k, 1, "version", null)),
+    ipaddr: async (_rt, v, a, k) =>
+      (await import("./ipaddr.js")).ipaddrFilter(v, param(a, k, 0, "options", null)),
+    ipv4: async (_rt, v, a, k) =>
+      (await import("./ipaddr.js")).ipvFilter(v, 4, param(a, k, 0, "options", null)),
+    ipv6: async (_rt, v, a, k) =>
+      (await import("./ipaddr.js")).ipvFilter(v, 6, param(a, k, 0, "options", null)),
+    ip_host: (_rt, v, a, k) => network("ip_host", v, a, k),
+    network_hosts: (_rt, v, a, k) => network("network_hosts", v, a, k),
+    network_size: (_rt, v, a, k) => network("network_size", v, a, k),
     // Salt's json_query is jmespath.search(query, data); the library is loaded on first use.
     json_query: async (_rt, v, a, k) => {
       const { search } = (await import("jmespath")).default;
@@ -574,6 +575,16 @@ export function saltFilters(
     },
   };
   return f;
+}
+
+async function network(
+  kind: "ip_host" | "network_hosts" | "network_size",
+  v: unknown,
+  a: unknown[],
+  k: Map<string, unknown>,
+): Promise<unknown> {
+  const { perNetwork } = await import("./ipaddr.js");
+  return perNetwork(kind)(v, param(a, k, 0, "options", null), param(a, k, 1, "version", null));
 }
 
 function extreme(items: unknown[], dir: 1 | -1): unknown {
