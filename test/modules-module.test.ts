@@ -106,6 +106,17 @@ describe("module.run", () => {
     );
     expect(callParams("f.g", ["a", "b"], { args: "x" })).toEqual({ a: "x" });
   });
+
+  it("a direct call (zester local, salt[...], guards) refuses a name given both ways too, as Salt does", async () => {
+    const ctx = moduleContext();
+    expect(await callExec("test.echo", ["hi"], {}, ctx)).toBe("hi");
+    // Salt: the Python call raises "got multiple values for argument"; a copy of this rule used
+    // to let the positional silently win.
+    await expect(callExec("test.echo", ["hi"], { text: "there" }, ctx)).rejects.toThrow(
+      "test.echo: text given both in args and kwargs",
+    );
+    await expect(callExec("test.echo", ["a", "b"], {}, ctx)).rejects.toThrow(/at most 1 positional/);
+  });
 });
 
 describe("module.run / module.wait, Salt's legacy form", () => {

@@ -6,28 +6,18 @@
  */
 import { errText } from "../util/errors.js";
 import { resolveExec } from "./index.js";
+import { keywordArgs } from "./params.js";
 import { applyFailed, failed, withRevertDocs } from "./support.js";
 import type { ModuleContext, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
-/**
- * Builds the keyword Params for ctx.call: positional `args` are mapped onto the function's
- * declared positional parameter names, then `kwargs` are added (a name given both ways is an error).
- */
+/** The keyword Params for ctx.call from a module.run state's `args` and `kwargs` (keywordArgs). */
 export function callParams(fun: string, positional: readonly string[], params: Params): Params {
   const kwargs = params.kwargs ?? {};
   if (typeof kwargs !== "object" || Array.isArray(kwargs)) throw new Error("kwargs must be a map");
   const raw = params.args ?? [];
-  const args = Array.isArray(raw) ? raw : [raw];
-  if (args.length > positional.length) {
-    throw new Error(`${fun} takes at most ${positional.length} positional argument(s), got ${args.length}`);
-  }
-  const out: Params = { ...(kwargs as Params) };
-  args.forEach((a, i) => {
-    const key = positional[i]!;
-    if (key in out) throw new Error(`${fun}: ${key} given both in args and kwargs`);
-    out[key] = a;
-  });
-  return out;
+  const r = keywordArgs(fun, positional, Array.isArray(raw) ? raw : [raw], kwargs as Params);
+  if (!r.ok) throw new Error(r.error);
+  return r.params;
 }
 
 const CALL_PARAMS: Record<string, ParamSpec> = {

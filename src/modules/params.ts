@@ -63,6 +63,33 @@ export function engineKeyNames(): string[] {
   return out;
 }
 
+/**
+ * A call's positional arguments mapped onto the function's declared positional parameter names,
+ * joined with its keyword arguments: the one copy of this rule (`zester local`, `salt[...]`,
+ * guards, module.run). More positionals than names, or a name given both ways, is an error, as
+ * in Salt, where the Python call itself refuses it ("got multiple values for argument").
+ */
+export function keywordArgs(
+  fun: string,
+  positional: readonly string[],
+  args: readonly unknown[],
+  kwargs: Params,
+): { ok: true; params: Params } | { ok: false; error: string } {
+  if (args.length > positional.length) {
+    return {
+      ok: false,
+      error: `${fun} takes at most ${positional.length} positional argument(s), got ${args.length}`,
+    };
+  }
+  const params: Params = { ...kwargs };
+  for (const [i, a] of args.entries()) {
+    const key = positional[i]!;
+    if (key in params) return { ok: false, error: `${fun}: ${key} given both in args and kwargs` };
+    params[key] = a;
+  }
+  return { ok: true, params };
+}
+
 export interface ParamIssue {
   /** The key as the user wrote it (or the canonical name for a missing required one). */
   key: string;

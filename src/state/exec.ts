@@ -1,6 +1,6 @@
 /** Calling execution functions by name: `zester local test.echo`, `salt['..']`, `onlyif: {fun: ..}`. */
 import { resolveExec } from "../modules/index.js";
-import { validateParams } from "../modules/params.js";
+import { keywordArgs, validateParams } from "../modules/params.js";
 import type { ModuleContext, Params } from "../modules/types.js";
 
 export class ExecCallError extends Error {
@@ -16,17 +16,9 @@ export async function callExec(
 ): Promise<unknown> {
   const r = await resolveExec(fun);
   if (!r.ok) throw new ExecCallError(r.error);
-  const positional = r.fn.positional ?? [];
-  if (args.length > positional.length) {
-    throw new ExecCallError(
-      `${fun} takes at most ${positional.length} positional argument(s), got ${args.length}`,
-    );
-  }
-  const merged: Params = { ...kwargs };
-  args.forEach((a, i) => {
-    merged[positional[i]!] = a;
-  });
-  const v = validateParams(r.fn.params, merged);
+  const call = keywordArgs(fun, r.fn.positional ?? [], args, kwargs);
+  if (!call.ok) throw new ExecCallError(call.error);
+  const v = validateParams(r.fn.params, call.params);
   if (v.issues.length > 0) throw new ExecCallError(`${fun}: ${v.issues.map((i) => i.message).join("; ")}`);
   return r.fn.run(v.params, ctx);
 }
