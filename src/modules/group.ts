@@ -16,6 +16,7 @@ import {
   StateError,
   strList,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import { type AccountDb, checkAccountName, groupByGid, readAccounts } from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
@@ -103,6 +104,7 @@ async function planPresent(params: Params): Promise<Plan> {
   return {
     changes,
     comment: `Group ${name} would be ${cur ? "updated" : "created"}`,
+    undo: { refs: [{ kind: "group", key: name }] },
     apply: applying(async () => {
       for (const argv of commands) checkRun(argv[0]!, await run(argv));
       return { comment: `Group ${name} ${cur ? "updated" : "created"}` };
@@ -119,6 +121,7 @@ async function planAbsent(params: Params): Promise<Plan> {
   return {
     changes: { group: name, removed: true },
     comment: `Group ${name} would be removed`,
+    undo: { refs: [{ kind: "group", key: name }] },
     apply: applying(async () => {
       checkRun("groupdel", await run(["groupdel", name]));
       return { comment: `Group ${name} removed` };
@@ -173,6 +176,12 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "group",
   doc: "Local groups, read from /etc/group and changed with groupadd, groupmod, gpasswd and groupdel.",
-  states: { present, absent },
+  states: withRevertDocs(
+    { present, absent },
+    {
+      present: "Restores the group's previous gid and members, or removes a group the run created.",
+      absent: "Recreates the removed group with its gid and members.",
+    },
+  ),
   exec,
 };

@@ -23,6 +23,7 @@ import {
   strList,
   unchanged,
   which,
+  withRevertDocs,
 } from "./support.js";
 import {
   type AccountDb,
@@ -161,6 +162,7 @@ function planCreate(w: Wanted, db: AccountDb): Plan {
   return {
     changes,
     comment: `User ${w.name} would be created`,
+    undo: { refs: [{ kind: "user", key: w.name, hint: { home: w.home ?? `/home/${w.name}` } }] },
     apply: applying(async () => {
       checkRun("useradd", await run(argv));
       return { comment: `User ${w.name} created` };
@@ -233,6 +235,7 @@ async function planModify(w: Wanted, cur: PasswdEntry, db: AccountDb): Promise<P
   return {
     changes,
     comment: `User ${w.name} would be updated`,
+    undo: { refs: [{ kind: "user", key: w.name, ...(makeHome ? { hint: { home } } : {}) }] },
     apply: applying(async () => {
       if (argv.length > 2) checkRun("usermod", await run(argv));
       if (makeHome) await createHome(w.name, home, uid, gid);
@@ -275,6 +278,7 @@ async function planAbsent(params: Params): Promise<Plan> {
   return {
     changes,
     comment: `User ${name} would be removed`,
+    undo: { refs: [{ kind: "user", key: name }] },
     apply: applying(async () => {
       const res = await run(argv);
       // userdel -r exits 12 when the home directory was already gone; the user itself is removed.
@@ -407,6 +411,14 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "user",
   doc: "Local user accounts, read from /etc/passwd, /etc/group and /etc/shadow and changed with useradd, usermod and userdel.",
-  states: { present, absent },
+  states: withRevertDocs(
+    { present, absent },
+    {
+      present:
+        "Restores the account's previous uid, primary group, supplementary groups, home, shell, comment and password hash, or removes a user the run created (with the home directory it created).",
+      absent:
+        "Recreates the removed account with its uid, groups, home, shell, comment and password hash; the contents of a home directory purge removed are not restored.",
+    },
+  ),
   exec,
 };

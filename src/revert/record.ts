@@ -87,7 +87,10 @@ export function differences(then: Observed | undefined, now: Observed | undefine
   const out: string[] = [];
   for (const k of [...new Set([...Object.keys(then), ...Object.keys(now)])].sort()) {
     if (canonical(then[k]) === canonical(now[k])) continue;
-    out.push(k === "sha256" ? "content" : `${k} ${short(then[k])} → ${short(now[k])}`);
+    // Digests say only that something changed: the content, the password hash.
+    if (k === "sha256") out.push("content");
+    else if (k === "password") out.push("password");
+    else out.push(`${k} ${short(then[k])} → ${short(now[k])}`);
   }
   return out;
 }

@@ -1,5 +1,6 @@
 /** The revert kinds by name: what a plan's UndoRef.kind selects. */
 import type { UndoKindName } from "../../modules/types.js";
+import { groupKind, userKind } from "./accounts.js";
 import { fileKind } from "./file.js";
 import type { RevertKind } from "./kind.js";
 import { pkgKind } from "./pkg.js";
@@ -9,6 +10,8 @@ const KINDS: Partial<Record<UndoKindName, RevertKind>> = {
   file: fileKind,
   pkg: pkgKind,
   service: serviceKind,
+  user: userKind,
+  group: groupKind,
 };
 
 export function revertKind(name: UndoKindName): RevertKind {
