@@ -25,6 +25,7 @@ import {
   str,
   type TextLines,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import { readAccounts } from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
@@ -111,6 +112,7 @@ function crontabPlan(
     changes: { user, ...changes },
     comment: `Crontab of ${user} would be updated: ${what}`,
     diff: unifiedDiff(before, text, `crontab of ${user}`, `crontab of ${user}`),
+    undo: { refs: [{ kind: "crontab", key: user }] },
     apply: applying(async () => {
       await writeCrontab(user, text);
       return { comment: `Crontab of ${user} updated: ${what}` };
@@ -371,9 +373,15 @@ const exec: Record<string, ExecFunction> = {
   },
 };
 
+const CRON_REVERT =
+  "Restores the user's whole crontab as it was before the run (or removes it when there was none); refused when the crontab changed since the run.";
+
 export const family: ModuleFamily = {
   name: "cron",
   doc: "Cron jobs and environment lines in users' crontabs, edited through the crontab command.",
-  states: { present, absent, env_present: envPresent, env_absent: envAbsent },
+  states: withRevertDocs(
+    { present, absent, env_present: envPresent, env_absent: envAbsent },
+    { present: CRON_REVERT, absent: CRON_REVERT, env_present: CRON_REVERT, env_absent: CRON_REVERT },
+  ),
   exec,
 };

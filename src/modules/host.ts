@@ -22,6 +22,7 @@ import {
   strList,
   type TextLines,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
@@ -100,6 +101,7 @@ function filePlan(
     changes,
     comment: `${file} would be updated: ${what}`,
     diff: unifiedDiff(before, text, file, file),
+    undo: { refs: [{ kind: "file", key: file }] },
     apply: applying(async () => {
       await replaceFile(file, text);
       return { comment: `${file} updated: ${what}` };
@@ -278,9 +280,19 @@ const exec: Record<string, ExecFunction> = {
   },
 };
 
+const HOST_REVERT =
+  "Restores the hosts file's previous bytes (every entry as it was); refused when the file changed since the run.";
+
 export const family: ModuleFamily = {
   name: "host",
   doc: "Entries of the hosts file (/etc/hosts).",
-  states: { present, absent, only },
+  states: withRevertDocs(
+    { present, absent, only },
+    {
+      present: HOST_REVERT,
+      absent: HOST_REVERT,
+      only: HOST_REVERT,
+    },
+  ),
   exec,
 };

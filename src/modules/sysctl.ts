@@ -18,6 +18,7 @@ import {
   splitText,
   str,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
@@ -89,6 +90,12 @@ async function planPresent(params: Params): Promise<Plan> {
   const plan: Plan = {
     changes: { name, ...changes },
     comment: `${name} would be set to ${value}${after !== undefined ? ` and persisted in ${config}` : ""}`,
+    undo: {
+      refs: [
+        { kind: "sysctl", key: name },
+        ...(after !== undefined ? [{ kind: "file" as const, key: config }] : []),
+      ],
+    },
     apply: applying(async () => {
       if (live !== value) {
         await writeFile(path, value);
@@ -139,6 +146,12 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "sysctl",
   doc: "Kernel parameters, live through /proc/sys and persisted in /etc/sysctl.d.",
-  states: { present },
+  states: withRevertDocs(
+    { present },
+    {
+      present:
+        "Restores the live value the parameter had before the run and the config file's previous bytes (or removes a config file the run created).",
+    },
+  ),
   exec,
 };

@@ -16,6 +16,7 @@ import {
   rmdir,
   symlink,
   unlink,
+  writeFile,
 } from "node:fs/promises";
 import { dirname } from "node:path";
 import { unifiedDiff } from "../../modules/diff.js";
@@ -93,6 +94,20 @@ async function removeCreatedParents(parents: readonly string[]): Promise<void> {
     } catch (err) {
       if (!isENOENT(err)) throw err;
     }
+  }
+}
+
+/**
+ * Atomic replacement; a file that is a mount point (a container's /etc/hosts) cannot be renamed
+ * over and is rewritten in place instead.
+ */
+async function writeContent(path: string, content: Buffer, mode: number): Promise<void> {
+  try {
+    await writeFileAtomic(path, content, { mode });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EBUSY" && code !== "EXDEV") throw err;
+    await writeFile(path, content);
   }
 }
 
@@ -177,7 +192,7 @@ async function restorePath(
         `${path} restored to its content and metadata before the run`,
         async () => {
           if (now.type === "symlink" || now.type === "other") await unlink(path);
-          if (!sameContent) await writeFileAtomic(path, content, { mode: Number.parseInt(want.mode, 8) });
+          if (!sameContent) await writeContent(path, content, Number.parseInt(want.mode, 8));
           await setMeta(path, want);
         },
         sameContent ? undefined : textDiff(path, old, content),

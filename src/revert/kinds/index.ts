@@ -1,10 +1,12 @@
 /** The revert kinds by name: what a plan's UndoRef.kind selects. */
 import type { UndoKindName } from "../../modules/types.js";
 import { groupKind, userKind } from "./accounts.js";
+import { crontabKind } from "./cron.js";
 import { fileKind } from "./file.js";
 import type { RevertKind } from "./kind.js";
 import { pkgKind } from "./pkg.js";
 import { serviceKind } from "./service.js";
+import { sysctlKind } from "./sysctl.js";
 
 const KINDS: Partial<Record<UndoKindName, RevertKind>> = {
   file: fileKind,
@@ -12,6 +14,8 @@ const KINDS: Partial<Record<UndoKindName, RevertKind>> = {
   service: serviceKind,
   user: userKind,
   group: groupKind,
+  crontab: crontabKind,
+  sysctl: sysctlKind,
 };
 
 export function revertKind(name: UndoKindName): RevertKind {
