@@ -3,7 +3,7 @@
  * its readiness: connected to NATS.
  */
 import type { PeelReturn } from "../jobs/wire.js";
-import type { Peel } from "../peel/peel.js";
+import type { Peel, PeelEvents } from "../peel/peel.js";
 import { Metrics } from "./metrics.js";
 import type { Readiness } from "./server.js";
 
@@ -52,22 +52,25 @@ export function peelHealth(peel: Peel): PeelHealth {
     runs.inc({ origin, result: ret.success ? "success" : "failed" });
     if (ret.summary) durations.observe(ret.summary.duration_ms / 1000, { origin });
   };
-  // EventEmitter listeners take any arguments; only "return" has one.
-  const handlers: [string, (ret: PeelReturn) => void][] = [
-    ["return", onReturn],
-    ["reconnected", () => reconnects.inc()],
-    ["disconnected", () => disconnects.inc()],
-    ["refused", () => refused.inc()],
-    ["outbox", () => outboxed.inc()],
-    ["facts", () => factsPublished.inc()],
-    ["states", () => statesSynced.inc()],
-  ];
-  for (const [event, fn] of handlers) peel.on(event, fn);
+  const detachers: (() => void)[] = [];
+  const on = <K extends keyof PeelEvents>(event: K, fn: (...args: PeelEvents[K]) => void): void => {
+    // @types/node types a listener with a conditional TypeScript cannot resolve for a generic K.
+    const listener = fn as Parameters<typeof peel.on<K>>[1];
+    peel.on(event, listener);
+    detachers.push(() => peel.off(event, listener));
+  };
+  on("return", onReturn);
+  on("reconnected", () => reconnects.inc());
+  on("disconnected", () => disconnects.inc());
+  on("refused", () => refused.inc());
+  on("outbox", () => outboxed.inc());
+  on("facts", () => factsPublished.inc());
+  on("states", () => statesSynced.inc());
   return {
     metrics: m,
     ready: () => (peel.connected ? { ready: true } : { ready: false, reason: "not connected to NATS" }),
     detach: () => {
-      for (const [event, fn] of handlers) peel.off(event, fn);
+      for (const off of detachers.splice(0)) off();
     },
   };
 }

@@ -26,7 +26,7 @@ import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
-import { makeEvent } from "../events/index.js";
+import { makeEvent, type ZesterEvent } from "../events/index.js";
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
 import { readPeelQueue } from "../jobs/peel-queue.js";
@@ -163,7 +163,38 @@ interface Buckets {
 /** Job ids end up in subjects and KV keys: one token, nothing exotic. */
 const JID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
-export class Peel extends EventEmitter {
+/**
+ * What a Peel emits, with each event's arguments: what tests, benchmarks and embedding code
+ * listen for. The compiler checks every emit and every listener against it.
+ */
+export interface PeelEvents {
+  connected: [];
+  disconnected: [];
+  reconnected: [];
+  /** Facts were put to KV (at this revision). */
+  facts: [{ rev: number }];
+  heartbeat: [PeelHeartbeat];
+  /** The state tree cache synced to a published revision. */
+  states: [SyncResult];
+  "states-rejected": [{ rev: unknown; reason: string }];
+  /** A command or cancel failed the admit gate (or could not be recorded). */
+  refused: [{ jid: string | undefined; reason: string }];
+  /** Jobs kept for this peel while it was offline: started, or skipped as already received. */
+  queue: [{ ran: string[]; skipped: string[] }];
+  ack: [Ack];
+  /** A job or scheduled run finished (the return as stored and published). */
+  return: [PeelReturn];
+  /** An enforcement run of the scheduler finished. */
+  scheduled: [PeelReturn];
+  outbox: [{ jid: string }];
+  "outbox-flushed": [{ count: number; bad: number; left: number }];
+  canceled: [{ jid: string }];
+  drift: [DriftRepair & { ret: PeelReturn }];
+  basket: [{ function: string }];
+  beacon: [ZesterEvent];
+}
+
+export class Peel extends EventEmitter<PeelEvents> {
   readonly id: string;
   readonly cacheDir: string;
   readonly states: StateTreeCache;
