@@ -40,6 +40,10 @@ export const AUTH_FILES = {
   masterCreds: "master.creds",
   adminCreds: "admin.creds",
   serverConfig: "nats-server.conf",
+  /** An edge site's leaf node server (`nats-auth init --leaf`), and its identity toward the hub. */
+  leafServerConfig: "nats-server-leaf.conf",
+  leafCreds: "leaf.creds",
+  leafResolverDir: "resolver-leaf",
   resolverDir: "resolver",
   jetstreamDir: "jetstream",
   peelCredsDir: "peels",
@@ -59,6 +63,23 @@ export interface InitAuthOptions {
   listenHost?: string;
   /** Write one config per node of a JetStream cluster instead of `nats-server.conf`. */
   cluster?: ClusterOptions;
+  /**
+   * An edge site: the server config accepts leaf connections on `port`, and
+   * `nats-server-leaf.conf` (plus `leaf.creds`) is written for an edge server that connects to
+   * `hubHost` and serves its own clients on `clientPort`.
+   */
+  leaf?: LeafOptions;
+}
+
+export interface LeafOptions {
+  /** Leaf node port on the hub (7422 is NATS' usual). */
+  port: number;
+  /** How the edge server reaches the hub. */
+  hubHost: string;
+  /** Client port of the edge server. */
+  clientPort: number;
+  /** Listen address of the edge server's clients; omitted = all interfaces. */
+  clientHost?: string;
 }
 
 export interface InitAuthResult {
@@ -168,8 +189,33 @@ export async function initAuthDir(opts: InitAuthOptions): Promise<InitAuthResult
     ...(opts.listenHost !== undefined ? { host: opts.listenHost } : {}),
     resolverDir: AUTH_FILES.resolverDir,
     jetstreamDir: AUTH_FILES.jetstreamDir,
+    ...(opts.leaf ? { leafListenPort: opts.leaf.port, defaultJsDomainAccounts: [th.zester.publicKey] } : {}),
   });
   await pub(AUTH_FILES.serverConfig, conf);
+  if (opts.leaf) {
+    const leaf = opts.leaf;
+    // The edge server's own identity in the account: it relays its peels' traffic to the hub.
+    await secret(AUTH_FILES.leafCreds, await issueUserCreds(zesterSigner, "leaf", undefined));
+    await mkdir(join(dir, AUTH_FILES.leafResolverDir), { recursive: true, mode: 0o700 });
+    const hub = leaf.hubHost.includes(":") ? `[${leaf.hubHost}]` : leaf.hubHost;
+    await pub(
+      AUTH_FILES.leafServerConfig,
+      renderServerConfig({
+        ...base,
+        serverName: "zester-leaf",
+        port: leaf.clientPort,
+        ...(leaf.clientHost !== undefined ? { host: leaf.clientHost } : {}),
+        resolverDir: AUTH_FILES.leafResolverDir,
+        // No JetStream of its own: its clients' JetStream traffic goes to the hub.
+        defaultJsDomainAccounts: [th.zester.publicKey],
+        leafRemotes: {
+          url: `tls://${hub}:${leaf.port}`,
+          account: { publicKey: th.zester.publicKey, credsFile: AUTH_FILES.leafCreds },
+          caFile: CA_FILES.caCert,
+        },
+      }),
+    );
+  }
   return { written, kept: ca.kept };
 }
 

@@ -16,12 +16,31 @@ export interface ServerConfigInput {
   /** Account public key → account JWT, stored by the resolver at start-up. */
   accounts: Record<string, string>;
   resolverDir: string;
-  jetstreamDir: string;
+  /** Where JetStream keeps its store; absent: no JetStream on this server (an edge leaf node). */
+  jetstreamDir?: string;
   certFile: string;
   keyFile: string;
   serverName?: string;
   /** Routes to the other nodes of a JetStream cluster (RAFT); absent = a single server. */
   cluster?: ClusterRoutes;
+  /** A hub: accept leaf node connections (edge sites) on this port, over TLS. */
+  leafListenPort?: number;
+  /** A leaf (edge) server: connect to the hub with this remote (see renderLeafRemotes). */
+  leafRemotes?: LeafRemotes;
+  /**
+   * Accounts whose JetStream is the hub's default (empty) domain on both ends of a leaf
+   * connection (`default_js_domain`): without it the servers deny `$JS.API.>` and `$KV.>`
+   * across the leaf, and clients on an edge server without JetStream reach no bucket.
+   */
+  defaultJsDomainAccounts?: readonly string[];
+}
+
+/** The leaf remote an edge server needs: the zester account, to the hub's leaf port. */
+export interface LeafRemotes {
+  /** `tls://<hub>:<leaf port>` */
+  url: string;
+  account: { publicKey: string; credsFile: string };
+  caFile: string;
 }
 
 export interface ClusterRoutes {
@@ -68,11 +87,23 @@ export function renderServerConfig(c: ServerConfigInput): string {
     ...Object.entries(c.accounts).map(([pub, jwt]) => `  ${pub}: ${q(jwt)}`),
     "}",
     "",
-    "jetstream: {",
-    `  store_dir: ${abs(c.jetstreamDir)}`,
-    "}",
-    "",
+    ...(c.jetstreamDir !== undefined
+      ? ["jetstream: {", `  store_dir: ${abs(c.jetstreamDir)}`, "}", ""]
+      : ["# No JetStream here: an edge server; its clients use the hub's (default_js_domain below).", ""]),
+    ...(c.defaultJsDomainAccounts?.length
+      ? [
+          "# The hub's JetStream is the default domain of these accounts across leaf connections.",
+          "default_js_domain: {",
+          ...c.defaultJsDomainAccounts.map((a) => `  ${a}: ""`),
+          "}",
+          "",
+        ]
+      : []),
     ...(c.cluster ? renderCluster(c.cluster, abs(c.certFile), abs(c.keyFile), abs(c.cluster.caFile)) : []),
+    ...(c.leafListenPort !== undefined
+      ? renderLeafListen(c.leafListenPort, c.host, abs(c.certFile), abs(c.keyFile))
+      : []),
+    ...(c.leafRemotes ? renderLeafRemotes(c.leafRemotes, abs) : []),
     "# NATS 2.9 cannot enforce a minimum TLS version; Zester clients insist on TLS 1.3.",
     "tls: {",
     `  cert_file: ${abs(c.certFile)}`,
@@ -82,6 +113,36 @@ export function renderServerConfig(c: ServerConfigInput): string {
     "",
   ];
   return lines.join("\n");
+}
+
+function renderLeafListen(port: number, host: string | undefined, cert: string, key: string): string[] {
+  return [
+    "# Edge sites: leaf node servers connect here (nats-server-leaf.conf, docs/scale.md).",
+    "leafnodes: {",
+    ...(host !== undefined ? [`  host: ${q(host)}`] : []),
+    `  port: ${port}`,
+    "  tls: {",
+    `    cert_file: ${cert}`,
+    `    key_file: ${key}`,
+    "    timeout: 5",
+    "  }",
+    "}",
+    "",
+  ];
+}
+
+function renderLeafRemotes(r: LeafRemotes, abs: (p: string) => string): string[] {
+  const remote = (who: { publicKey: string; credsFile: string }) =>
+    `    { url: ${q(r.url)}, account: ${q(who.publicKey)}, credentials: ${abs(who.credsFile)}, tls: { ca_file: ${abs(r.caFile)} } }`;
+  return [
+    "# A leaf (edge) server: the zester account connects to the hub (docs/scale.md).",
+    "leafnodes: {",
+    "  remotes: [",
+    remote(r.account),
+    "  ]",
+    "}",
+    "",
+  ];
 }
 
 function renderCluster(c: ClusterRoutes, cert: string, key: string, ca: string): string[] {

@@ -62,7 +62,13 @@ interface InitFlags {
   cluster?: number;
   clusterHost: string[];
   clusterPort?: number;
+  leaf?: string;
+  leafPort: number;
+  leafClientPort: number;
 }
+
+/** NATS' usual leaf node port. */
+const DEFAULT_LEAF_PORT = 7422;
 
 function parseNodes(value: string): number {
   const n = Number(value);
@@ -101,11 +107,22 @@ export async function run(argv: string[]): Promise<number> {
     .option("--cluster <n>", "write nats-server-1..N.conf for a JetStream cluster of N nodes", parseNodes)
     .option("--cluster-host <host...>", "one address per cluster node (default: all on this machine)", [])
     .option("--cluster-port <port>", "route port (first of N when all nodes are local)", parsePort)
+    .option(
+      "--leaf <hub-host>",
+      "also write nats-server-leaf.conf for an edge site's server, which reaches the hub at this address",
+    )
+    .option("--leaf-port <port>", "leaf node port the hub listens on", parsePort, DEFAULT_LEAF_PORT)
+    .option("--leaf-client-port <port>", "client port of the edge server", parsePort, DEFAULT_NATS_PORT)
     .action(async (opts: InitFlags & { account: string[] }) => {
       for (const a of opts.account) accountDir(opts.dir, a); // bad names fail before anything is written
       const cluster = opts.cluster !== undefined ? clusterOf(opts) : undefined;
       if (cluster === undefined && (opts.clusterHost.length > 0 || opts.clusterPort !== undefined)) {
         throw new UsageError("--cluster-host and --cluster-port need --cluster N");
+      }
+      if (opts.leaf !== undefined && cluster !== undefined) {
+        throw new UsageError(
+          "--leaf is for a single hub server; with --cluster add the leafnodes block by hand (docs/scale.md)",
+        );
       }
       const res = await initAuthDir({
         dir: opts.dir,
@@ -113,6 +130,9 @@ export async function run(argv: string[]): Promise<number> {
         hosts: opts.host,
         port: opts.port,
         ...(cluster ? { cluster } : {}),
+        ...(opts.leaf !== undefined
+          ? { leaf: { port: opts.leafPort, hubHost: opts.leaf, clientPort: opts.leafClientPort } }
+          : {}),
       });
       // The master's curve key seals settings secrets per peel; a fresh trust chain gets one too.
       const curve = await ensureMasterCurveKey(opts.dir, { force: opts.force });
@@ -124,7 +144,10 @@ export async function run(argv: string[]): Promise<number> {
         ? clusterNodes(cluster, opts.port)
             .map((n) => `  ${n.name} (${n.url}):  nats-server -c ${join(opts.dir, n.configFile)}\n`)
             .join("")
-        : `  nats-server -c ${join(opts.dir, AUTH_FILES.serverConfig)}\n`;
+        : `  nats-server -c ${join(opts.dir, AUTH_FILES.serverConfig)}\n` +
+          (opts.leaf !== undefined
+            ? `  edge site (leaf node):  nats-server -c ${join(opts.dir, AUTH_FILES.leafServerConfig)}\n`
+            : "");
       process.stdout.write(
         `\nStart the server${cluster ? "s (one per node; see docs/scale.md)" : ""}:\n${start}` +
           `Master creds:      ${join(opts.dir, AUTH_FILES.masterCreds)}\n` +
