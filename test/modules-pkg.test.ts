@@ -11,6 +11,7 @@ import { family as repoFamily } from "../src/modules/pkgrepo.js";
 import { APT_ENV, aptRemoveArgv, dpkgQueryArgv, parseDpkgQuery } from "../src/modules/providers/apt.js";
 import { run } from "../src/util/exec.js";
 import { moduleContext, runState, tempDir } from "./support/module-context.js";
+import { holdPackageTestLock } from "./support/package-lock.js";
 
 const state = (n: string) => family.states[n]!;
 const exec = (n: string) => family.exec![n]!;
@@ -25,20 +26,26 @@ async function dpkg() {
 const haveApt = (await run(["sh", "-c", "command -v apt-get"]).catch(() => ({ retcode: 1 }))).retcode === 0;
 let preinstalled: string[] = [];
 let usable = haveApt;
+let releasePackageLock: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   if (!haveApt) return;
+  releasePackageLock = await holdPackageTestLock();
   const db = await dpkg();
   preinstalled = PKGS.filter((p) => db.get(p)?.installed || db.get(p)?.configOnly);
   // Only packages we can remove afterwards: if one is already there, the real-install tests are skipped.
   if (preinstalled.length > 0) usable = false;
-});
+}, 600_000);
 
 afterAll(async () => {
-  if (!usable) return;
-  const db = await dpkg();
-  const left = PKGS.filter((p) => db.get(p)?.installed || db.get(p)?.configOnly);
-  if (left.length > 0) await run(aptRemoveArgv(left, true), { env: { ...APT_ENV } });
+  try {
+    if (!usable) return;
+    const db = await dpkg();
+    const left = PKGS.filter((p) => db.get(p)?.installed || db.get(p)?.configOnly);
+    if (left.length > 0) await run(aptRemoveArgv(left, true), { env: { ...APT_ENV } });
+  } finally {
+    await releasePackageLock?.();
+  }
 });
 
 describe("pkg params", () => {
@@ -128,10 +135,13 @@ describe.runIf(haveApt)("pkg with apt (real)", () => {
  */
 async function holdPackageLocks(): Promise<{ pid: number; release(): Promise<void> }> {
   const py = [
-    "import fcntl, os, sys",
+    "import fcntl, os, signal, sys",
+    // Blocking, but bounded: an apt run outside the tests (unattended-upgrades) may hold them briefly.
+    "signal.alarm(120)",
     "for p in sys.argv[1:]:",
     "    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o640)",
-    "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+    "    fcntl.lockf(fd, fcntl.LOCK_EX)",
+    "signal.alarm(0)",
     "print('held', flush=True)",
     "sys.stdin.read()",
   ].join("\n");

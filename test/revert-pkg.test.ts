@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../src/util/exec.js";
 import { requireBuilt } from "./support/built.js";
 import { type CliResult, runCli } from "./support/cli.js";
+import { holdPackageTestLock } from "./support/package-lock.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "dist/bin/zester.js");
@@ -82,6 +83,8 @@ async function applied(...args: string[]): Promise<string> {
   return id!;
 }
 
+let releasePackageLock: (() => Promise<void>) | undefined;
+
 beforeAll(async () => {
   requireBuilt(BIN);
   if (process.getuid?.() !== 0) skip = "not root";
@@ -94,6 +97,7 @@ beforeAll(async () => {
     console.warn(`revert-pkg: skipped: ${skip}`);
     return;
   }
+  releasePackageLock = await holdPackageTestLock();
   tmp = await mkdtemp(join(tmpdir(), "zester-revert-pkg-"));
   // apt reads the repository as its sandbox user (_apt): the directories must be world-readable.
   await chmod(tmp, 0o755);
@@ -114,14 +118,18 @@ beforeAll(async () => {
     "APT::Get::List-Cleanup=0",
   ]);
   await purge();
-}, 180_000);
+}, 600_000);
 
 afterAll(async () => {
   if (skip) return;
-  await purge();
-  await rm(LIST, { force: true });
-  await run(["sh", "-c", `rm -f /var/lib/apt/lists/*${tmp.replace(/\//g, "_")}*`]);
-  await rm(tmp, { recursive: true, force: true });
+  try {
+    await purge();
+    await rm(LIST, { force: true });
+    await run(["sh", "-c", `rm -f /var/lib/apt/lists/*${tmp.replace(/\//g, "_")}*`]);
+    await rm(tmp, { recursive: true, force: true });
+  } finally {
+    await releasePackageLock?.();
+  }
 });
 
 describe("state.revert, pkg family (apt, a local .deb repository)", { timeout: 180_000 }, () => {

@@ -16,21 +16,25 @@ afterEach(async () => {
 describe("test mode on a fresh machine", () => {
   it("reports a state whose check needs a pending requisite as pending, not failed", async () => {
     const root = join(dir, "root");
+    const user = "zester-tm-nouser";
     await writeFile(
       join(dir, "site.zy"),
-      `confdir:
-  file.directory:
-    - name: ${root}/etc
-    - makedirs: true
+      `appuser:
+  user.present:
+    - name: ${user}
 conf:
   file.managed:
     - name: ${root}/etc/app.conf
+    - makedirs: true
+    - user: ${user}
     - content: "x = 1\\n"
     - require:
-      - file: confdir
+      - user: appuser
 orphan:
   file.managed:
-    - name: ${root}/missing/app.conf
+    - name: ${root}/other/app.conf
+    - makedirs: true
+    - user: ${user}
     - content: "y\\n"
 `,
     );
@@ -39,13 +43,29 @@ orphan:
       { statesDir: dir, test: true, facts: async () => ({}) },
     );
     const by = Object.fromEntries(rep.results.map((r) => [r.id, r]));
-    expect(by.confdir).toMatchObject({ result: true, pending: true });
+    expect(by.appuser).toMatchObject({ result: true, pending: true });
     expect(by.conf).toMatchObject({ result: true, pending: true });
-    expect(by.conf!.comment).toMatch(/Would be checked after file.directory:confdir apply/);
+    expect(by.conf!.comment).toMatch(/^Would be checked after user.present:appuser apply; now: /);
     // Without a pending requisite, the same failure is a real one.
     expect(by.orphan!.result).toBe(false);
     expect(rep.summary.failed).toBe(1);
     // and nothing was written
+    expect(await readdir(dir)).toEqual(["site.zy"]);
+  });
+
+  it("a missing parent directory is not a failure in test mode, as in Salt's", async () => {
+    const root = join(dir, "root");
+    await writeFile(
+      join(dir, "site.zy"),
+      `orphan:\n  file.managed:\n    - name: ${root}/missing/app.conf\n    - content: "y\\n"\n`,
+    );
+    const dry = await applyTarget({ kind: "sls", refs: ["site"] }, { statesDir: dir, test: true });
+    expect(dry.results[0]).toMatchObject({ id: "orphan", result: true, pending: true });
+    expect(dry.results[0]!.comment).toBe(`File ${root}/missing/app.conf would be created`);
+    expect(await readdir(dir)).toEqual(["site.zy"]);
+    // A real run without makedirs fails, and writes nothing.
+    const real = await applyTarget({ kind: "sls", refs: ["site"] }, { statesDir: dir });
+    expect(real.results[0]).toMatchObject({ result: false });
     expect(await readdir(dir)).toEqual(["site.zy"]);
   });
 });
