@@ -9,16 +9,9 @@ import { randomBytes } from "node:crypto";
 import { lstat, open, readlink, rename, rm, symlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { isENOENT, statOrUndefined } from "../util/files.js";
-import {
-  applying,
-  guard,
-  readTextOrUndefined,
-  replaceFile,
-  reqStr,
-  StateError,
-  unchanged,
-} from "./support.js";
-import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
+import { applying, guard, readTextOrUndefined, replaceFile, StateError, unchanged } from "./support.js";
+import { type InferParams, typedState } from "./typed-state.js";
+import type { ExecFunction, ModuleFamily, ParamSpec, Plan } from "./types.js";
 
 const ZONEINFO = "/usr/share/zoneinfo";
 const LOCALTIME = "/etc/localtime";
@@ -84,8 +77,21 @@ async function swapLink(target: string): Promise<void> {
   }
 }
 
-async function planSystem(params: Params): Promise<Plan> {
-  const name = reqStr(params, "name");
+const SYSTEM_PARAMS = {
+  name: {
+    type: "string",
+    doc: "Zone name, e.g. Europe/Paris or UTC.",
+    required: true,
+    aliases: ["timezone"],
+  },
+  utc: {
+    type: "boolean",
+    doc: "Accepted for Salt compatibility; the hardware clock setting is not changed.",
+  },
+} as const satisfies Record<string, ParamSpec>;
+
+async function planSystem({ name }: InferParams<typeof SYSTEM_PARAMS>): Promise<Plan> {
+  // The name's shape is checked here, not in validate: Salt fails this state, not the whole run.
   const path = await checkZone(name);
   const link = await currentLink();
   const tzFile = (await managesTimezoneFile()) ? TIMEZONE_FILE : undefined;
@@ -108,24 +114,13 @@ async function planSystem(params: Params): Promise<Plan> {
   };
 }
 
-const system: StateFunction = {
+const system = typedState({
   doc: "Sets the system time zone: /etc/localtime links to /usr/share/zoneinfo/<name>, and /etc/timezone names it (Debian).",
   primary: "name",
   footprint: () => ({ writes: ["timezone", "/etc/timezone", "/etc/localtime"] }),
-  params: {
-    name: {
-      type: "string",
-      doc: "Zone name, e.g. Europe/Paris or UTC.",
-      required: true,
-      aliases: ["timezone"],
-    },
-    utc: {
-      type: "boolean",
-      doc: "Accepted for Salt compatibility; the hardware clock setting is not changed.",
-    },
-  },
-  plan: (params) => guard(() => planSystem(params)),
-};
+  params: SYSTEM_PARAMS,
+  plan: (p) => guard(() => planSystem(p)),
+});
 
 const exec: Record<string, ExecFunction> = {
   get_zone: {

@@ -169,6 +169,11 @@ export interface StateFunction {
    * reported (module.run's legacy form hands them to the function it calls).
    */
   extraParams?: true;
+  /**
+   * Cross-field rules on the validated params, run at compile time (file:line diagnostics);
+   * `key` is the parameter a problem points at. See typedState (typed-state.ts).
+   */
+  validate?(params: Params): { key: string; message: string }[];
   /** Check: read-only. Must not touch the system. */
   plan(params: Params, ctx: ModuleContext): Promise<Plan>;
   /**

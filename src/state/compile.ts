@@ -792,13 +792,17 @@ async function resolveFunctions(states: readonly RawState[]): Promise<{
 
 /**
  * The parameters a state function receives: its primary parameter defaulted to the state id
- * (unless given, or given by an alias), then aliases, types and defaults from its schema. The
+ * (unless given, or given by an alias), then aliases, types and defaults from its schema, then
+ * the function's own cross-field `validate`. The
  * engine's one copy of this rule; module tests call it too (test/support/module-context.ts).
  */
 export function stateParams(fn: StateFunction, id: string, args: Params): ValidatedParams {
   const withPrimary =
     args[fn.primary] === undefined && !hasAlias(fn, fn.primary, args) ? { ...args, [fn.primary]: id } : args;
-  return validateParams(fn.params, withPrimary, { extra: fn.extraParams === true });
+  const v = validateParams(fn.params, withPrimary, { extra: fn.extraParams === true });
+  // Cross-field rules only on params the schema accepted: they may rely on its types.
+  if (v.issues.length === 0 && fn.validate) v.issues.push(...fn.validate(v.params));
+  return v;
 }
 
 /** One state: module parameters validated, engine options (guards, order, retry, ...) parsed. */
