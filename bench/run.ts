@@ -17,6 +17,7 @@ const SCENARIOS: Record<string, () => Promise<(o: ScenarioOptions) => Promise<Sc
   "requisite-chain": async () => (await import("./scenarios/requisite-chain.js")).requisiteChain,
   targeting: async () => (await import("./scenarios/targeting.js")).targeting,
   "fan-out": async () => (await import("./scenarios/fan-out.js")).fanOut,
+  cluster: async () => (await import("./scenarios/cluster.js")).clusterFanOut,
   footprint: async () => (await import("./scenarios/footprint.js")).footprint,
   "drift-repair": async () => (await import("./scenarios/drift-repair.js")).driftRepair,
   reactor: async () => (await import("./scenarios/reactor.js")).reactorBench,

@@ -266,7 +266,7 @@ export async function startServer(
 }
 
 /** Issues creds for peels 0..n-1 that do not have them yet (kept across sizes). */
-async function ensurePeelCreds(authDir: string, n: number): Promise<void> {
+export async function ensurePeelCreds(authDir: string, n: number): Promise<void> {
   const todo: string[] = [];
   for (let i = 0; i < n; i++) {
     const id = fleetPeelId(PREFIX, i);
@@ -281,7 +281,7 @@ async function ensurePeelCreds(authDir: string, n: number): Promise<void> {
 
 // ---- measurements -----------------------------------------------------------------------------
 
-interface FanOutSample {
+export interface FanOutSample {
   /** From the dispatch request until the last return was seen. */
   allMs: number;
   /** p99 over peels of (return seen - dispatch sent), within this one job. */
@@ -348,7 +348,7 @@ async function busFanOut(nc: NatsConnection, ids: string[], timeoutMs: number): 
 }
 
 /** One job to '*', followed as `zester '*' <fun>` follows it. */
-async function zesterJob(
+export async function zesterJob(
   nc: NatsConnection,
   store: JobStore,
   fun: string,
@@ -464,7 +464,7 @@ async function measureWork(
   return { samples, work: { cpuMs: cpu, inMsgs, writes } };
 }
 
-async function waitUntil<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+export async function waitUntil<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn().catch(() => undefined);
@@ -596,7 +596,7 @@ function hostArgs(
 }
 
 /** Fleet hosts for peels 0..n-1, PEELS_PER_HOST each, started together. */
-function spawnHosts(
+export function spawnHosts(
   children: Children,
   build: Build,
   mode: "bus" | "peels",
@@ -614,7 +614,7 @@ function spawnHosts(
 }
 
 /** Waits for every host's `ready`; the fleet's start time is the slowest host's. */
-async function hostsReady(hosts: Child[], ms: number): Promise<number> {
+export async function hostsReady(hosts: Child[], ms: number): Promise<number> {
   const ready = await Promise.all(hosts.map((h) => h.event("ready", ms)));
   return Math.max(...ready.map((r) => Number(r.ms)));
 }
