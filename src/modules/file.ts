@@ -47,15 +47,16 @@ import {
   unchanged,
   withRevertDocs,
 } from "./support.js";
-import type {
-  ExecFunction,
-  ModuleContext,
-  ModuleFamily,
-  ParamSpec,
-  Params,
-  Plan,
-  StateFunction,
-  Undo,
+import {
+  type ExecFunction,
+  MISSING_PARENT,
+  type ModuleContext,
+  type ModuleFamily,
+  type ParamSpec,
+  type Params,
+  type Plan,
+  type StateFunction,
+  type Undo,
 } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -208,17 +209,12 @@ function lstatStrict(path: string): Promise<Stats | undefined> {
   return lstatOrUndefined(path).catch(cannot("stat", path));
 }
 
-/**
- * Fails the plan early when the parent directory is missing and makedirs is off. A dry run
- * (`test`) does not fail on it, as Salt's test mode does not: an earlier state (the package that
- * owns the directory) may create it, and the real run still fails if none does.
- */
-async function checkParent(path: string, makedirs: boolean, test = false): Promise<void> {
+/** Fails the plan early when the parent directory is missing and makedirs is off. */
+async function checkParent(path: string, makedirs: boolean): Promise<void> {
   const parent = dirname(path);
   const st = await statStrict(parent);
   if (!st) {
-    if (!makedirs && !test)
-      throw new StateError(`Parent directory ${parent} does not exist (set makedirs: true)`);
+    if (!makedirs) throw new StateError(`${MISSING_PARENT}${parent} does not exist (set makedirs: true)`);
     return;
   }
   if (!st.isDirectory()) throw new StateError(`Parent ${parent} exists but is not a directory`);
@@ -545,7 +541,7 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   if (st && !st.isFile()) return failed(`${path} exists but is not a regular file`);
   if (!st) {
     if (!create) return unchanged(`${path} does not exist and create is false`);
-    await checkParent(real, makedirs, ctx.test);
+    await checkParent(real, makedirs);
   }
 
   let data: Buffer | undefined;
@@ -677,7 +673,7 @@ async function walk(root: string, rel = ""): Promise<Entry[]> {
   return out;
 }
 
-async function planDirectory(params: Params, ctx: ModuleContext): Promise<Plan> {
+async function planDirectory(params: Params): Promise<Plan> {
   const path = absPath(params);
   const makedirs = bool(params, "makedirs", false);
   const dirMeta = await wantedMeta(params, "dir_mode");
@@ -694,7 +690,7 @@ async function planDirectory(params: Params, ctx: ModuleContext): Promise<Plan> 
 
   const st = await lstatStrict(path);
   if (st && !st.isDirectory()) return failed(`${path} exists but is not a directory`);
-  if (!st) await checkParent(path, makedirs, ctx.test);
+  if (!st) await checkParent(path, makedirs);
   const changes: Record<string, unknown> = {};
   if (!st) changes.directory = "created";
   Object.assign(changes, await metaChanges(st, dirMeta));
@@ -767,7 +763,7 @@ const directory: StateFunction = {
       default: false,
     },
   },
-  plan: (params, ctx) => guard(() => planDirectory(params, ctx)),
+  plan: (params) => guard(() => planDirectory(params)),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1302,7 +1298,7 @@ async function planCopy(params: Params, ctx: ModuleContext): Promise<Plan> {
   const want = preserve ? { mode: sst.mode & 0o7777, uid: sst.uid, gid: sst.gid } : await wantedMeta(params);
   const st = await statStrict(path);
   if (st && !st.isFile()) return failed(`${path} exists but is not a regular file`);
-  if (!st) await checkParent(path, makedirs, ctx.test);
+  if (!st) await checkParent(path, makedirs);
   const data = await readOrUndefined(src);
   if (!data) return failed(`Source ${src} does not exist`);
   const old = st ? await readOrUndefined(path) : undefined;
@@ -1375,7 +1371,7 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
   if (!sst.isDirectory()) return failed(`Source ${src} is not a directory`);
   const tst = await lstatStrict(path);
   if (tst && !tst.isDirectory()) return failed(`${path} exists but is not a directory`);
-  if (!tst) await checkParent(path, makedirs, ctx.test);
+  if (!tst) await checkParent(path, makedirs);
 
   const entries = await walk(src);
   const wantedDirs = new Set<string>();
