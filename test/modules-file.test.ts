@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import {
   chmod,
   lstat,
@@ -397,6 +398,19 @@ describe("file.managed details", () => {
     const s = await runState(fn("managed"), { name: join(dir, "f"), source: "salt://nope" }, ctx());
     expect(s.result).toBe(false);
     expect(s.comment).toMatch(/Source not found/);
+  });
+
+  it("a dry run does not fail on a missing parent (an earlier state may create it), as in Salt", async () => {
+    const missing = join(dir, "pkg-owned", "f");
+    const t = await runState(fn("managed"), { name: missing, contents: "x" }, ctx(true));
+    expect(t).toMatchObject({ result: true, pending: true });
+    const d = await runState(fn("directory"), { name: join(dir, "pkg-owned", "d") }, ctx(true));
+    expect(d).toMatchObject({ result: true, pending: true });
+    expect(existsSync(join(dir, "pkg-owned"))).toBe(false);
+    // The real run still refuses to invent the directory.
+    const r = await runState(fn("managed"), { name: missing, contents: "x" }, ctx());
+    expect(r.result).toBe(false);
+    expect(r.comment).toMatch(/makedirs/);
   });
 
   it("fails when the source cannot be read (a directory)", async () => {

@@ -70,31 +70,6 @@ orphan:
   });
 });
 
-describe("test mode follows Salt's order too", () => {
-  it("an earlier pending state that may write anywhere (a command, a package) defers the check", async () => {
-    const root = join(dir, "root");
-    await writeFile(
-      join(dir, "order.zy"),
-      `make-dir:
-  cmd.run:
-    - name: mkdir -p ${root}/pkg-owned
-conf:
-  file.managed:
-    - name: ${root}/pkg-owned/app.conf
-    - content: "x\\n"
-`,
-    );
-    const rep = await applyTarget(
-      { kind: "sls", refs: ["order"] },
-      { statesDir: dir, test: true, facts: async () => ({}) },
-    );
-    const conf = rep.results.find((r) => r.id === "conf")!;
-    expect(conf).toMatchObject({ result: true, pending: true });
-    expect(conf.comment).toMatch(/^Would be checked after cmd\.run:make-dir apply; now: Parent directory/);
-    expect(await readdir(dir)).toEqual(["order.zy"]);
-  });
-});
-
 describe("facts for fact-free families", () => {
   it("collects facts when a guard calls a function, even on cmd states", async () => {
     const out = join(dir, "ran");

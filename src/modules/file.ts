@@ -47,16 +47,15 @@ import {
   unchanged,
   withRevertDocs,
 } from "./support.js";
-import {
-  type ExecFunction,
-  MISSING_PARENT,
-  type ModuleContext,
-  type ModuleFamily,
-  type ParamSpec,
-  type Params,
-  type Plan,
-  type StateFunction,
-  type Undo,
+import type {
+  ExecFunction,
+  ModuleContext,
+  ModuleFamily,
+  ParamSpec,
+  Params,
+  Plan,
+  StateFunction,
+  Undo,
 } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -209,12 +208,17 @@ function lstatStrict(path: string): Promise<Stats | undefined> {
   return lstatOrUndefined(path).catch(cannot("stat", path));
 }
 
-/** Fails the plan early when the parent directory is missing and makedirs is off. */
-async function checkParent(path: string, makedirs: boolean): Promise<void> {
+/**
+ * Fails the plan early when the parent directory is missing and makedirs is off. A dry run
+ * (`test`) does not fail on it, as Salt's test mode does not: an earlier state (the package that
+ * owns the directory) may create it, and the real run still fails if none does.
+ */
+async function checkParent(path: string, makedirs: boolean, test = false): Promise<void> {
   const parent = dirname(path);
   const st = await statStrict(parent);
   if (!st) {
-    if (!makedirs) throw new StateError(`${MISSING_PARENT}${parent} does not exist (set makedirs: true)`);
+    if (!makedirs && !test)
+      throw new StateError(`Parent directory ${parent} does not exist (set makedirs: true)`);
     return;
   }
   if (!st.isDirectory()) throw new StateError(`Parent ${parent} exists but is not a directory`);
@@ -541,7 +545,7 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   if (st && !st.isFile()) return failed(`${path} exists but is not a regular file`);
   if (!st) {
     if (!create) return unchanged(`${path} does not exist and create is false`);
-    await checkParent(real, makedirs);
+    await checkParent(real, makedirs, ctx.test);
   }
 
   let data: Buffer | undefined;
@@ -673,7 +677,7 @@ async function walk(root: string, rel = ""): Promise<Entry[]> {
   return out;
 }
 
-async function planDirectory(params: Params): Promise<Plan> {
+async function planDirectory(params: Params, ctx: ModuleContext): Promise<Plan> {
   const path = absPath(params);
   const makedirs = bool(params, "makedirs", false);
   const dirMeta = await wantedMeta(params, "dir_mode");
@@ -690,7 +694,7 @@ async function planDirectory(params: Params): Promise<Plan> {
 
   const st = await lstatStrict(path);
   if (st && !st.isDirectory()) return failed(`${path} exists but is not a directory`);
-  if (!st) await checkParent(path, makedirs);
+  if (!st) await checkParent(path, makedirs, ctx.test);
   const changes: Record<string, unknown> = {};
   if (!st) changes.directory = "created";
   Object.assign(changes, await metaChanges(st, dirMeta));
@@ -763,7 +767,7 @@ const directory: StateFunction = {
       default: false,
     },
   },
-  plan: (params) => guard(() => planDirectory(params)),
+  plan: (params, ctx) => guard(() => planDirectory(params, ctx)),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,7 +1302,7 @@ async function planCopy(params: Params, ctx: ModuleContext): Promise<Plan> {
   const want = preserve ? { mode: sst.mode & 0o7777, uid: sst.uid, gid: sst.gid } : await wantedMeta(params);
   const st = await statStrict(path);
   if (st && !st.isFile()) return failed(`${path} exists but is not a regular file`);
-  if (!st) await checkParent(path, makedirs);
+  if (!st) await checkParent(path, makedirs, ctx.test);
   const data = await readOrUndefined(src);
   if (!data) return failed(`Source ${src} does not exist`);
   const old = st ? await readOrUndefined(path) : undefined;
@@ -1371,7 +1375,7 @@ async function planRecurse(params: Params, ctx: ModuleContext): Promise<Plan> {
   if (!sst.isDirectory()) return failed(`Source ${src} is not a directory`);
   const tst = await lstatStrict(path);
   if (tst && !tst.isDirectory()) return failed(`${path} exists but is not a directory`);
-  if (!tst) await checkParent(path, makedirs);
+  if (!tst) await checkParent(path, makedirs, ctx.test);
 
   const entries = await walk(src);
   const wantedDirs = new Set<string>();

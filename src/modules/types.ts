@@ -114,12 +114,6 @@ export type UndoKindName = "file" | "pkg" | "service" | "user" | "group" | "cron
 /** The refs a change will touch (in the order it touches them), or why it cannot be undone. */
 export type Undo = { refs: readonly UndoRef[] } | { cannot: string };
 
-/**
- * How the comment of a plan that failed on a missing parent directory starts: in a dry run the
- * runner reads it to report the state pending when an earlier state may create the directory.
- */
-export const MISSING_PARENT = "Parent directory ";
-
 export function isFailedPlan(plan: Plan): plan is FailedPlan {
   return plan.failed === true;
 }

@@ -6,7 +6,6 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { RequisiteKind } from "../modules/params.js";
 import {
   isFailedPlan,
-  MISSING_PARENT,
   type ModuleContext,
   type Params,
   type StateFunction,
@@ -415,17 +414,6 @@ class Runner {
         const o = this.outcomes[t];
         if (o?.status === "ok" && o.changed) waiting.add(this.states[t]!.name);
       }
-    }
-    // Formulas often rely on order alone (install, then configure): for a file whose directory
-    // is missing, an earlier state in Salt's order that would change and may write anywhere (a
-    // package, a command) may create it, so it counts too (Salt's file states do not look at the
-    // directory in test mode). Other failures (a missing source, a missing file to edit) are
-    // Salt's failures too.
-    for (const t of a.comment.startsWith(MISSING_PARENT) ? this.states : []) {
-      if (this.pos[t.index]! >= this.pos[s.index]!) continue;
-      const o = this.outcomes[t.index];
-      if (o?.status !== "ok" || !o.changed) continue;
-      if (this.program.functions.get(t.fun)?.footprint === undefined) waiting.add(t.name);
     }
     if (waiting.size === 0) return a;
     return {
