@@ -21,8 +21,17 @@ let states: string;
 let skip: string | undefined;
 
 const FILES = ["/etc/passwd", "/etc/group", "/etc/shadow"];
+/**
+ * Every line of the account files that names this test's accounts (entries and member lists):
+ * other test files add and remove their own users at the same time.
+ */
+const OURS = new RegExp(`(^|[:,])(${USER}|${OLD}|${GROUP})([:,]|$)`);
 const snapshot = async () =>
-  Object.fromEntries(await Promise.all(FILES.map(async (f) => [f, await readFile(f, "utf8")])));
+  Object.fromEntries(
+    await Promise.all(
+      FILES.map(async (f) => [f, (await readFile(f, "utf8")).split("\n").filter((l) => OURS.test(l))]),
+    ),
+  );
 const entry = async (file: string, name: string) =>
   (await readFile(file, "utf8")).split("\n").find((l) => l.startsWith(`${name}:`));
 

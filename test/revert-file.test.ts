@@ -250,6 +250,37 @@ describe("state.revert, file family (zester local)", () => {
   });
 });
 
+describe("state.revert: what cannot be kept, and zester doc", () => {
+  it("a pre-image that cannot be kept fails the state before it changes anything", async () => {
+    await freshRoot();
+    const big = join(root, "big.bin");
+    const bytes = Buffer.alloc(100_000, 7);
+    await writeFile(big, bytes);
+    const bad = ["local", "--no-cache", "--revert-dir", "/dev/null/revert", "--format", "json"];
+    const r = await runCli(BIN, [...bad, "file.managed", big, "contents=small"], { env: { NO_COLOR: "1" } });
+    expect(r.code).toBe(2);
+    expect(results(r)[0]!.comment).toMatch(
+      /^Not applied: the pre-image for state.revert could not be kept: /,
+    );
+    expect((await readFile(big)).equals(bytes)).toBe(true);
+    // A small file needs no blob: the run applies, and its return says why it cannot be reverted.
+    const small = await runCli(BIN, [...bad, "file.managed", join(root, "hosts"), "contents=x"], {
+      env: { NO_COLOR: "1" },
+    });
+    expect(small.code, small.stdout).toBe(0);
+    expect((json(small)[0]!.revert as { error: string }).error).toMatch(
+      /could not be stored in \/dev\/null\/revert/,
+    );
+  });
+
+  it("zester doc says what each state's revert restores, and what cannot be reverted", async () => {
+    const file = await runCli(BIN, ["doc", "file.managed"]);
+    expect(file.stdout).toMatch(/ {2}Revert:\n {4}Restores the file's previous bytes, mode and owner/);
+    const cmd = await runCli(BIN, ["doc", "cmd.run"]);
+    expect(cmd.stdout).toMatch(/ {2}Revert:\n {4}cannot be reverted: a command's effects are unknown/);
+  });
+});
+
 describe("revert store limits", () => {
   it("keeps large contents as blobs, drops them with their run past the limits", async () => {
     const dir = join(tmp, "store");

@@ -61,6 +61,22 @@ const crontab = async () => {
   return r.retcode === 0 ? r.stdout : null;
 };
 
+/** Other test files change the account files at the same time: useradd may find them locked. */
+async function addCronUser(): Promise<number> {
+  let code = -1;
+  for (let i = 0; i < 20 && code !== 0; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 250));
+    code = (await run(["useradd", "-M", CRON_USER])).retcode;
+  }
+  return code;
+}
+
+/** userdel leaves a user's crontab behind: remove it first. */
+async function dropCronUser(): Promise<void> {
+  await run(["crontab", "-r", "-u", CRON_USER]);
+  await run(["userdel", "-r", CRON_USER]);
+}
+
 beforeAll(async () => {
   requireBuilt(BIN);
   tmp = await mkdtemp(join(tmpdir(), "zester-revert-sys-"));
@@ -69,7 +85,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (isRoot) await run(["userdel", "-r", CRON_USER]);
+  if (isRoot) await dropCronUser();
   await rm(tmp, { recursive: true, force: true });
 });
 
@@ -98,8 +114,8 @@ describe("state.revert, host family", () => {
 
 describe.runIf(isRoot)("state.revert, cron family (a real user's crontab)", () => {
   it("removes a crontab the run created, restores one it edited, refuses after an edit", async () => {
-    await run(["userdel", "-r", CRON_USER]);
-    expect((await run(["useradd", "-M", CRON_USER])).retcode).toBe(0);
+    await dropCronUser();
+    expect(await addCronUser()).toBe(0);
     expect(await crontab()).toBeNull();
     const id = await apply(
       "cron.present",

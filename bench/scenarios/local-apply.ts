@@ -24,6 +24,7 @@ const FILES = 200;
 const BUDGET_MS = 60_000;
 const DIRS = 20;
 const SERIAL = "zester local --concurrency 1";
+const NO_REVERT = "zester local --no-revert";
 
 function content(i: number): string {
   return `# managed file ${i}\nkey_${i} = value_${i}\n`;
@@ -242,6 +243,8 @@ export async function localApply(opts: ScenarioOptions): Promise<ScenarioResult>
   const tools: Tool[] = [
     zesterTool(opts.zesterBin),
     zesterTool(opts.zesterBin, SERIAL, ["--concurrency", "1"]),
+    // What keeping pre-images for state.revert costs: the same runs keeping nothing.
+    zesterTool(opts.zesterBin, NO_REVERT, ["--no-revert"]),
   ];
   if (has("cf-agent")) tools.push(cfengine);
   if (has("puppet")) tools.push(puppet);

@@ -27,6 +27,7 @@ Options:
   --no-cache            compile from scratch and store nothing
   --revert-dir DIR      where runs are kept for state.revert (default $ZESTER_REVERT_DIR or
                         /var/lib/zester/local/revert)
+  --no-revert           keep nothing for state.revert (the run cannot be reverted)
 `;
 
 interface LocalOptions {
@@ -39,7 +40,8 @@ interface LocalOptions {
   concurrency?: number;
   failhard: boolean;
   cacheDir?: string;
-  revertDir: string;
+  /** Undefined: keep nothing for state.revert (--no-revert). */
+  revertDir: string | undefined;
   positional: string[];
   kwargs: Record<string, unknown>;
 }
@@ -102,6 +104,9 @@ async function parseArgs(argv: string[]): Promise<LocalOptions> {
           break;
         case "--revert-dir":
           o.revertDir = value();
+          break;
+        case "--no-revert":
+          o.revertDir = undefined;
           break;
         case "--id":
           o.id = value();
@@ -192,7 +197,7 @@ export async function run(argv: string[]): Promise<number> {
     switch (fun) {
       case "state.runs": {
         const rv = await import("../revert/run.js");
-        await printData(o.format, await rv.listRuns(new rv.RevertStore(o.revertDir)));
+        await printData(o.format, o.revertDir ? await rv.listRuns(new rv.RevertStore(o.revertDir)) : []);
         return 0;
       }
       case "state.revert":
@@ -323,7 +328,7 @@ async function recordedRun(
   engineOpts: EngineOpts,
   apply: (opts: EngineOpts) => Promise<import("../state/engine.js").RunReport>,
 ): Promise<number> {
-  if (engineOpts.test) {
+  if (engineOpts.test || o.revertDir === undefined) {
     const report = await apply(engineOpts);
     return printRun(o, runRecord(peelId, report.results, report.summary));
   }
@@ -347,6 +352,8 @@ async function revertLocal(o: LocalOptions, peelId: string, args: string[]): Pro
   const unknown = Object.keys(others);
   if (unknown.length > 0)
     throw new UsageError(`state.revert takes force=true only, not ${unknown.join(", ")}`);
+  if (o.revertDir === undefined)
+    throw new UsageError("state.revert needs the runs kept in --revert-dir, not --no-revert");
   const rv = await import("../revert/run.js");
   const store = new rv.RevertStore(o.revertDir);
   try {

@@ -27,6 +27,7 @@ import {
   optString,
   StateError,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type { ModuleContext, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
 
@@ -428,5 +429,8 @@ const extracted: StateFunction = {
 export const family: ModuleFamily = {
   name: "archive",
   doc: "Extract tar and zip archives safely.",
-  states: { extracted },
+  states: withRevertDocs(
+    { extracted },
+    { extracted: "cannot be reverted: the extracted tree is not kept (remove it with file.absent)." },
+  ),
 };

@@ -11,7 +11,16 @@ import { errText } from "../util/errors.js";
 import { type ExecOptions, type ExecResult, run } from "../util/exec.js";
 import { statOrUndefined } from "../util/files.js";
 import { pathParam } from "./footprints.js";
-import { applyFailed, boolParam, failed, failure, optString, StateError, unchanged } from "./support.js";
+import {
+  applyFailed,
+  boolParam,
+  failed,
+  failure,
+  optString,
+  StateError,
+  unchanged,
+  withRevertDocs,
+} from "./support.js";
 import type {
   ApplyOutcome,
   ModuleContext,
@@ -393,5 +402,11 @@ const cloned: StateFunction = {
 export const family: ModuleFamily = {
   name: "git",
   doc: "Git working copies: clone and follow a remote branch, tag or commit.",
-  states: { latest, cloned },
+  states: withRevertDocs(
+    { latest, cloned },
+    {
+      latest: "cannot be reverted: the previous checkout is not kept (pin rev to go back).",
+      cloned: "cannot be reverted: the clone is not kept (remove it with file.absent).",
+    },
+  ),
 };

@@ -19,6 +19,7 @@ import {
   StateError,
   splitText,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type { ExecFunction, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
 
@@ -85,6 +86,7 @@ async function planPresent(params: Params): Promise<Plan> {
   const plan: Plan = {
     changes,
     comment: `Locale ${name} would be generated`,
+    undo: { cannot: "the locales locale-gen compiled are not kept" },
     apply: applying(async () => {
       if (after !== undefined) await replaceFile(LOCALE_GEN, after);
       const res = await run(["locale-gen", "--keep-existing"]);
@@ -146,6 +148,7 @@ async function planSystem(params: Params): Promise<Plan> {
     changes: { locale: name },
     comment: `System locale ${name} needs to be set`,
     diff: unifiedDiff(before, after, file, file),
+    undo: { refs: [{ kind: "file", key: file }] },
     apply: applying(async () => {
       await replaceFile(file, after);
       return { comment: `Set system locale ${name}` };
@@ -203,6 +206,12 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "locale",
   doc: "Generated locales.",
-  states: { present, system },
+  states: withRevertDocs(
+    { present, system },
+    {
+      present: "cannot be reverted: the locales locale-gen compiled are not kept.",
+      system: "Restores the previous bytes of the system locale file (/etc/default/locale).",
+    },
+  ),
   exec,
 };

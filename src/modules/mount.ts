@@ -22,6 +22,7 @@ import {
   readTextOrUndefined,
   StateError,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type { ExecFunction, ModuleContext, ModuleFamily, Params, Plan, StateFunction } from "./types.js";
 
@@ -394,6 +395,12 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "mount",
   doc: "Filesystem mounts and fstab entries.",
-  states: { mounted, unmounted },
+  states: withRevertDocs(
+    { mounted, unmounted },
+    {
+      mounted: "cannot be reverted: the mount table and fstab entry are not kept yet (use mount.unmounted).",
+      unmounted: "cannot be reverted: the mount and fstab entry are not kept yet (use mount.mounted).",
+    },
+  ),
   exec,
 };

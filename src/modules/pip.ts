@@ -18,6 +18,7 @@ import {
   optString,
   StateError,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type { ModuleContext, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
 
@@ -289,5 +290,11 @@ const removed: StateFunction = {
 export const family: ModuleFamily = {
   name: "pip",
   doc: "Python packages via pip, system-wide or in a virtualenv.",
-  states: { installed, removed },
+  states: withRevertDocs(
+    { installed, removed },
+    {
+      installed: "cannot be reverted: previous Python package versions are not kept yet.",
+      removed: "cannot be reverted: previous Python package versions are not kept yet.",
+    },
+  ),
 };

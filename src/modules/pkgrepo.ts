@@ -24,6 +24,7 @@ import {
   readTextOrUndefined,
   StateError,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import type {
   ApplyOutcome,
@@ -219,6 +220,7 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
     changes,
     comment: `Repository ${name} would be ${changed.some((c) => c.before !== undefined) ? "updated" : "added"}`,
     diff: changed.map((c) => unifiedDiff(c.before ?? "", c.file.content, c.file.path, c.file.path)).join(""),
+    undo: { refs: changed.map((c) => ({ kind: "file" as const, key: c.file.path })) },
     apply: async (): Promise<ApplyOutcome> => {
       try {
         for (const c of changed) await writeFileAtomic(c.file.path, c.file.content, { mode: c.file.mode });
@@ -253,6 +255,7 @@ async function planAbsent(params: Params, ctx: ModuleContext): Promise<Plan> {
   return {
     changes,
     comment: `${paths.join(", ")} would be removed`,
+    undo: { refs: paths.map((key) => ({ kind: "file" as const, key })) },
     apply: async () => {
       for (const p of paths) await rm(p, { force: true });
       return { result: true, changes, comment: `${paths.join(", ")} removed` };
@@ -322,5 +325,12 @@ const absent: StateFunction = {
 export const family: ModuleFamily = {
   name: "pkgrepo",
   doc: "Package repositories: apt sources (with signed-by keyrings) and yum/dnf .repo files.",
-  states: { managed, absent },
+  states: withRevertDocs(
+    { managed, absent },
+    {
+      managed:
+        "Restores the repository and key files' previous bytes, or removes those the run created; the package lists a refresh fetched stay until the next refresh.",
+      absent: "Restores the repository files the run removed.",
+    },
+  ),
 };

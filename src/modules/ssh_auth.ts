@@ -23,6 +23,7 @@ import {
   str,
   strList,
   unchanged,
+  withRevertDocs,
 } from "./support.js";
 import { type PasswdEntry, readAccounts } from "./system/accounts.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
@@ -145,6 +146,7 @@ function writePlan(
     changes,
     comment: `${t.file}: ${what}`,
     diff: unifiedDiff(before ?? "", text, t.file, t.file),
+    undo: { refs: [{ kind: "file", key: t.file }] },
     apply: applying(async () => {
       const dir = dirname(t.file);
       if (!(await statOrUndefined(dir))) {
@@ -264,9 +266,18 @@ const exec: Record<string, ExecFunction> = {
   },
 };
 
+const SSH_REVERT =
+  "Restores the authorized_keys file's previous bytes, mode and owner, or removes it (and the .ssh directory) when the run created them.";
+
 export const family: ModuleFamily = {
   name: "ssh_auth",
   doc: "Public keys in users' authorized_keys files.",
-  states: { present, absent },
+  states: withRevertDocs(
+    { present, absent },
+    {
+      present: SSH_REVERT,
+      absent: SSH_REVERT,
+    },
+  ),
   exec,
 };

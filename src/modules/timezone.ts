@@ -9,7 +9,15 @@ import { randomBytes } from "node:crypto";
 import { lstat, open, readlink, rename, rm, symlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { isENOENT, statOrUndefined } from "../util/files.js";
-import { applying, guard, readTextOrUndefined, replaceFile, StateError, unchanged } from "./support.js";
+import {
+  applying,
+  guard,
+  readTextOrUndefined,
+  replaceFile,
+  StateError,
+  unchanged,
+  withRevertDocs,
+} from "./support.js";
 import { type InferParams, typedState } from "./typed-state.js";
 import type { ExecFunction, ModuleFamily, ParamSpec, Plan } from "./types.js";
 
@@ -106,6 +114,9 @@ async function planSystem({ name }: InferParams<typeof SYSTEM_PARAMS>): Promise<
   return {
     changes,
     comment: `Time zone would be set to ${name}`,
+    undo: {
+      refs: [{ kind: "file", key: LOCALTIME }, ...(tzFile ? [{ kind: "file" as const, key: tzFile }] : [])],
+    },
     apply: applying(async () => {
       if (!linkOk) await swapLink(path);
       if (!fileOk && tzFile) await replaceFile(tzFile, `${name}\n`);
@@ -138,6 +149,9 @@ const exec: Record<string, ExecFunction> = {
 export const family: ModuleFamily = {
   name: "timezone",
   doc: "The system time zone.",
-  states: { system },
+  states: withRevertDocs(
+    { system },
+    { system: "Restores the previous /etc/localtime link and /etc/timezone file." },
+  ),
   exec,
 };

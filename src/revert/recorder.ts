@@ -30,7 +30,7 @@ export class RunRecorder implements StateUndoRecorder {
     // A retry or a watch action of the same state: the first pre-image is what the run found.
     for (const ref of undo.refs) {
       if (rec.refs.some((r) => r.ref.kind === ref.kind && r.ref.key === ref.key)) continue;
-      rec.refs.push({ ref, before: await revertKind(ref.kind).capture(ref, this.store, s.signal) });
+      rec.refs.push({ ref, before: await (await revertKind(ref.kind)).capture(ref, this.store, s.signal) });
     }
   }
 
@@ -38,7 +38,7 @@ export class RunRecorder implements StateUndoRecorder {
     const rec = this.states.get(s.name);
     if (!rec) return;
     if (changed && rec.seq === 0) rec.seq = ++this.seq;
-    for (const r of rec.refs) r.after = await revertKind(r.ref.kind).observe(r.ref, s.signal);
+    for (const r of rec.refs) r.after = await (await revertKind(r.ref.kind)).observe(r.ref, s.signal);
   }
 
   /** The record of the run, or undefined when nothing changed (nothing to revert). */

@@ -98,11 +98,11 @@ async function revertState(
   const plans: { key: string; label: string; plan: ChangePlan; before: Observed }[] = [];
   const notes: string[] = [];
   for (const x of [...s.refs].reverse()) {
-    const kind = revertKind(x.ref.kind);
     const label = `${x.ref.kind} ${x.ref.key}`;
     const vkey = refKey(x.ref);
     let plan: Plan;
     try {
+      const kind = await revertKind(x.ref.kind);
       const now = virtual.has(vkey) ? virtual.get(vkey)! : await kind.observe(x.ref, opts.signal);
       if (canonical(now) === canonical(x.before.state) || canonical(now) === canonical(original.get(vkey))) {
         notes.push(`${label} is as before the run`);
