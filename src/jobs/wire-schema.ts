@@ -3,7 +3,13 @@
  * bytes, so a master parses them with these instead of casting.
  */
 import { arrayOf, bool, json, literal, num, object, recordOf, type Schema, str } from "../bus/validate.js";
-import type { PeelReturn } from "./wire.js";
+import type { Ack, PeelReturn } from "./wire.js";
+
+/**
+ * An ack names its job. JetStream's own answers (a publish ack, an API reply) sent with a job's
+ * ack subject as reply-to carry no JetStream headers, so only their shape tells them apart.
+ */
+export const ackSchema: Schema<Ack> = object({ jid: str, queued: num });
 
 export const peelReturnSchema: Schema<PeelReturn> = object(
   { jid: str, peel: str, fun: str, success: bool, started_at: str, finished_at: str },

@@ -20,8 +20,9 @@ import {
   type StoredJob,
   settledJobStatus,
 } from "../jobs/store.js";
-import type { Command, JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
-import { peelReturnSchema } from "../jobs/wire-schema.js";
+import type { Ack, Command, JobRecord, JobStatus, PeelJobStatus, PeelReturn } from "../jobs/wire.js";
+import { ackSchema, peelReturnSchema } from "../jobs/wire-schema.js";
+import { errText } from "../util/errors.js";
 
 /** `data` of the master event `_master/job/<jid>/done` (src/events/master-events.ts). */
 export interface JobDoneEvent {
@@ -295,6 +296,17 @@ export class JobTracker {
     }
     const cur = this.record.peels[peel]!;
     if (kind === "ack") {
+      let ack: Ack;
+      try {
+        ack = decodeAs(ackSchema, msg.data);
+      } catch (err) {
+        this.deps.log(`job ${this.jid}: bad ack for ${peel}: ${errText(err)}`);
+        return;
+      }
+      if (ack.jid !== this.jid) {
+        this.deps.log(`job ${this.jid}: ignored an ack for ${peel} that names job ${ack.jid.slice(0, 40)}`);
+        return;
+      }
       this.unqueue(peel);
       if (cur === "pending" || cur === "unreachable" || cur === "queued") this.setPeel(peel, "acked");
     } else if (kind === "return") {

@@ -8,10 +8,12 @@
  * from a big job costs one record read per job, not one per peel.
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { decode } from "../bus/codec.js";
+import { decodeAs } from "../bus/codec.js";
 import { ROOT } from "../bus/names.js";
+import { relayedReason } from "../bus/validate.js";
 import { isJobFinished, type JobStore, settledJobStatus } from "../jobs/store.js";
 import type { PeelJobStatus } from "../jobs/wire.js";
+import { peelReturnSchema } from "../jobs/wire-schema.js";
 import { errText } from "../util/errors.js";
 
 /** The first look waits this long: the owner's tracker writes its record within ~100 ms. */
@@ -69,9 +71,16 @@ export class LateReturnCorrector {
     const peel = parts[4];
     if (parts.length !== 5 || !jid || !peel) return;
     if (this.deps.follows?.(jid)) return;
+    // Bytes a peel stored and had the server deliver here (a consumer, a direct get or a publish
+    // ack with this subject as reply-to) could otherwise rewrite another peel's outcome.
+    const relayed = relayedReason(msg, () => true);
+    if (relayed) {
+      this.deps.log(`job ${jid}: ignored a late return for ${peel}: ${relayed}`);
+      return;
+    }
     let success: boolean;
     try {
-      const ret = decode<{ success?: unknown }>(msg.data);
+      const ret = decodeAs(peelReturnSchema, msg.data);
       success = ret.success === true;
     } catch {
       return;

@@ -8,6 +8,7 @@ import type { KV } from "@nats-io/kv";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { decode, encode } from "../bus/codec.js";
 import { subjects } from "../bus/names.js";
+import { relayedReason } from "../bus/validate.js";
 import { enrollAdmin } from "../enroll/admin.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import type { DispatchReply, DispatchRequest } from "../jobs/wire.js";
@@ -200,6 +201,12 @@ export class ReactorService {
         ...(queue !== undefined ? { queue } : {}),
         callback: (err, msg) => {
           if (err) return;
+          // Bytes a peel stored and had the server deliver here are nobody's request.
+          const relayed = relayedReason(msg, subject);
+          if (relayed) {
+            this.deps.log(`${subject}: ignored: ${relayed}`);
+            return;
+          }
           Promise.resolve()
             .then(() => handler(msg))
             .catch((e: unknown) => {

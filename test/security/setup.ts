@@ -205,3 +205,41 @@ export async function relayOwnFacts(
   nc.publish(`$JS.API.DIRECT.GET.KV_facts.${filter}`, "", { reply: subject });
   await nc.flush();
 }
+
+/** Permission violations the server reported on `nc`, as `<operation> <subject>`. */
+export function trackViolations(nc: NatsConnection): string[] {
+  const seen: string[] = [];
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "error" && s.error.name === "PermissionViolationError") {
+        const e = s.error as unknown as { operation: string; subject: string };
+        seen.push(`${e.operation} ${e.subject}`);
+      }
+    }
+  })().catch(() => {});
+  return seen;
+}
+
+/**
+ * Publishes (or, with `subscribe`, subscribes) as the attacker and waits for the server's
+ * refusal: resolves with "refused (permission violation)" or "ACCEPTED".
+ */
+export async function attempt(
+  nc: NatsConnection,
+  violations: string[],
+  op: "publish" | "subscription",
+  subject: string,
+  data: Uint8Array | string = "{}",
+): Promise<string> {
+  const before = violations.length;
+  if (op === "publish") nc.publish(subject, data);
+  else nc.subscribe(subject, { max: 1 });
+  await nc.flush().catch(() => {});
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    if (violations.slice(before).some((v) => v === `${op} ${subject}`))
+      return "refused (permission violation)";
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return "ACCEPTED";
+}
