@@ -2,14 +2,20 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TLSSocket, connect as tlsConnect } from "node:tls";
+import { connect as tlsConnect } from "node:tls";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrap } from "../src/bus/bootstrap.js";
 import { assertTlsUrls, connect, InsecureUrlError, resolveCaFile } from "../src/bus/connect.js";
 import { BUCKET_NAMES, PEEL_HEARTBEAT_TTL_MS, STREAM_NAMES } from "../src/bus/names.js";
-import { createCa, issueServerCert, normaliseHosts } from "../src/ca/ca.js";
-import { type StartedNats, type StartedPlainNats, startNats, startPlainNats } from "./support/nats.js";
+import { createCa } from "../src/ca/ca.js";
+import {
+  type StartedNats,
+  type StartedPlainNats,
+  startNats,
+  startPlainNats,
+  startTls12OnlyServer,
+} from "./support/nats.js";
 
 let nats: StartedNats;
 let plain: StartedPlainNats;
@@ -93,41 +99,17 @@ describe("bus connect (real nats-server)", () => {
   });
 
   it("refuses a server that offers only TLS 1.2", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "zester-tls12-"));
-    const ca = await createCa();
-    const cert = await issueServerCert(ca, normaliseHosts([]));
-    await writeFile(join(dir, "ca.crt"), ca.certPem);
-    // Speaks just enough NATS (INFO, then a TLS upgrade) to reach the handshake.
-    const srv = createServer((sock) => {
-      sock.on("error", () => {});
-      sock.write(
-        'INFO {"server_id":"x","version":"2.9.10","proto":1,"tls_required":true,"max_payload":1048576}\r\n',
-      );
-      const t = new TLSSocket(sock, {
-        isServer: true,
-        key: cert.keyPem,
-        cert: cert.certPem,
-        minVersion: "TLSv1.2",
-        maxVersion: "TLSv1.2",
-      });
-      t.on("error", () => {});
-    });
-    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    const port = (srv.address() as { port: number }).port;
+    const old = await startTls12OnlyServer();
     try {
-      const err = await connect({
-        servers: `tls://127.0.0.1:${port}`,
-        caFile: join(dir, "ca.crt"),
-        reconnect: false,
-      }).catch((e: unknown) => e);
+      const err = await connect({ servers: old.url, caFile: old.caFile, reconnect: false }).catch(
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(Error);
-      const e = err as Error & { cause?: { code?: string } };
       // Said as what was refused, not as OpenSSL's alert text or a timeout.
-      expect(e.message).toMatch(/TLS handshake refused \(.+\); Zester requires TLS 1\.3/);
-      expect(e.message).toContain(`127.0.0.1:${port}`);
+      expect((err as Error).message).toMatch(/TLS handshake refused \(.+\); Zester requires TLS 1\.3/);
+      expect((err as Error).message).toContain(old.url.replace("tls://", ""));
     } finally {
-      srv.close();
-      await rm(dir, { recursive: true, force: true });
+      await old.stop();
     }
   });
 

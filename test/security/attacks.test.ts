@@ -4,11 +4,12 @@
  * works.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { createCurve } from "@nats-io/nkeys";
+import { createCurve, createUser } from "@nats-io/nkeys";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { peelPermissions } from "../../src/auth/permissions.js";
 import { verifyCommand } from "../../src/auth/signing.js";
@@ -18,6 +19,7 @@ import { BUCKET_NAMES, JS_API, kvStream, subjects } from "../../src/bus/names.js
 import { enforceRollupPolicy } from "../../src/bus/stream-policy.js";
 import { enrollAdmin } from "../../src/enroll/admin.js";
 import { enrollPeel, writeCreds } from "../../src/enroll/client.js";
+import { enrollSignedString, signString } from "../../src/enroll/protocol.js";
 import { matchKey as matchKeyOf } from "../../src/events/event.js";
 import { watchEvents } from "../../src/events/watch.js";
 import { newKsuid } from "../../src/jobs/ksuid.js";
@@ -96,6 +98,7 @@ describe("rollups, purges and stream operations", () => {
   it("a peel can call no stream or purge API on any bucket or stream", async () => {
     const streams = [...BUCKET_NAMES.map(kvStream), "events", "job-events"];
     for (const s of streams) {
+      const refused: string[] = [];
       for (const api of [
         "STREAM.PURGE",
         "STREAM.DELETE",
@@ -111,18 +114,28 @@ describe("rollups, purges and stream operations", () => {
         expect(`${err?.name} ${(err?.cause as Error | undefined)?.name ?? ""} ${err?.message}`).toMatch(
           /Permission/i,
         );
+        refused.push(api.toLowerCase());
       }
+      report(`${refused.join(", ")} on stream ${s}`, "refused (permission violation)");
     }
     for (const api of ["STREAM.CREATE.evil", "STREAM.NAMES", "STREAM.LIST", "ACCOUNT.INFO"]) {
       const err = await failureOf(() => d.attacker.request(`${JS_API}.${api}`, "{}", { timeout: 2000 }));
       expect(`${err?.name} ${(err?.cause as Error | undefined)?.name ?? ""} ${err?.message}`).toMatch(
         /Permission/i,
       );
+      report(`${JS_API}.${api}`, "refused (permission violation)");
     }
-    report(
-      `purge/delete/update/msg-delete/list on ${streams.length} streams`,
-      "refused (permission violation)",
-    );
+  });
+
+  it("a peel cannot purge or delete another peel's key with a KV operation header on its own key", async () => {
+    const facts = await openKv(d.master, "facts");
+    await facts.put(VICTIM, encode({ id: VICTIM }));
+    for (const op of ["PURGE", "DEL"]) {
+      await jsPublish(d.attacker, `$KV.facts.${ATTACKER}`, "", { "KV-Operation": op });
+      report(`KV-Operation: ${op} on $KV.facts.${ATTACKER}`, "affects only its own key (expected)");
+    }
+    expect((await facts.get(VICTIM))?.operation).toBe("PUT");
+    await facts.put(ATTACKER, encode({ id: ATTACKER }));
   });
 
   it("bootstrap turns rollups off on a bucket made before the policy, and purges still work where Zester uses them", async () => {
@@ -340,6 +353,100 @@ describe("enrollment abuse", () => {
     expect(line).toMatch(/pending/);
     expect(line).toMatch(/replaces creds-issued key U/);
     await enrollAdmin(d.admin, "reject", { id: VICTIM });
+  });
+
+  /** A raw enrollment exchange: a challenge for `ident`, then `mutate` decides what is sent. */
+  async function rawEnroll(
+    peelId: string,
+    mutate: (req: Record<string, string>) => Record<string, string> = (r) => r,
+    user = createUser(),
+    curve = createCurve(),
+  ): Promise<{ status: number; body: Record<string, string>; req: Record<string, string> }> {
+    const ca = await readFile(d.nats.caFile, "utf8");
+    const post = (path: string, body: unknown) =>
+      new Promise<{ status: number; body: Record<string, string> }>((resolve, reject) => {
+        const r = httpsRequest(
+          new URL(path, enrollUrl()),
+          { method: "POST", ca, minVersion: "TLSv1.3", headers: { "content-type": "application/json" } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: JSON.parse(Buffer.concat(chunks).toString("utf8")),
+              }),
+            );
+          },
+        );
+        r.on("error", reject);
+        r.end(JSON.stringify(body));
+      });
+    const ident = {
+      peel_id: peelId,
+      public_key: user.getPublicKey(),
+      curve_key: curve.getPublicKey(),
+    };
+    const ch = await post("/v1/enroll/challenge", ident);
+    const nonce = ch.body.nonce!;
+    const req = mutate({
+      ...ident,
+      nonce,
+      signature: signString(user, enrollSignedString({ ...ident, nonce })),
+    });
+    return { ...(await post("/v1/enroll", req)), req };
+  }
+
+  it("forged signatures, reused nonces, foreign tokens and rejected keys are refused", async () => {
+    const forged = await rawEnroll("abuse-01", (r) => ({
+      ...r,
+      signature: signString(createUser(), enrollSignedString(r as never)),
+    }));
+    report("enroll with a signature by another key", `refused (${forged.status} ${forged.body.error})`);
+    expect(forged.status).toBe(401);
+
+    const user = createUser();
+    const curve = createCurve();
+    const first = await rawEnroll("abuse-02", (r) => r, user, curve);
+    expect(first.status).toBe(202);
+    const again = await new Promise<number>((resolve) => {
+      void readFile(d.nats.caFile, "utf8").then((ca) => {
+        const r = httpsRequest(
+          new URL("/v1/enroll", enrollUrl()),
+          { method: "POST", ca, minVersion: "TLSv1.3", headers: { "content-type": "application/json" } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        r.end(JSON.stringify(first.req));
+      });
+    });
+    report(
+      "enroll again with a used nonce",
+      again === 401 ? "refused (401 nonce already used)" : `ACCEPTED (${again})`,
+    );
+    expect(again).toBe(401);
+
+    const tok = await enrollAdmin(d.admin, "token", { peel: "abuse-03" });
+    const foreign = await rawEnroll("abuse-04", (r) => ({ ...r, token: tok.token! }));
+    report(
+      "enroll with a token issued for another peel",
+      `refused (${foreign.status} ${foreign.body.error})`,
+    );
+    expect(foreign.status).toBe(403);
+
+    await enrollAdmin(d.admin, "reject", { id: "abuse-02", reason: "attack suite" });
+    const rejected = await rawEnroll("abuse-02", (r) => r, user, curve);
+    report("enroll again with a rejected key", `refused (${rejected.status} ${rejected.body.error})`);
+    expect(rejected.status).toBe(403);
+
+    const tooLong = await rawEnroll("abuse-05", (r) => ({ ...r, peel_id: "a.b" }));
+    report(
+      "enroll with an id that is not a subject token (a.b)",
+      `refused (${tooLong.status} ${tooLong.body.error})`,
+    );
+    expect(tooLong.status).toBe(400);
   });
 
   it("an id that has only published facts (no creds file) conflicts too", async () => {

@@ -35,6 +35,8 @@ export interface Deployment {
   victim: Peel;
   /** What the victim peel logged. */
   victimLog: string[];
+  /** What the running Master logged. */
+  masterLog: string[];
   attacker: NatsConnection;
   /** The operator's CLI connection (admin creds). */
   admin: NatsConnection;
@@ -85,7 +87,9 @@ export async function startDeployment(): Promise<Deployment> {
       `app_conf:\n  file.managed:\n    - name: ${work}/out/{{ facts.id }}.conf\n    - content: "pw={{ settings.db.password }}"\n    - makedirs: true\n`,
     );
     await writeSettingsTree(settingsDir, masterCurvePub, GOOD_TOP);
+    const masterLog: string[] = [];
     const zesterMaster = await startTestMaster(nats, {
+      log: (line) => masterLog.push(line),
       statesDir: join(work, "states"),
       settingsDir,
       publishIntervalMs: 3_600_000,
@@ -126,6 +130,7 @@ export async function startDeployment(): Promise<Deployment> {
       settingsDir,
       victim,
       victimLog,
+      masterLog,
       attacker,
       work,
       stop,

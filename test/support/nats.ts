@@ -186,3 +186,49 @@ export async function startPlainNats(): Promise<StartedPlainNats> {
   const proc = await launch(["-a", "127.0.0.1", "-p", String(port)], port);
   return { url: `nats://127.0.0.1:${port}`, port, stop: proc.stop };
 }
+
+export interface Tls12OnlyServer {
+  url: string;
+  /** The CA that signed its certificate (so only the TLS version is wrong). */
+  caFile: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A server that speaks just enough NATS (INFO, then a TLS upgrade) to reach the handshake, and
+ * offers only TLS 1.2: what an old or downgraded server looks like to a client.
+ */
+export async function startTls12OnlyServer(): Promise<Tls12OnlyServer> {
+  const { createCa, issueServerCert, normaliseHosts } = await import("../../src/ca/ca.js");
+  const { TLSSocket } = await import("node:tls");
+  const { writeFile } = await import("node:fs/promises");
+  const dir = await mkdtemp(join(tmpdir(), "zester-tls12-"));
+  const ca = await createCa();
+  const cert = await issueServerCert(ca, normaliseHosts([]));
+  const caFile = join(dir, "ca.crt");
+  await writeFile(caFile, ca.certPem);
+  const srv = createServer((sock) => {
+    sock.on("error", () => {});
+    sock.write(
+      'INFO {"server_id":"x","version":"2.9.10","proto":1,"tls_required":true,"max_payload":1048576}\r\n',
+    );
+    const t = new TLSSocket(sock, {
+      isServer: true,
+      key: cert.keyPem,
+      cert: cert.certPem,
+      minVersion: "TLSv1.2",
+      maxVersion: "TLSv1.2",
+    });
+    t.on("error", () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  return {
+    url: `tls://127.0.0.1:${port}`,
+    caFile,
+    stop: async () => {
+      srv.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
