@@ -466,6 +466,17 @@ describe("file.managed details", () => {
     expect(await text(real)).toBe("b\n");
   });
 
+  it("manages a file under a symlinked directory in the directory the link points to", async () => {
+    const realDir = join(dir, "real-dir");
+    await mkdir(realDir);
+    await symlink(realDir, join(dir, "dir-alias"));
+    const f = join(dir, "dir-alias", "conf");
+    expectChanged(await runState(fn("managed"), { name: f, contents: "c" }, ctx()));
+    expect((await lstat(join(dir, "dir-alias"))).isSymbolicLink()).toBe(true);
+    expect(await text(join(realDir, "conf"))).toBe("c\n");
+    expect((await runState(fn("managed"), { name: f, contents: "c" }, ctx())).changed).toBe(false);
+  });
+
   it("show_changes: false hides the diff; contents_newline: false keeps the text as given", async () => {
     const f = join(dir, "quiet");
     const r = await runState(

@@ -275,9 +275,17 @@ async function writeContents(spec: WriteSpec): Promise<void> {
   await applyMeta(path, { uid, gid, mode } as Meta);
 }
 
-/** The real file behind a symlink, so managing a link edits its target (Salt's follow_symlinks). */
-function followLinks(path: string): Promise<string> {
-  return realpath(path).catch((err) => (isENOENT(err) ? path : cannot("resolve", path)(err)));
+/**
+ * The real file behind a symlink, so managing a link edits its target (Salt's follow_symlinks),
+ * and its stat (undefined: absent). One `lstat` when the path is not a link (nearly always):
+ * `realpath` alone costs a `readlink` per path component, and the stat after it one more call.
+ * A symlinked parent directory needs no resolving: writes go through it anyway.
+ */
+async function followLinks(path: string): Promise<{ real: string; st: Stats | undefined }> {
+  const lst = await lstatStrict(path);
+  if (!lst?.isSymbolicLink()) return { real: path, st: lst };
+  const real = await realpath(path).catch((err) => (isENOENT(err) ? path : cannot("resolve", path)(err)));
+  return { real, st: await statStrict(real) };
 }
 
 function toLines(value: unknown): string | undefined {
@@ -387,8 +395,7 @@ interface EditOptions {
 }
 
 async function planEdit(path: string, opts: EditOptions, edit: (old: string) => Edit): Promise<Plan> {
-  const real = await followLinks(path);
-  const st = await statStrict(real);
+  const { real, st } = await followLinks(path);
   if (st && !st.isFile()) return failed(`${path} exists but is not a regular file`);
   const buf = st ? await readOrUndefined(real) : undefined;
   if (!buf) {
@@ -540,8 +547,7 @@ async function planManaged(params: Params, ctx: ModuleContext): Promise<Plan> {
   const create = bool(params, "create", true);
   const want = await wantedMeta(params);
 
-  const real = await followLinks(path);
-  const st = await statStrict(real);
+  const { real, st } = await followLinks(path);
   if (st && !st.isFile()) return failed(`${path} exists but is not a regular file`);
   if (!st) {
     if (!create) return unchanged(`${path} does not exist and create is false`);
