@@ -17,6 +17,7 @@ import { connect } from "../../src/bus/connect.js";
 import { subjects } from "../../src/bus/names.js";
 import { JobStore } from "../../src/jobs/store.js";
 import type { DispatchReply, DispatchRequest } from "../../src/jobs/wire.js";
+import { errText } from "../../src/util/errors.js";
 import { type ScenarioOptions, type ScenarioResult, table } from "../lib.js";
 import { benchAuth, Children, distBin, fmtMiB, procMemory, startServer } from "./fan-out.js";
 
@@ -143,7 +144,7 @@ export async function soak(opts: ScenarioOptions): Promise<ScenarioResult> {
           const reply = decode<DispatchReply>(m.data);
           status = reply.jid ? await waitFinished(store, reply.jid, 40_000) : `refused: ${reply.error}`;
         } catch (err) {
-          status = `dispatch failed: ${(err as Error).message}`;
+          status = `dispatch failed: ${errText(err)}`;
         }
         const key = `${fun} ${status}`;
         jobs[key] = (jobs[key] ?? 0) + 1;

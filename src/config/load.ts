@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { errText } from "../util/errors.js";
 import { suggestion } from "../util/suggest.js";
 import {
   type ConfigValues,
@@ -218,7 +219,7 @@ function readConfigFile(f: ConfigFile): string | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT" && !f.required) return undefined;
-    throw new ConfigError(`cannot read config file ${f.path}: ${code ?? (err as Error).message}`);
+    throw new ConfigError(`cannot read config file ${f.path}: ${code ?? errText(err)}`);
   }
 }
 

@@ -15,6 +15,7 @@ import { AUTH_FILES, loadAccountSigner } from "../auth/auth-dir.js";
 import { issueUserJwt, keyPairFromSeed } from "../auth/hierarchy.js";
 import type { RolePermissions } from "../auth/permissions.js";
 import { connect } from "../bus/connect.js";
+import { errText } from "../util/errors.js";
 import { writeFileAtomic } from "../util/files.js";
 
 /** Signs a user JWT for `publicKey` with the ZESTER account signing key in `authDir`. */
@@ -52,7 +53,7 @@ async function readText(path: string, what: string): Promise<string> {
   try {
     return (await readFile(path, "utf8")).trim();
   } catch (err) {
-    throw new Error(`cannot read ${what} ${path}: ${(err as Error).message}`);
+    throw new Error(`cannot read ${what} ${path}: ${errText(err)}`);
   }
 }
 

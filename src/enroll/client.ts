@@ -13,6 +13,7 @@ import { keyPairFromSeed } from "../auth/hierarchy.js";
 import { CA_FILE_NAME, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { assertPeelId } from "../bus/names.js";
 import { ensurePeelCurveKey } from "../settings/keys.js";
+import { errText } from "../util/errors.js";
 import { isENOENT, statOrUndefined, writeSecretFile } from "../util/files.js";
 import {
   type ChallengeResponse,
@@ -104,7 +105,7 @@ export async function ensurePeelUserKey(cacheDir: string): Promise<KeyPair> {
   try {
     return keyPairFromSeed(await readFile(path, "utf8"));
   } catch (err) {
-    if (!isENOENT(err)) throw new Error(`cannot read the peel key ${path}: ${(err as Error).message}`);
+    if (!isENOENT(err)) throw new Error(`cannot read the peel key ${path}: ${errText(err)}`);
   }
   const kp = createUser();
   await writeSecretFile(path, `${new TextDecoder().decode(kp.getSeed())}\n`);
@@ -116,7 +117,7 @@ async function resolveEnrollCa(opts: EnrollOptions): Promise<string | undefined>
     try {
       return await readFile(opts.caFile, "utf8");
     } catch (err) {
-      throw new Error(`cannot read enrollment CA ${opts.caFile}: ${(err as Error).message}`);
+      throw new Error(`cannot read enrollment CA ${opts.caFile}: ${errText(err)}`);
     }
   }
   const inDir = join(opts.authDir ?? DEFAULT_AUTH_DIR, CA_FILE_NAME);
@@ -252,7 +253,7 @@ export async function enrollPeel(opts: EnrollOptions): Promise<EnrollResult> {
         const retriable =
           err instanceof EnrollRefusedError ? err.status === 429 || err.status >= 500 : !isTlsTrustError(err);
         if (!retriable || opts.signal?.aborted || overdue()) throw err;
-        log?.warn(`${(err as Error).message}; retrying in ${delay} ms`);
+        log?.warn(`${errText(err)}; retrying in ${delay} ms`);
         await sleep(delay, opts.signal);
         delay = Math.min(delay * 2, maxDelay);
       }
@@ -295,7 +296,7 @@ export async function enrollPeel(opts: EnrollOptions): Promise<EnrollResult> {
       } catch (err) {
         // The master may restart while we wait; the request is in KV, keep polling.
         if (opts.signal?.aborted) throw err;
-        log?.warn(`cannot poll enrollment: ${(err as Error).message}`);
+        log?.warn(`cannot poll enrollment: ${errText(err)}`);
         continue;
       }
       // Busy or rate-limited: the request is still there, keep waiting.

@@ -20,6 +20,7 @@ import { peelPermissions } from "../auth/permissions.js";
 import { isValidPeelId } from "../bus/names.js";
 import { CA_FILES } from "../ca/ca.js";
 import { loadMasterCurvePub } from "../settings/keys.js";
+import { errText } from "../util/errors.js";
 import { issueUserJwtForKey } from "./account.js";
 import {
   type AdminReply,
@@ -387,7 +388,7 @@ export class Registrar {
           counts.removed++;
         }
       } catch (err) {
-        this.log.warn(`sweeping the enrollment of ${id}: ${(err as Error).message}`);
+        this.log.warn(`sweeping the enrollment of ${id}: ${errText(err)}`);
       }
     }
     return counts;
@@ -431,7 +432,7 @@ export class Registrar {
     try {
       this.deps.announce?.(what, r, by);
     } catch (err) {
-      this.log.warn(`announcing the enrollment of ${r.peel_id} (${what}) failed: ${(err as Error).message}`);
+      this.log.warn(`announcing the enrollment of ${r.peel_id} (${what}) failed: ${errText(err)}`);
     }
   }
 
@@ -465,14 +466,12 @@ export class Registrar {
       try {
         body.trusted_masters = [...(await loadTrustedMasters(this.deps.authDir))];
       } catch (err) {
-        this.log.warn(`no trusted master keys to hand out: ${(err as Error).message}`);
+        this.log.warn(`no trusted master keys to hand out: ${errText(err)}`);
       }
       try {
         body.master_curve = await loadMasterCurvePub(this.deps.authDir);
       } catch (err) {
-        this.log.warn(
-          `no master curve key to hand out (secrets cannot be opened): ${(err as Error).message}`,
-        );
+        this.log.warn(`no master curve key to hand out (secrets cannot be opened): ${errText(err)}`);
       }
       try {
         body.nats_ca = await readFile(join(this.deps.authDir, CA_FILES.caCert), "utf8");
@@ -573,7 +572,7 @@ export class Registrar {
         peels.push(t.value.peel_id);
         this.log.info(`enrollment of ${t.value.peel_id} (${t.value.request_id}) approved by ${by}`);
       } catch (err) {
-        errors.push(`${t.value.peel_id}: ${(err as Error).message}`);
+        errors.push(`${t.value.peel_id}: ${errText(err)}`);
       }
     }
     return errors.length > 0 ? { ok: false, peels, error: errors.join("; ") } : { ok: true, peels };

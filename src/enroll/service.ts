@@ -15,6 +15,7 @@ import { decode, encode } from "../bus/codec.js";
 import { relayedReason } from "../bus/validate.js";
 import { issueServerCert, normaliseHosts, readCa } from "../ca/ca.js";
 import { purgePeel } from "../peel/basket/store.js";
+import { errText } from "../util/errors.js";
 import { revokeUserKeys } from "./account.js";
 import { announceEnrollment } from "./announce.js";
 import { findKnownIdentity } from "./known.js";
@@ -289,7 +290,7 @@ export class EnrollmentService {
     });
     this.server = server;
     this.sweepTimer = setInterval(() => {
-      void this.sweep().catch((err) => this.log.warn(`enrollment sweep failed: ${(err as Error).message}`));
+      void this.sweep().catch((err) => this.log.warn(`enrollment sweep failed: ${errText(err)}`));
     }, this.opts.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
     this.log.info(`listening on https://${this.opts.host ?? "0.0.0.0"}:${this.port}${ENROLL_API_PREFIX}`);
@@ -357,7 +358,7 @@ export class EnrollmentService {
         if (n > 0) this.log.info(`removed ${n} basket entr${n === 1 ? "y" : "ies"} of revoked ${p}`);
       }
     } catch (err) {
-      this.log.error(`cannot remove the basket entries of ${peels.join(", ")}: ${(err as Error).message}`);
+      this.log.error(`cannot remove the basket entries of ${peels.join(", ")}: ${errText(err)}`);
     }
   }
 
@@ -435,7 +436,7 @@ export class EnrollmentService {
         }
         return send(res, { code: err.code, body: { error: err.message } }, err.retryAfterS);
       }
-      this.log.error(`${req.method} ${req.url}: ${(err as Error).message}`);
+      this.log.error(`${req.method} ${req.url}: ${errText(err)}`);
       return send(res, { code: 500, body: { error: "internal error (see the master log)" } });
     }
   }
@@ -476,8 +477,8 @@ export class EnrollmentService {
                   : await r.token(req);
       if (op === "revoke" && reply.ok) await this.forgetBasket(reply.peels ?? []);
     } catch (err) {
-      if (!(err instanceof EnrollError)) this.log.error(`admin ${op}: ${(err as Error).message}`);
-      reply = { ok: false, error: (err as Error).message };
+      if (!(err instanceof EnrollError)) this.log.error(`admin ${op}: ${errText(err)}`);
+      reply = { ok: false, error: errText(err) };
     }
     if (msg.reply) msg.respond(encode(reply));
   }

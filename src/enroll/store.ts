@@ -9,6 +9,7 @@ import type { QueuedIterator } from "@nats-io/nats-core";
 import { decode, encode } from "../bus/codec.js";
 import { isWrongLastSequence } from "../bus/errors.js";
 import { isValidPeelId } from "../bus/names.js";
+import { errText } from "../util/errors.js";
 import { type EnrollmentRecord, type EnrollmentStatus, kvKeys, REQUEST_ID_PATTERN } from "./protocol.js";
 
 export class ConflictError extends Error {
@@ -279,7 +280,7 @@ export class EnrollmentView {
         try {
           this.onEntry(e);
         } catch (err) {
-          this.warn(`ignoring enrollment record ${e.key}: ${(err as Error).message}`);
+          this.warn(`ignoring enrollment record ${e.key}: ${errText(err)}`);
         }
         if (e.delta === 0) markReady();
       }

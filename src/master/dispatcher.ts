@@ -22,6 +22,7 @@ import {
 import type { DispatchReply, DispatchRequest, JobRecord, PeelJobStatus } from "../jobs/wire.js";
 import { isKnownFamily } from "../modules/index.js";
 import { TargetSyntaxError } from "../target/index.js";
+import { errText } from "../util/errors.js";
 import type { FleetView } from "./fleet-view.js";
 import { type JobDoneEvent, JobTracker, publishCancel } from "./job-tracker.js";
 import { MASTER_BEAT_MS } from "./liveness.js";
@@ -138,7 +139,7 @@ export class Dispatcher {
       if (typeof req.target !== "string" || req.target.trim() === "") throw new Error("target is required");
       reply = { peels: this.deps.fleet.resolve(req.target) };
     } catch (err) {
-      reply = { error: (err as Error).message };
+      reply = { error: errText(err) };
     }
     msg.respond(encode(reply));
   }
@@ -148,7 +149,7 @@ export class Dispatcher {
     try {
       req = decode<DispatchRequest>(msg.data);
     } catch (err) {
-      respond(msg, { error: (err as Error).message });
+      respond(msg, { error: errText(err) });
       return;
     }
     let answered = false;
@@ -186,7 +187,7 @@ export class Dispatcher {
       peels = this.deps.fleet.resolve(req.target);
     } catch (err) {
       const prefix = err instanceof TargetSyntaxError ? "invalid target: " : "";
-      return { error: prefix + (err as Error).message };
+      return { error: prefix + errText(err) };
     }
     if (peels.length === 0) return { error: `no peels match ${req.target}` };
     if (opts.maxTargets !== undefined && peels.length > opts.maxTargets) {
@@ -228,7 +229,7 @@ export class Dispatcher {
       if (opts.jid !== undefined && (await this.deps.store.get(opts.jid).catch(() => undefined))) {
         return { jid: opts.jid, existing: true };
       }
-      return { error: `cannot record job: ${(err as Error).message}` };
+      return { error: `cannot record job: ${errText(err)}` };
     }
     this.trackers.set(record.jid, tracker);
     emitMasterEvent(this.deps.nc, masterTags.jobNew(record.jid), {
@@ -289,7 +290,7 @@ export class Dispatcher {
       jid = decode<KillRequest>(msg.data).jid;
       if (!isKsuid(jid)) throw new Error(`not a job id: ${JSON.stringify(jid)}`);
     } catch (err) {
-      respondKill(msg, { jid: "", error: (err as Error).message });
+      respondKill(msg, { jid: "", error: errText(err) });
       return;
     }
     const tracker = this.trackers.get(jid);

@@ -158,7 +158,7 @@ export class JobTracker {
     this.queuedPeels.add(peel);
     this.setPeel(peel, "queued");
     enqueueCommand(this.deps.queue!, cmd).catch((err: unknown) => {
-      this.deps.log(`job ${this.jid}: cannot queue the command for ${peel}: ${(err as Error).message}`);
+      this.deps.log(`job ${this.jid}: cannot queue the command for ${peel}: ${errText(err)}`);
     });
   }
 
@@ -314,7 +314,7 @@ export class JobTracker {
       try {
         ret = decodeAs(peelReturnSchema, msg.data);
       } catch (err) {
-        this.deps.log(`job ${this.jid}: bad return from ${peel}: ${(err as Error).message}`);
+        this.deps.log(`job ${this.jid}: bad return from ${peel}: ${errText(err)}`);
         return;
       }
       this.onReturn(peel, ret);
@@ -413,7 +413,7 @@ export class JobTracker {
       return true;
     } catch (err) {
       if (!(err instanceof JobConflictError)) {
-        this.deps.log(`job ${this.jid}: writing the record failed: ${(err as Error).message}`);
+        this.deps.log(`job ${this.jid}: writing the record failed: ${errText(err)}`);
         return false;
       }
       const cur = await this.deps.store.get(this.jid);
