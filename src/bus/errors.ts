@@ -1,8 +1,9 @@
 /**
- * JetStream answers told apart by their API error code, never by the message text (which the
- * server and the client both reword between versions).
+ * Bus errors told apart by their class or JetStream API code, never by the message text (which
+ * the server and the client both reword between versions).
  */
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { errors } from "@nats-io/transport-node";
 
 function apiCode(err: unknown): number | undefined {
   return err instanceof JetStreamApiError ? err.code : undefined;
@@ -20,4 +21,18 @@ export function isWrongLastSequence(err: unknown): boolean {
 /** The stream (or KV bucket) does not exist. */
 export function isStreamNotFound(err: unknown): boolean {
   return apiCode(err) === JetStreamApiCodes.StreamNotFound;
+}
+
+/** A request nobody subscribes to (the client's RequestError caused by NoRespondersError). */
+export function isNoResponders(err: unknown): boolean {
+  if (err instanceof errors.NoRespondersError) return true;
+  if (err instanceof errors.RequestError) return err.isNoResponders();
+  return err instanceof Error && err.cause instanceof errors.NoRespondersError;
+}
+
+/** A request or operation that ran out of time. */
+export function isTimeout(err: unknown): boolean {
+  return (
+    err instanceof errors.TimeoutError || (err instanceof Error && err.cause instanceof errors.TimeoutError)
+  );
 }

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
+import { isNoResponders, isTimeout } from "../bus/errors.js";
 import { DEFAULT_NATS_URL } from "../config/connect.js";
 import { errText } from "../util/errors.js";
 import { loadCliConfig } from "./cli-config.js";
@@ -118,9 +119,9 @@ export async function connectWith(flags: ConnectFlags, role: CliRole = "admin"):
 /** Turns the client's "no responders" into something an operator can act on. */
 export function explainRequestError(err: unknown, subject: string): Error {
   const msg = errText(err);
-  if (/no responders|503/i.test(msg)) {
+  if (isNoResponders(err)) {
     return new Error(`no master answered on ${subject} (is zester-master running and connected?)`);
   }
-  if (/timeout/i.test(msg)) return new Error(`no answer on ${subject} in time (${msg})`);
+  if (isTimeout(err)) return new Error(`no answer on ${subject} in time (${msg})`);
   return err instanceof Error ? err : new Error(msg);
 }

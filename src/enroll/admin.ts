@@ -1,6 +1,7 @@
 /** The operator's side of the admin services: one request per operation, answered by a master. */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { decode, encode } from "../bus/codec.js";
+import { isNoResponders } from "../bus/errors.js";
 import { type AdminOp, type AdminReply, type AdminRequest, adminSubject } from "./protocol.js";
 
 export class EnrollAdminError extends Error {
@@ -22,8 +23,7 @@ export async function enrollAdmin(
   try {
     data = (await nc.request(subject, encode(req), { timeout: timeoutMs })).data;
   } catch (err) {
-    const msg = (err as Error)?.message ?? String(err);
-    if (/no responders|503/i.test(msg)) {
+    if (isNoResponders(err)) {
       throw new EnrollAdminError(
         `no master answered on ${subject} (is zester-master running with enrollment?)`,
       );
