@@ -12,11 +12,11 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node"
 import { publicNkeyOf } from "../auth/ed25519.js";
 import { keyPairFromCreds } from "../auth/signing.js";
 import { bootstrap, openKv } from "../bus/bootstrap.js";
-import { decode, encode } from "../bus/codec.js";
+import { decodeAs, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
 import { PEEL_HEARTBEAT_TTL_MS, subjects } from "../bus/names.js";
 import { describeReplicas, type ReplicasSetting } from "../bus/replicas.js";
-import { relayedReason } from "../bus/validate.js";
+import { nonNegInt, object, relayedReason, str } from "../bus/validate.js";
 import type { EnrollmentService } from "../enroll/service.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import { PresenceAnnouncer } from "../events/presence.js";
@@ -48,6 +48,8 @@ export const STATE_PUBLISHER_LEASE = "state-publisher";
 /** Bound on publishing before a job; the CLI waits 15 s for the dispatch reply. */
 const FRESH_TREES_MS = 8_000;
 const MASTER_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+/** The lease holder's answer to a publish request (answerPublish), checked before use. */
+const PUBLISH_REPLY = object({}, { rev: nonNegInt, error: str });
 
 export interface MasterConfig {
   /** Unique per running master; default `<hostname>-<pid>` (dots become `_`: it is a KV key). */
@@ -537,7 +539,8 @@ export class Master {
       if (mine) return mine.rev;
       if (!nc) return undefined;
       // Another master holds the lease: every master hears this, only the holder answers.
-      const reply = decode<{ rev?: number; error?: string }>(
+      const reply = decodeAs(
+        PUBLISH_REPLY,
         (await nc.request(subject, encode({}), { timeout: FRESH_TREES_MS })).data,
       );
       if (reply.error !== undefined) throw new Error(reply.error);
