@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { statOrUndefined } from "../src/util/files.js";
 import { ROOT } from "./support/built.js";
 import { runCli, runMain } from "./support/cli.js";
-import { freePort } from "./support/nats.js";
+import { freePortRun } from "./support/nats.js";
 
 const dirs: string[] = [];
 async function freshDir(): Promise<string> {
@@ -79,8 +79,9 @@ describe("zester nats-auth init --cluster", () => {
 describe("zester dev --cluster 3", () => {
   it("runs a local 3-node cluster, a master and peels, and a job through them", async () => {
     const dir = await freshDir();
-    // Three consecutive client ports from a free one; routes from 6222 as the docs say.
-    const port = await freePort();
+    // Three consecutive client ports, all free (another test's ephemeral port may sit right
+    // after a free one); routes from 6222 as the docs say.
+    const port = await freePortRun(3);
     const r = await runCli(
       join(ROOT, "dist/bin/zester.js"),
       [

@@ -54,6 +54,26 @@ export function freePort(): Promise<number> {
   });
 }
 
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
+/** The first of `count` consecutive free ports (for servers that take "N consecutive from --port"). */
+export async function freePortRun(count: number): Promise<number> {
+  for (;;) {
+    const first = await freePort();
+    if (first + count > 65536) continue;
+    let all = true;
+    for (let p = first + 1; p < first + count && all; p++) all = await bindable(p);
+    if (all) return first;
+  }
+}
+
 /** Resolves once the server answers a TCP connection with its INFO line. */
 export function probeInfo(port: number): Promise<boolean> {
   return new Promise((resolve) => {
