@@ -607,6 +607,28 @@ describe("file.directory recurse", () => {
     expectClean(await runState(fn("directory"), p, ctx()));
   });
 
+  it("takes dir_mode over mode when both are given, as Salt does (users formula)", async () => {
+    const d = join(dir, "keys");
+    const p = { name: d, mode: "0700", dir_mode: "0750" };
+    const r = await runState(fn("directory"), p, ctx());
+    expectChanged(r);
+    expect((await stat(d)).mode & 0o7777).toBe(0o750);
+    expectClean(await runState(fn("directory"), p, ctx()));
+  });
+
+  it("gives files the directory's mode when file_mode is not given (Salt's default)", async () => {
+    const d = join(dir, "plain");
+    await mkdir(join(d, "sub"), { recursive: true });
+    await writeFile(join(d, "sub", "f"), "x");
+    await chmod(join(d, "sub", "f"), 0o644);
+    const p = { name: d, mode: "0750", recurse: ["mode"] };
+    expectChanged(await runState(fn("directory"), p, ctx()));
+    expect((await stat(d)).mode & 0o7777).toBe(0o750);
+    expect((await stat(join(d, "sub"))).mode & 0o7777).toBe(0o750);
+    expect((await stat(join(d, "sub", "f"))).mode & 0o7777).toBe(0o750);
+    expectClean(await runState(fn("directory"), p, ctx()));
+  });
+
   it("refuses clean and a file in the way", async () => {
     const r = await runState(fn("directory"), { name: join(dir, "x"), clean: true }, ctx());
     expect(r.comment).toMatch(/file.recurse/);

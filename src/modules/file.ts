@@ -686,8 +686,11 @@ async function walk(root: string, rel = ""): Promise<Entry[]> {
 async function planDirectory(params: Params, ctx: ModuleContext): Promise<Plan> {
   const path = absPath(params);
   const makedirs = bool(params, "makedirs", false);
-  const dirMeta = await wantedMeta(params, "dir_mode");
-  const fileMode = parseMode(params.file_mode, "file_mode");
+  // Salt: `mode` stands for dir_mode only when dir_mode is not given (the users formula gives
+  // both, and dir_mode wins), and file_mode falls back to the directory's mode.
+  const dirModeKey = params.dir_mode !== undefined && params.dir_mode !== null ? "dir_mode" : "mode";
+  const dirMeta = await wantedMeta(params, dirModeKey);
+  const fileMode = parseMode(params.file_mode, "file_mode") ?? dirMeta.mode;
   const recurse = listParam(params.recurse);
   for (const r of recurse) {
     if (!["user", "group", "mode", "ignore_files", "ignore_dirs"].includes(r)) {
@@ -755,12 +758,12 @@ const directory: StateFunction = {
     name: PATH,
     user: USER,
     group: GROUP,
-    dir_mode: {
+    dir_mode: { ...MODE, doc: "Mode of the directory (and of subdirectories with recurse: [mode])." },
+    mode: { ...MODE, doc: "Stands for dir_mode when dir_mode is not given (dir_mode wins, as in Salt)." },
+    file_mode: {
       ...MODE,
-      doc: "Mode of the directory (and of subdirectories with recurse: [mode]).",
-      aliases: ["mode"],
+      doc: "Mode of files below the directory, with recurse: [mode]; defaults to the directory's mode.",
     },
-    file_mode: { ...MODE, doc: "Mode of files below the directory, with recurse: [mode]." },
     makedirs: MAKEDIRS,
     recurse: {
       type: ["list", "string"],
