@@ -145,6 +145,27 @@ describe("runner", () => {
     expect(timed.h?.skip_reason).toBe("unless");
   });
 
+  it("a boolean onlyif/unless is Salt's bad type: the state runs, with a warning (docker formula)", async () => {
+    const { timed } = await apply(
+      [
+        "a:\n  test.succeed_with_changes:\n    - onlyif: False\n",
+        "b:\n  test.succeed_with_changes:\n    - onlyif: ['false', True]\n",
+        "c:\n  test.succeed_with_changes:\n    - onlyif: [True, 'false']\n",
+        "d:\n  test.succeed_with_changes:\n    - unless: True\n",
+        "e:\n  test.succeed_with_changes:\n    - unless: [False, 'true']\n",
+        "f:\n  test.succeed_with_changes:\n    - unless: ['true', 1]\n",
+      ].join(""),
+    );
+    expect(timed.a).toMatchObject({ skipped: false, changed: true });
+    expect(timed.a!.warnings?.[0]).toMatch(/:3:7: onlyif: false is not a command; the state runs/);
+    expect(timed.b?.skip_reason).toBe("onlyif");
+    expect(timed.c).toMatchObject({ skipped: false, changed: true });
+    expect(timed.d).toMatchObject({ skipped: false, changed: true });
+    expect(timed.d!.warnings?.[0]).toMatch(/unless: true is not a command; unless never skips/);
+    expect(timed.e?.skip_reason).toBe("unless");
+    expect(timed.f).toMatchObject({ skipped: false, changed: true });
+  });
+
   it("onlyif commands really run (and a guard error fails the state)", async () => {
     const marker = join(dir, "guard-ran");
     const { timed } = await apply(

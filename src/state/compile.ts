@@ -455,10 +455,35 @@ function refItems(
   return undefined;
 }
 
-function parseGuards(a: RawArg, diags: Diags, id: string): Guard[] {
+/**
+ * onlyif/unless items. A scalar that is neither a command nor a {fun} call (`onlyif: True` from
+ * `{{ cond }}`, a number, an empty value) is what Salt's _run_check_onlyif/_unless call a "bad
+ * type": in onlyif it ends the checks and the state runs (earlier items still count); in unless
+ * it marks "run" but a later true item marks "skip" again, so it only matters when it is the
+ * last item (then unless can never skip). Warned, since the tree likely meant otherwise.
+ */
+function parseGuards(a: RawArg, diags: Diags, id: string, warnings: string[]): Guard[] {
   const items = Array.isArray(a.value) ? a.value : [a.value];
   const out: Guard[] = [];
-  for (const it of items) {
+  const badType = (v: unknown) =>
+    v === null || v === undefined || typeof v === "boolean" || typeof v === "number";
+  for (const [i, it] of items.entries()) {
+    if (badType(it)) {
+      const at = a.itemPos?.[i] ?? a.pos;
+      const last = i === items.length - 1;
+      const effect =
+        a.key === "onlyif"
+          ? "the state runs (Salt: bad type passed)"
+          : last
+            ? "unless never skips the state (Salt: bad type passed)"
+            : "ignored (Salt: bad type passed)";
+      warnings.push(
+        `${at.file}:${at.line}:${at.col}: ${a.key}: ${JSON.stringify(it ?? null)} is not a command; ${effect}`,
+      );
+      if (a.key === "onlyif") return out;
+      if (last) return [];
+      continue;
+    }
     if (typeof it === "string") out.push({ cmd: it });
     else if (it && typeof it === "object" && typeof (it as { fun?: unknown }).fun === "string") {
       const { fun, args, ...rest } = it as { fun: string; args?: unknown };
@@ -856,18 +881,23 @@ function compileState(
     parallel: false,
     checkCmd: [],
   };
-  if (warnings.length > 0) state.warnings = warnings;
   if (s.nameOrder !== undefined) state.nameOrder = s.nameOrder;
-  applyEngineOptions(state, engineArgs, diags);
+  applyEngineOptions(state, engineArgs, diags, warnings);
+  if (warnings.length > 0) state.warnings = warnings;
   return { state, engineArgs };
 }
 
 /** The engine keywords that are options of the state itself (requisites are linked later). */
-function applyEngineOptions(state: CompiledState, engineArgs: readonly RawArg[], diags: Diags): void {
+function applyEngineOptions(
+  state: CompiledState,
+  engineArgs: readonly RawArg[],
+  diags: Diags,
+  warnings: string[],
+): void {
   const id = state.id;
   for (const a of engineArgs) {
-    if (a.key === "onlyif") state.onlyif = parseGuards(a, diags, id);
-    else if (a.key === "unless") state.unless = parseGuards(a, diags, id);
+    if (a.key === "onlyif") state.onlyif = parseGuards(a, diags, id, warnings);
+    else if (a.key === "unless") state.unless = parseGuards(a, diags, id, warnings);
     else if (a.key === "order") {
       const o = parseOrder(a, diags, id);
       if (o !== undefined) state.order = o;
