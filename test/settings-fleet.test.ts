@@ -68,7 +68,10 @@ async function startPeel(id: string): Promise<Peel> {
     trustedMasters: new Set([master.publicKey]),
     heartbeatMs: 2_000,
     factsIntervalMs: 3_600_000,
-    settingsFetchTimeoutMs: 2_000,
+    // Generous: a fetch slower than this falls back to the snapshot, and a run on a loaded machine
+    // would then apply the settings from before a publish (the tests expect fresh ones). The
+    // snapshot test stops the server, which fails the fetch at once whatever the timeout.
+    settingsFetchTimeoutMs: 20_000,
     logger,
   });
   peels.set(id, p);
