@@ -124,6 +124,9 @@ function zesterTool(bin: string, name = "zester local", extra: string[] = []): T
         states,
         "--format",
         "json",
+        // Runs kept for state.revert go under the scenario's temp dir, not the machine's default.
+        "--revert-dir",
+        join(work, "revert"),
         ...extra,
       ];
     },
