@@ -5,16 +5,19 @@
  * recorded `expired`. Real nats-server, real master, real peels (stopped and started again on
  * the same cache dir, so their job-id store persists).
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadAccountSigner } from "../src/auth/auth-dir.js";
+import { issueUserCreds } from "../src/auth/hierarchy.js";
+import { peelPermissions } from "../src/auth/permissions.js";
 import { keyPairFromCreds, signCommand, verifyCommand } from "../src/auth/signing.js";
 import { openKv } from "../src/bus/bootstrap.js";
 import { decode, encode } from "../src/bus/codec.js";
-import { subjects } from "../src/bus/names.js";
+import { kvDirectGetSubject, subjects } from "../src/bus/names.js";
 import { parseTargetArgs } from "../src/cli/target.js";
 import { enqueueCommand, readPeelQueue } from "../src/jobs/peel-queue.js";
 import { JobStore } from "../src/jobs/store.js";
@@ -215,6 +218,95 @@ describe("--queue: commands kept for offline peels", () => {
       expect(reply.jid).toBeUndefined();
     }
   });
+});
+
+describe("a peel whose creds predate the queue permission (upgrade path)", () => {
+  const OLD = "q-old";
+
+  /** Creds as `zester peel creds` issued them before --queue: no read of its peel-queue key. */
+  async function oldStyleCreds(): Promise<string> {
+    const perms = peelPermissions(OLD);
+    const queueGet = kvDirectGetSubject("peel-queue", OLD);
+    expect(perms.pub.allow).toContain(queueGet);
+    perms.pub.allow = perms.pub.allow.filter((s) => s !== queueGet);
+    const file = join(work, `${OLD}.creds`);
+    await writeFile(file, await issueUserCreds(await loadAccountSigner(nats.authDir), `peel-${OLD}`, perms), {
+      mode: 0o600,
+    });
+    return file;
+  }
+
+  it("logs once how to fix it, publishes peel_queue: denied, and a --queue job says why it is not queued", async () => {
+    const creds = await oldStyleCreds();
+    const errors: string[] = [];
+    const old = new Peel({
+      id: OLD,
+      servers: nats.url,
+      credsFile: creds,
+      caFile: nats.caFile,
+      cacheDir: join(work, OLD),
+      customFactsDir: join(work, "no-facts"),
+      trustedMasters: new Set([master.publicKey]),
+      logger: { info: () => {}, warn: () => {}, error: (m) => errors.push(m) },
+    });
+    try {
+      await old.start();
+      await old.waitConnected();
+      await waitFor(
+        "the master to see peel_queue: denied",
+        () => master.fleet.index.get(OLD)?.facts.peel_queue === "denied" || undefined,
+      );
+      const told = errors.filter((m) => m.startsWith("cannot read the commands queued"));
+      expect(told).toEqual([
+        `cannot read the commands queued for this peel: its creds (${creds}) do not allow the peel-queue ` +
+          "bucket (issued before --queue existed), so jobs sent with --queue never reach it; re-issue its " +
+          `creds with \`zester peel creds ${OLD} --dir <auth-dir> --force\` (an enrolled peel: remove its ` +
+          "creds file and restart it with --enroll-replace), then restart the peel",
+      ]);
+      // A live job still works with the old creds: only the queue is out of reach.
+      const live = decode<DispatchReply>(
+        (
+          await admin.request(
+            subjects.dispatch,
+            encode({ target: OLD, fun: "test.ping", args: [], kwargs: {} }),
+            { timeout: 10_000 },
+          )
+        ).data,
+      );
+      expect((await finished(live.jid!)).peels[OLD]).toBe("success");
+    } finally {
+      await old.stop();
+    }
+    await waitFor("the master to see the old peel offline", () => !master.fleet.isOnline(OLD) || undefined);
+
+    const reply = decode<DispatchReply>(
+      (
+        await admin.request(
+          subjects.dispatch,
+          encode({ target: OLD, fun: "test.ping", args: [], kwargs: {}, queue_ttl_s: 600, timeout_s: 5 }),
+          { timeout: 10_000 },
+        )
+      ).data,
+    );
+    const done = await finished(reply.jid!);
+    expect(done.peels[OLD]).toBe("unreachable");
+    expect(done.peel_notes?.[OLD]).toMatch(/^not queued: its creds cannot read the peel-queue bucket/);
+    expect((await readPeelQueue(queueKv, OLD)).length).toBe(0);
+    const show = await runMain([
+      "job",
+      "show",
+      reply.jid!,
+      "--nats-url",
+      nats.url,
+      "--auth-dir",
+      nats.authDir,
+    ]);
+    expect(show.out).toContain(`Peels:     ${OLD} unreachable`);
+    expect(show.out).toContain(
+      `Note:      ${OLD} not queued: its creds cannot read the peel-queue bucket (issued before --queue); ` +
+        `re-issue its creds with \`zester peel creds ${OLD} --dir <auth-dir> --force\``,
+    );
+  }, 60_000);
 });
 
 describe("the signature rules for a queued command", () => {

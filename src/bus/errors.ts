@@ -36,3 +36,14 @@ export function isTimeout(err: unknown): boolean {
     err instanceof errors.TimeoutError || (err instanceof Error && err.cause instanceof errors.TimeoutError)
   );
 }
+
+/**
+ * The server refused the subject for this connection's user (its JWT does not allow it): creds
+ * issued before a permission was added, or a subject outside the role.
+ */
+export function isPermissionDenied(err: unknown): boolean {
+  return (
+    err instanceof errors.PermissionViolationError ||
+    (err instanceof Error && err.cause instanceof errors.PermissionViolationError)
+  );
+}

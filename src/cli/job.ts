@@ -41,7 +41,11 @@ export function runFor(peel: string, record: JobRecord, ret: PeelReturn | undefi
   }
   switch (st) {
     case "unreachable":
-      return noAnswer(peel, "unreachable", "peel unreachable: no heartbeat and no ack");
+      return noAnswer(
+        peel,
+        "unreachable",
+        `peel unreachable: no heartbeat and no ack${record.peel_notes?.[peel] ? `; ${record.peel_notes[peel]}` : ""}`,
+      );
     case "timeout":
       return noAnswer(peel, "failed", `no return within the job timeout (${record.timeout_s} s)`);
     case "canceled":
@@ -176,6 +180,10 @@ export async function run(argv: string[]): Promise<number> {
     const lines = head.filter(([, v]) => v !== undefined).map(([k, v]) => `${`${k}:`.padEnd(11)}${v}`);
     const peelIds = Object.keys(record.peels).sort();
     lines.push(`${"Peels:".padEnd(11)}${peelIds.map((p) => `${p} ${record.peels[p]}`).join(", ")}`);
+    for (const p of peelIds) {
+      const note = record.peel_notes?.[p];
+      if (note !== undefined) lines.push(`${"Note:".padEnd(11)}${p} ${note}`);
+    }
     process.stdout.write(`${lines.join("\n")}\n`);
     // Returns as the peels sent them; peels still working or that never answered are in the line above.
     const answered = runsFor(record, returns).filter((r) => returns.has(r.peel_id));

@@ -64,3 +64,32 @@ export function enqueueCommand(kv: KV, cmd: Command): Promise<void> {
 export function dequeueCommand(kv: KV, peel: string, jid: string): Promise<void> {
   return change(kv, peel, (cmds) => cmds.filter((c) => c.jid !== jid));
 }
+
+/**
+ * The `peel_queue` fact of a peel whose creds cannot read its queue key: creds issued before
+ * `--queue` existed lack that permission (src/auth/permissions.ts). A master seeing it does not
+ * keep commands for the peel (it could never read them) and says why in the job record.
+ */
+export const PEEL_QUEUE_DENIED = "denied";
+
+/** How an operator gives a peel the queue permission: new creds, the old ones lack it. */
+export function queueCredsFix(peel: string): string {
+  return (
+    `re-issue its creds with \`zester peel creds ${peel} --dir <auth-dir> --force\` (an enrolled peel: ` +
+    "remove its creds file and restart it with --enroll-replace), then restart the peel"
+  );
+}
+
+/** The peel's one log line when its creds cannot read its queue. */
+export function queueDeniedMessage(peel: string, credsFile: string): string {
+  return (
+    `cannot read the commands queued for this peel: its creds (${credsFile}) do not allow the ` +
+    `peel-queue bucket (issued before --queue existed), so jobs sent with --queue never reach it; ` +
+    queueCredsFix(peel)
+  );
+}
+
+/** The job record's note for a peel a master did not queue because of PEEL_QUEUE_DENIED. */
+export function notQueuedNote(peel: string): string {
+  return `not queued: its creds cannot read the peel-queue bucket (issued before --queue); ${queueCredsFix(peel)}`;
+}

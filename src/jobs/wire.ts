@@ -144,6 +144,8 @@ export interface JobRecord {
   states_rev?: number;
   /** Seconds the command is kept for peels that were offline when it was sent (`--queue`). */
   queue_ttl_s?: number;
+  /** Why a peel stands where it does, where its status alone would mislead (e.g. not queued). */
+  peel_notes?: Record<string, string>;
 }
 
 /** `jobs` KV `active.<jid>`: tiny index entry while a job runs. */

@@ -11,6 +11,7 @@ import { decode, encode } from "../bus/codec.js";
 import { subjects } from "../bus/names.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
 import { isKsuid, newKsuid } from "../jobs/ksuid.js";
+import { PEEL_QUEUE_DENIED } from "../jobs/peel-queue.js";
 import {
   isJobFinished,
   isPeelSettled,
@@ -257,6 +258,7 @@ export class Dispatcher {
         unreachableAfterMs: this.deps.unreachableAfterMs,
         returnEvents: this.deps.returnEvents === true,
         ...(this.deps.queue ? { queue: this.deps.queue } : {}),
+        queueDenied: (p) => this.deps.fleet.index.get(p)?.facts.peel_queue === PEEL_QUEUE_DENIED,
         log: this.deps.log,
       },
       (jid) => this.trackers.delete(jid),

@@ -11,7 +11,7 @@ import { decodeAs, encode } from "../bus/codec.js";
 import { ROOT, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
 import { emitMasterEvent, masterTags } from "../events/master-events.js";
-import { dequeueCommand, enqueueCommand } from "../jobs/peel-queue.js";
+import { dequeueCommand, enqueueCommand, notQueuedNote } from "../jobs/peel-queue.js";
 import {
   isJobFinished,
   isPeelSettled,
@@ -44,6 +44,8 @@ export interface TrackerDeps {
   returnEvents: boolean;
   /** The `peel-queue` bucket, for jobs sent with a queue TTL (src/jobs/peel-queue.ts). */
   queue?: KV;
+  /** The peel published `peel_queue: denied`: its creds cannot read commands kept for it. */
+  queueDenied?(peel: string): boolean;
   log(msg: string): void;
 }
 
@@ -155,6 +157,12 @@ export class JobTracker {
   private readonly queuedPeels = new Set<string>();
 
   private queuePeel(peel: string, cmd: Command): void {
+    if (this.deps.queueDenied?.(peel)) {
+      // Its creds predate the queue permission: a kept command would wait out the TTL unread.
+      this.record.peel_notes = { ...this.record.peel_notes, [peel]: notQueuedNote(peel) };
+      this.setPeel(peel, "unreachable");
+      return;
+    }
     this.queuedPeels.add(peel);
     this.setPeel(peel, "queued");
     enqueueCommand(this.deps.queue!, cmd).catch((err: unknown) => {

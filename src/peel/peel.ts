@@ -24,12 +24,13 @@ import { CANCEL_FUNCTION, DEFAULT_MAX_SKEW_MS, verifyCommand } from "../auth/sig
 import { openKv } from "../bus/bootstrap.js";
 import { decode, encode } from "../bus/codec.js";
 import { connect, DEFAULT_AUTH_DIR } from "../bus/connect.js";
+import { isPermissionDenied } from "../bus/errors.js";
 import { assertPeelId, PEEL_HEARTBEAT_INTERVAL_MS, peelInboxPrefix, subjects } from "../bus/names.js";
 import { relayedReason } from "../bus/validate.js";
 import { makeEvent, type ZesterEvent } from "../events/index.js";
 import { CustomFactCache, collectFacts, type Facts } from "../facts/index.js";
 import { newKsuid } from "../jobs/ksuid.js";
-import { readPeelQueue } from "../jobs/peel-queue.js";
+import { PEEL_QUEUE_DENIED, queueDeniedMessage, readPeelQueue } from "../jobs/peel-queue.js";
 import type { Ack, Command, PeelHeartbeat, PeelLastRun, PeelReturn, StateRevision } from "../jobs/wire.js";
 import { ensurePeelCurveKey, loadMasterCurvePub, MASTER_CURVE_FILES } from "../settings/keys.js";
 import { pendingCount } from "../state/result.js";
@@ -209,6 +210,12 @@ export class Peel extends EventEmitter<PeelEvents> {
   private trusted: ReadonlySet<string> = new Set();
   private nc: NatsConnection | undefined;
   private kv: Buckets | undefined;
+  /**
+   * Its creds do not allow reading its `peel-queue` key (issued before `--queue` existed):
+   * logged once, and published as the `peel_queue: denied` fact so a master does not keep
+   * commands for it that it can never read.
+   */
+  private queueDenied = false;
   private subs: Subscription[] = [];
   private stopWatch: (() => void) | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -513,6 +520,7 @@ export class Peel extends EventEmitter<PeelEvents> {
     });
     // The master seals secrets to this key; only this peel can write its own facts key.
     if (this.curve) facts.curve_pub = this.curve.getPublicKey();
+    if (this.queueDenied) facts.peel_queue = PEEL_QUEUE_DENIED;
     this.facts = facts;
     return facts;
   }
@@ -736,7 +744,15 @@ export class Peel extends EventEmitter<PeelEvents> {
     try {
       cmds = await readPeelQueue(kv, this.id);
     } catch (err) {
-      this.log.warn(`cannot read the commands queued for this peel: ${errText(err)}`);
+      if (!isPermissionDenied(err)) {
+        this.log.warn(`cannot read the commands queued for this peel: ${errText(err)}`);
+        return;
+      }
+      if (!this.queueDenied) {
+        this.queueDenied = true;
+        this.log.error(queueDeniedMessage(this.id, this.cfg.credsFile));
+        void this.refreshFacts({ force: true }).catch(() => {});
+      }
       return;
     }
     const where = `queue ${this.id}`;
