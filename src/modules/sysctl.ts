@@ -13,14 +13,13 @@ import {
   joinText,
   readTextOrUndefined,
   replaceFile,
-  reqStr,
   StateError,
   splitText,
-  str,
   unchanged,
   withRevertDocs,
 } from "./support.js";
-import type { ExecFunction, ModuleFamily, ParamSpec, Params, Plan, StateFunction } from "./types.js";
+import { type InferParams, typedState } from "./typed-state.js";
+import type { ExecFunction, ModuleFamily, ParamSpec, Plan } from "./types.js";
 
 export const DEFAULT_SYSCTL_CONFIG = "/etc/sysctl.d/99-zester.conf";
 
@@ -56,14 +55,22 @@ async function readLive(path: string, name: string): Promise<string> {
   }
 }
 
-async function planPresent(params: Params): Promise<Plan> {
-  const name = reqStr(params, "name");
+const PRESENT_PARAMS = {
+  name: { type: "string", doc: "Parameter name, e.g. net.ipv4.ip_forward.", required: true },
+  value: {
+    type: ["string", "number"],
+    doc: "Wanted value (multi-value parameters: space-separated).",
+    required: true,
+  },
+  config: { type: "string", doc: "File the setting is persisted in.", default: DEFAULT_SYSCTL_CONFIG },
+} as const satisfies Record<string, ParamSpec>;
+
+async function planPresent(p: InferParams<typeof PRESENT_PARAMS>): Promise<Plan> {
+  const { name, config } = p;
   const path = procPath(name);
-  const raw = str(params, "value");
-  if (raw === undefined) throw new StateError("value is required");
+  const raw = String(p.value);
   if (/[\r\n]/.test(raw)) throw new StateError("value must be a single line");
   const value = normalizeValue(raw);
-  const config = str(params, "config") ?? DEFAULT_SYSCTL_CONFIG;
   if (!config.startsWith("/")) throw new StateError(`config must be an absolute path, got "${config}"`);
 
   const live = await readLive(path, name);
@@ -112,23 +119,15 @@ async function planPresent(params: Params): Promise<Plan> {
   return plan;
 }
 
-const present: StateFunction = {
+const present = typedState({
   doc:
     "Ensures a kernel parameter has a value now (/proc/sys) and after reboot (a line in the " +
     "config file; other lines are kept).",
   primary: "name",
-  footprint: (p) => ({ writes: [`sysctl:${String(p.name)}`, pathParam(p, "config") ?? "/etc/sysctl.conf"] }),
-  params: {
-    name: { type: "string", doc: "Parameter name, e.g. net.ipv4.ip_forward.", required: true },
-    value: {
-      type: ["string", "number"],
-      doc: "Wanted value (multi-value parameters: space-separated).",
-      required: true,
-    },
-    config: { type: "string", doc: "File the setting is persisted in.", default: DEFAULT_SYSCTL_CONFIG },
-  } satisfies Record<string, ParamSpec>,
-  plan: (params) => guard(() => planPresent(params)),
-};
+  footprint: (p) => ({ writes: [`sysctl:${p.name}`, pathParam(p, "config") ?? "/etc/sysctl.conf"] }),
+  params: PRESENT_PARAMS,
+  plan: (p) => guard(() => planPresent(p)),
+});
 
 const exec: Record<string, ExecFunction> = {
   get: {
