@@ -239,6 +239,13 @@ async function planMounted(params: Params, ctx: ModuleContext): Promise<Plan> {
     const plan: Plan = {
       changes,
       comment: notes.join("; "),
+      // In apply's order: the fstab first, then the live mount (revert undoes the mount first).
+      undo: {
+        refs: [
+          ...(newFstab !== undefined ? [{ kind: "file" as const, key: config }] : []),
+          ...(action !== undefined ? [{ kind: "mount" as const, key: mountpoint }] : []),
+        ],
+      },
       apply: async () => {
         try {
           if (newFstab !== undefined) await writeFileAtomic(config, newFstab, { mode: 0o644 });
@@ -316,6 +323,12 @@ async function planUnmounted(params: Params, ctx: ModuleContext): Promise<Plan> 
     const plan: Plan = {
       changes,
       comment: notes.join("; "),
+      undo: {
+        refs: [
+          ...(mounted ? [{ kind: "mount" as const, key: mountpoint }] : []),
+          ...(newFstab !== undefined ? [{ kind: "file" as const, key: config }] : []),
+        ],
+      },
       apply: async () => {
         if (mounted) {
           const r = await run(["umount", "--", mountpoint], execOpts);
@@ -398,8 +411,10 @@ export const family: ModuleFamily = {
   states: withRevertDocs(
     { mounted, unmounted },
     {
-      mounted: "cannot be reverted: the mount table and fstab entry are not kept yet (use mount.unmounted).",
-      unmounted: "cannot be reverted: the mount and fstab entry are not kept yet (use mount.mounted).",
+      mounted:
+        "Unmounts what the run mounted (or remounts with the earlier options) and restores the fstab file's previous bytes; a mount point directory made by mkmnt stays.",
+      unmounted:
+        "Mounts again what the run unmounted (same device, type and options) and restores the fstab file's previous bytes.",
     },
   ),
   exec,

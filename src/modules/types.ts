@@ -109,7 +109,7 @@ export interface UndoRef {
   hint?: Record<string, string>;
 }
 
-export type UndoKindName = "file" | "pkg" | "service" | "user" | "group" | "crontab" | "sysctl";
+export type UndoKindName = "file" | "pkg" | "service" | "user" | "group" | "crontab" | "sysctl" | "mount";
 
 /** The refs a change will touch (in the order it touches them), or why it cannot be undone. */
 export type Undo = { refs: readonly UndoRef[] } | { cannot: string };

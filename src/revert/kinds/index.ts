@@ -13,6 +13,7 @@ const LOADERS: Record<UndoKindName, () => Promise<RevertKind>> = {
   group: async () => (await import("./accounts.js")).groupKind,
   crontab: async () => (await import("./cron.js")).crontabKind,
   sysctl: async () => (await import("./sysctl.js")).sysctlKind,
+  mount: async () => (await import("./mount.js")).mountKind,
 };
 
 export async function revertKind(name: UndoKindName): Promise<RevertKind> {
