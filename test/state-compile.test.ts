@@ -198,6 +198,23 @@ describe("compile", () => {
     expect(p.states[2]!.requisites[0]!.targets).toEqual([0, 1]);
   });
 
+  it("one name from two declarations' names is two states, as Salt keeps them apart by declaration ID", async () => {
+    await files({
+      "a.zy": "a-deps:\n  test.nop:\n    - names: [curl, git]\n",
+      "b.zy":
+        "include: [a]\nb-deps:\n  test.nop:\n    - names: [curl]\nafter:\n  test.nop:\n    - require: [curl]\n",
+    });
+    const p = await compile(["b"]);
+    expect(names(p)).toEqual(["test.nop:curl", "test.nop:git", "test.nop:b-deps:curl", "test.nop:after"]);
+    expect(p.states[2]!.id).toBe("curl");
+    expect(p.states[3]!.requisites[0]!.targets).toEqual([0, 2]);
+    // The same name twice in one declaration stays an error.
+    await files({ "c.zy": "c-deps:\n  test.nop:\n    - names: [x, x]\n" });
+    expect((await errors(["c"])).map((d) => d.message)).toEqual([
+      expect.stringMatching(/^state test.nop:x is declared twice \(first at c.zy:2:3\)/),
+    ]);
+  });
+
   it("use copies parameters the state does not set", async () => {
     await files({
       "u.zy":

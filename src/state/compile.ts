@@ -720,12 +720,17 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
   const states = expandNames(raw, diags);
   const { functions, failures } = await resolveFunctions(states);
 
-  const seenNames = new Map<string, SourcePos>();
+  // Salt tells states apart by declaration ID and name together (its chunk tag), so one name
+  // that two declarations' `names:` both expand to (the docker formula's shared package deps)
+  // is two states, not a duplicate; the later one's name then carries its declaration ID.
+  const seen = new Map<string, SourcePos>();
+  const usedNames = new Set<string>();
   const compiled: CompiledState[] = [];
   const pending: PendingState[] = [];
   for (const s of states) {
     const name = `${s.fun}:${s.id}`;
-    const dup = seenNames.get(name);
+    const key = `${s.fun}\u0000${s.group}\u0000${s.id}`;
+    const dup = seen.get(key);
     if (dup) {
       diags.add(
         "duplicate",
@@ -735,7 +740,7 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       );
       continue;
     }
-    seenNames.set(name, s.pos);
+    seen.set(key, s.pos);
     const fn = functions.get(s.fun);
     if (!fn) {
       const why = failures.get(s.fun)!;
@@ -748,6 +753,8 @@ async function finish(loader: Loader, raw: RawState[]): Promise<Program> {
       continue;
     }
     const { state, engineArgs } = compileState(s, fn, compiled.length, diags);
+    if (usedNames.has(state.name)) state.name = `${s.fun}:${s.group}:${s.id}`;
+    usedNames.add(state.name);
     compiled.push(state);
     pending.push({ state, raw: s, args: engineArgs });
   }
