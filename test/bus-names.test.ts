@@ -73,6 +73,7 @@ describe("bucket and stream table", () => {
         "secrets",
         "state-files",
         "reactor-files",
+        "reactor-limits",
         "peel-heartbeat",
         "master-heartbeat",
         "leases",

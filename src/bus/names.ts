@@ -96,6 +96,7 @@ export type BucketName =
   | "secrets"
   | "state-files"
   | "reactor-files"
+  | "reactor-limits"
   | "peel-heartbeat"
   | "master-heartbeat"
   | "leases"
@@ -126,6 +127,8 @@ export const BUCKETS: Readonly<Record<BucketName, BucketSpec>> = {
   secrets: { options: { history: 5, ttl: 0, description: "sealed per-peel secrets (key <peel>)" } },
   "state-files": { options: { history: 5, ttl: 0, description: "state tree files" } },
   "reactor-files": { options: { history: 5, ttl: 0, description: "reactor files" } },
+  // Written only by masters (CAS): the reactor's throttle, rate and breaker shared across masters.
+  "reactor-limits": { options: { history: 1, ttl: 0, description: "reactor limits shared by masters" } },
   "peel-heartbeat": {
     options: { history: 1, ttl: PEEL_HEARTBEAT_TTL_MS, description: "peel liveness (key <peel>)" },
   },

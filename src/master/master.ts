@@ -349,6 +349,7 @@ export class Master {
         nc,
         masterId: this.id,
         reactorFiles: await openKv(nc, "reactor-files"),
+        reactorLimits: await openKv(nc, "reactor-limits"),
         leases,
         ...(cfg.reactorDir !== undefined ? { dir: cfg.reactorDir } : {}),
         ...(cfg.reactor !== undefined ? { options: cfg.reactor } : {}),

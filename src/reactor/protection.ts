@@ -1,8 +1,14 @@
 /**
- * Loop and storm protection, per master: a maximum depth for chained events, a token bucket per
- * source (the event's origin), `throttle:` per rule and source, and a breaker per rule that opens
- * when the rule fires too often and closes after a cool-down. Every refusal is counted by reason.
+ * Loop and storm protection: a maximum depth for chained events, a token bucket per source (the
+ * event's origin), `throttle:` per rule and source, and a breaker per rule that opens when the
+ * rule fires too often and closes after a cool-down. Every refusal is counted by reason.
+ *
+ * With a `SharedLimits` (the `reactor-limits` bucket) the rate, throttle and breaker are shared by
+ * every master (the `admit*Shared` methods); when the bucket cannot be reached they fall back to
+ * this master's own counts and log, so the reactor keeps running.
  */
+
+import { limitKeys, type SharedLimits, type TakeResult, type TokenSpec } from "./shared-limits.js";
 
 export interface ProtectionOptions {
   /** Chained events deeper than this are dropped (default 5). */
@@ -50,9 +56,18 @@ export class Protection {
     invalid: 0,
   };
 
+  /** Tokens taken from the shared buckets and not yet spent, by key. */
+  private readonly grants = new Map<string, number>();
+  /** Shared breakers seen open, until when. */
+  private readonly sharedOpen = new Map<string, number>();
+  private readonly takes = new Map<string, Promise<TakeResult | undefined>>();
+  private lastFallbackLog = 0;
+
   constructor(
     o: ProtectionOptions = {},
     private readonly now: () => number = Date.now,
+    private readonly shared?: SharedLimits,
+    private readonly log: (msg: string) => void = () => {},
   ) {
     this.maxDepth = o.maxDepth ?? 5;
     this.rate = o.ratePerSecond ?? 100;
@@ -113,6 +128,106 @@ export class Protection {
   /** Rules whose breaker is open now. */
   openBreakers(): string[] {
     const t = this.now();
-    return [...this.breakers].filter(([, b]) => t < b.openUntil).map(([r]) => r);
+    const local = [...this.breakers].filter(([, b]) => t < b.openUntil).map(([r]) => r);
+    const shared = [...this.sharedOpen]
+      .filter(([r, until]) => t < until && !local.includes(r))
+      .map(([r]) => r);
+    return [...local, ...shared];
+  }
+
+  private fallback(what: string): void {
+    const t = this.now();
+    if (t - this.lastFallbackLog < 10_000) return;
+    this.lastFallbackLog = t;
+    this.log(`reactor: the reactor-limits bucket is unreachable: counting ${what} on this master only`);
+  }
+
+  private batch(n: number): number {
+    return Math.max(1, Math.ceil(n / 20));
+  }
+
+  /**
+   * One take from a shared bucket at a time per key on this master: concurrent handlers wait for
+   * the batch in flight instead of racing each other's compare-and-set. `first` is true only for
+   * the caller whose take it was (so an opened breaker is announced once).
+   */
+  private takeOnce(key: string, spec: TokenSpec): Promise<{ r: TakeResult | undefined; first: boolean }> {
+    const pending = this.takes.get(key);
+    if (pending) return pending.then((r) => ({ r, first: false }));
+    const p = this.shared!.take(key, spec).then((r) => {
+      this.takes.delete(key);
+      if (r && "tokens" in r) this.grants.set(key, (this.grants.get(key) ?? 0) + r.tokens);
+      return r;
+    });
+    this.takes.set(key, p);
+    return p.then((r) => ({ r, first: true }));
+  }
+
+  /** Spends one granted token of `key`, true when there was one. */
+  private spend(key: string): boolean {
+    const have = this.grants.get(key) ?? 0;
+    if (have < 1) return false;
+    this.grants.set(key, have - 1);
+    return true;
+  }
+
+  /** admitSource, shared by every master: tokens are taken from `rate.<source>` in batches. */
+  async admitSourceShared(source: string): Promise<boolean> {
+    if (!this.shared) return this.admitSource(source);
+    const key = limitKeys.rate(source);
+    const spec = { capacity: this.burst, perSecond: this.rate, batch: this.batch(this.burst) };
+    while (!this.spend(key)) {
+      const { r } = await this.takeOnce(key, spec);
+      if (r === undefined) {
+        this.fallback("the rate limit");
+        return this.admitSource(source);
+      }
+      if (!("tokens" in r) || r.tokens < 1) return this.drop("rate");
+    }
+    return true;
+  }
+
+  /** admitThrottle, shared: the firing must win a compare-and-set on `throttle.<rule>.<source>`. */
+  async admitThrottleShared(
+    rule: string,
+    source: string,
+    throttleMs: number | undefined,
+    eventId: string,
+  ): Promise<boolean> {
+    if (throttleMs === undefined) return true;
+    if (!this.shared) return this.admitThrottle(rule, source, throttleMs);
+    const ok = await this.shared.throttle(limitKeys.throttle(rule, source), throttleMs, eventId);
+    if (ok === undefined) {
+      this.fallback("throttles");
+      return this.admitThrottle(rule, source, throttleMs);
+    }
+    return ok ? true : this.drop("throttle");
+  }
+
+  /** admitRule, shared: firings spend tokens of `breaker.<rule>`; an empty bucket opens it. */
+  async admitRuleShared(rule: string): Promise<boolean | "opened"> {
+    if (!this.shared) return this.admitRule(rule);
+    const key = limitKeys.breaker(rule);
+    const spec = {
+      capacity: this.maxFires,
+      perSecond: this.maxFires / (this.windowMs / 1000),
+      batch: this.batch(this.maxFires),
+      openMs: this.openMs,
+    };
+    while (!this.spend(key)) {
+      if (this.now() < (this.sharedOpen.get(rule) ?? 0)) return this.drop("breaker");
+      const { r, first } = await this.takeOnce(key, spec);
+      if (r === undefined) {
+        this.fallback("breaker firings");
+        return this.admitRule(rule);
+      }
+      if ("open" in r) {
+        this.sharedOpen.set(rule, r.until);
+        this.drop("breaker");
+        return r.opened && first ? "opened" : false;
+      }
+      if (r.tokens < 1) return this.drop("breaker");
+    }
+    return true;
   }
 }

@@ -31,6 +31,7 @@ import { reactionId } from "./ids.js";
 import { type DropReason, Protection, type ProtectionOptions } from "./protection.js";
 import { renderReaction } from "./render.js";
 import { matchingRules, type Rule } from "./rules.js";
+import { SharedLimits } from "./shared-limits.js";
 import { loadReactorTree, type ReactorTree } from "./tree.js";
 
 export const REACTOR_CONSUMER = "zester-reactor";
@@ -55,6 +56,8 @@ export interface ReactorDeps {
   nc: NatsConnection;
   masterId: string;
   reactorFiles: KV;
+  /** The `reactor-limits` bucket; without it the limits count on this master only. */
+  reactorLimits?: KV;
   log(msg: string): void;
   dispatch(
     req: DispatchRequest,
@@ -151,7 +154,12 @@ export class Reactor {
     opts: ReactorOptions = {},
   ) {
     this.opts = opts;
-    this.protection = new Protection(opts);
+    this.protection = new Protection(
+      opts,
+      Date.now,
+      deps.reactorLimits ? new SharedLimits(deps.reactorLimits) : undefined,
+      deps.log,
+    );
   }
 
   get rules(): ReactorTree {
@@ -300,13 +308,13 @@ export class Reactor {
       );
       return;
     }
-    if (!this.protection.admitSource(ev.origin)) {
+    if (!(await this.protection.admitSourceShared(ev.origin))) {
       this.note("rate", ev.origin, `events from ${ev.origin} arrive faster than the rate limit`, false);
       return;
     }
     for (const rule of rules) {
       const ruleKey = rule.glob;
-      if (!this.protection.admitThrottle(ruleKey, ev.origin, rule.throttleMs)) {
+      if (!(await this.protection.admitThrottleShared(ruleKey, ev.origin, rule.throttleMs, ev.id))) {
         this.note(
           "throttle",
           `${ruleKey}\0${ev.origin}`,
@@ -315,7 +323,7 @@ export class Reactor {
         );
         continue;
       }
-      const admitted = this.protection.admitRule(ruleKey);
+      const admitted = await this.protection.admitRuleShared(ruleKey);
       if (admitted === "opened") {
         this.deps.log(`reactor: breaker opened for rule ${ruleKey}: it fired too often`);
         emitMasterEvent(this.deps.nc, reactorTags.breakerOpen, { rule: ruleKey, master: this.deps.masterId });

@@ -39,6 +39,8 @@ export interface ReactorServiceDeps {
   nc: NatsConnection;
   masterId: string;
   reactorFiles: KV;
+  /** The `reactor-limits` bucket (shared throttle, rate limit and breaker). */
+  reactorLimits?: KV;
   leases: KV;
   dir?: string;
   options?: ReactorOptions;
@@ -71,6 +73,7 @@ export class ReactorService {
         nc: deps.nc,
         masterId: deps.masterId,
         reactorFiles: deps.reactorFiles,
+        ...(deps.reactorLimits ? { reactorLimits: deps.reactorLimits } : {}),
         log: deps.log,
         dispatch: deps.dispatch,
         enroll: async (op, peel, reason) => {

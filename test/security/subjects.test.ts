@@ -13,6 +13,7 @@ import { matchKey, watchEvents } from "../../src/events/index.js";
 import { newKsuid } from "../../src/jobs/ksuid.js";
 import { REACTOR_CONSUMER } from "../../src/reactor/reactor.js";
 import { REACTOR_PUBLISH_SUBJECT } from "../../src/reactor/service.js";
+import { limitKeys } from "../../src/reactor/shared-limits.js";
 import { waitFor } from "../support/wait.js";
 import {
   ATTACKER,
@@ -168,6 +169,30 @@ describe("the reactor: its subject, its bucket, its services", () => {
     }
     outcome = await refusedRequest(`${JS_API}.DIRECT.GET.KV_reactor-files.$KV.reactor-files.top.zy`, "");
     report("read reactor-files top.zy (direct get)", outcome);
+    expect(outcome).toMatch(/^refused/);
+  });
+
+  it("a peel cannot write (nor read) reactor-limits, so it cannot reset a throttle, rate or breaker", async () => {
+    for (const key of [
+      limitKeys.throttle("_admin/x/*", "_admin"),
+      limitKeys.rate(ATTACKER),
+      limitKeys.breaker("*"),
+    ]) {
+      const outcome = await attempt(
+        d.attacker,
+        violations,
+        "publish",
+        `$KV.reactor-limits.${key}`,
+        JSON.stringify({ tokens: 1e9, at: Date.now() }),
+      );
+      report(`write reactor-limits key ${key}`, outcome);
+      expect(outcome).toMatch(/^refused/);
+    }
+    const outcome = await refusedRequest(
+      `${JS_API}.DIRECT.GET.KV_reactor-limits.$KV.reactor-limits.${limitKeys.rate(ATTACKER)}`,
+      "",
+    );
+    report("read reactor-limits (direct get)", outcome);
     expect(outcome).toMatch(/^refused/);
   });
 
